@@ -185,6 +185,8 @@ def fine_to_merged(labels: np.ndarray) -> np.ndarray:
         raise ValueError(
             f"label value {int(labels.max())} is not a fine label (largest is {len(_FINE_TO_MERGED) - 1})"
         )
+    if labels.size and int(labels.min()) < 0:  # numpy would silently index from the end of the table
+        raise ValueError(f"label value {int(labels.min())} is not a fine label (labels are >= 0)")
     return _FINE_TO_MERGED[labels]
 
 

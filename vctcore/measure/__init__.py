@@ -1,0 +1,1 @@
+"""Measurement of patients from their CT (paper Appendix B)."""

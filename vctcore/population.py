@@ -1,0 +1,667 @@
+"""PopulationSpec: a target population as plain data, and reproducible sampling of attribute tables.
+
+A regulator writes a spec as YAML (or builds it in the app); it round-trips through a plain dict::
+
+    name: adults
+    attributes:
+      sex:       {dist: categorical, p: {F: 0.5, M: 0.5}}
+      age_years: {dist: uniform, low: 20, high: 85}
+      height_cm: {dist: truncnormal, mean: {F: 161.7, M: 175.4}, sd: {F: 7.0, M: 7.6}, low: 140, high: 205}
+      weight_kg: {dist: bmi, shape: lognormal, mean: 29.5, sd: 6.5, low: 16, high: 45}
+      bfp_pct:   {dist: relation}
+    constraints: {bmi: [16, 45], bfp_plus_mmp_max: 85}
+    split: {x: body_volume_l, y: mmp_pct, coef: [0.1, 1.0], intercept: -40, keep: above}
+
+Distributions (``dist``): fixed (value), uniform (low, high), normal (mean, sd, optional low/high),
+truncnormal (mean, sd, low, high), lognormal (mean, sd of the variable itself, optional low/high),
+categorical (p by category, sex only), empirical (path to a CSV, columns resampled jointly, optional
+Gaussian jitter sd), relation (the :mod:`vctcore.anthropometry` relation of bfp_pct, mmp_pct or
+bone_density_hu: mean from the sampled parents + residual noise; optional sd and shift) and bmi
+(weight_kg only: sample BMI with shape normal|lognormal, weight = BMI * height^2). Numeric parameters
+may be given per sex (``{F: ..., M: ...}``). Attributes a spec leaves out get ``DEFAULT_ATTRIBUTES``.
+Sampling order: empirical groups, then sex, age, height, weight, body fat, muscle, bone density;
+``body_volume_l`` is always derived (Siri estimate). Every draw is also held to the valid ranges of
+:mod:`vctcore.attributes`, the constraints and the split, by rejection with a bounded number of rounds.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping
+from dataclasses import KW_ONLY, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+from scipy.special import ndtr, ndtri
+
+from vctcore import anthropometry as anth
+from vctcore.attributes import (ATTRIBUTE_NAMES, ATTRIBUTES, BMI_VALID_RANGE, MAX_BFP_PLUS_MMP,
+                                SEX_CATEGORIES, bmi, check_table, validate_table)
+
+UNKNOWN_TOP_KEY = "{key}: unknown top-level key; allowed: {allowed}"
+BAD_MAPPING = "{field}: expected a mapping, got {value!r}"
+MISSING_NAME = "name: a population spec needs a non-empty name, got {value!r}"
+UNKNOWN_ATTRIBUTE = "attributes.{name}: unknown attribute; known: {known}"
+DERIVED_ATTRIBUTE = ("attributes.{name}: {name!r} is derived (Siri estimate from weight and body fat) "
+                     "and cannot have a distribution")
+UNKNOWN_DIST = "attributes.{name}.dist: unknown distribution {dist!r}; allowed: {allowed}"
+DIST_NOT_ALLOWED = "attributes.{name}.dist: {dist!r} is not available for {name!r}; allowed here: {allowed}"
+MISSING_PARAM = "attributes.{name}: distribution {dist!r} needs {param!r}"
+UNKNOWN_PARAM = "attributes.{name}: unknown parameter {param!r} for {dist!r}; allowed: {allowed}"
+NOT_A_NUMBER = "{field}: expected a number, got {value!r}"
+PER_SEX_NOT_ALLOWED = "{field}: per-sex values are not allowed here, got {value!r}"
+PER_SEX_KEYS = "{field}: per-sex values need exactly the keys F and M, got {keys}"
+LOW_ABOVE_HIGH = "{field}: low {low:g} is above high {high:g}"
+NONPOSITIVE_SD = "{field}: sd must be > 0, got {value:g}"
+NONPOSITIVE_MEAN = "{field}: a lognormal needs mean > 0, got {value:g}"
+OUT_OF_PHYSIO = "{field}: {value:g} is outside the physiological range of {what} [{low:g}, {high:g}]{unit}"
+BAD_PROBABILITIES = "attributes.{name}.p: probabilities must be >= 0 and sum to 1, got {p}"
+UNKNOWN_CATEGORY = "attributes.{name}.p: unknown category {cat!r}; allowed: {allowed}"
+BAD_SEX_VALUE = "attributes.sex.value: must be one of {allowed}, got {value!r}"
+BAD_SHAPE = "attributes.{name}.shape: must be 'normal' or 'lognormal', got {value!r}"
+BAD_JITTER = "attributes.{name}.jitter: expected a number >= 0 or a mapping column -> number >= 0, got {value!r}"
+EMPIRICAL_NO_FILE = "attributes.{name}.path: empirical CSV {path} does not exist"
+EMPIRICAL_BAD_COLUMNS = "attributes.{name}.columns: {problem}"
+EMPIRICAL_MISSING_COLUMNS = "attributes.{name}.columns: CSV {path} lacks column(s) {missing}; it has {have}"
+EMPIRICAL_BAD_VALUES = "attributes.{name}.path: CSV {path} has invalid attribute values: {problems}"
+DUPLICATE_ATTRIBUTE = "attributes.{name}: given twice (own distribution and empirical columns of {other!r})"
+UNKNOWN_CONSTRAINT = ("constraints.{key}: unknown constraint; allowed: continuous attribute names, 'bmi', "
+                      "'bfp_plus_mmp_max'")
+BAD_RANGE = "constraints.{key}: expected [low, high] (null for an open end), got {value!r}"
+BAD_SUM_MAX = "constraints.bfp_plus_mmp_max: must be in (0, {high:g}], got {value!r}"
+UNKNOWN_SPLIT_KEY = "split.{key}: unknown key; allowed: x, y, coef, intercept, keep"
+UNKNOWN_SPLIT_COLUMN = "split.{axis}: unknown column {value!r}; allowed: {allowed}"
+BAD_KEEP = "split.keep: must be 'above' or 'below', got {value!r}"
+BAD_COEF = "split.coef: expected two numbers [a, b], not both zero, got {value!r}"
+SPLIT_COLUMN_MISSING = "split: the table has no column {column!r} (columns: {have})"
+MISSING_FILE = "population spec file {path} does not exist"
+BAD_YAML = "population spec YAML must be a mapping at the top level, got {kind}"
+BAD_YAML_SYNTAX = "population spec is not valid YAML: {error}"
+BAD_N = "n: expected a positive number of rows, got {value!r}"
+IMPOSSIBLE_SPEC = ("population {name!r}: only {accepted} of {drawn} draws satisfied the constraints "
+                   "({needed} needed); pass counts per constraint: {detail}. Widen the constraints or move the "
+                   "distributions towards them.")
+
+
+class SpecError(ValueError):
+    """A population spec is malformed, out of physiological range or cannot be sampled."""
+
+
+DISTS: dict[str, tuple[set[str], set[str]]] = {  # dist -> (required, optional) parameters
+    "fixed": ({"value"}, set()),
+    "uniform": ({"low", "high"}, set()),
+    "normal": ({"mean", "sd"}, {"low", "high"}),
+    "truncnormal": ({"mean", "sd", "low", "high"}, set()),
+    "lognormal": ({"mean", "sd"}, {"low", "high"}),
+    "categorical": ({"p"}, set()),
+    "empirical": ({"path"}, {"columns", "jitter"}),
+    "relation": (set(), {"sd", "shift"}),
+    "bmi": ({"mean", "sd"}, {"low", "high", "shape"}),
+}
+RELATIONS: dict[str, float] = {"bfp_pct": anth.BFP_RESIDUAL_SD, "mmp_pct": anth.MMP_RESIDUAL_SD,
+                               "bone_density_hu": anth.BONE_DENSITY_RESIDUAL_SD}
+SAMPLING_ORDER = ("sex", "age_years", "height_cm", "weight_kg", "bfp_pct", "mmp_pct", "bone_density_hu")
+SPLIT_COLUMNS = tuple(n for n, a in ATTRIBUTES.items() if not a.is_categorical) + ("bmi",)
+CONSTRAINT_SUM_KEY = "bfp_plus_mmp_max"
+_CONTINUOUS_DISTS = ("fixed", "uniform", "normal", "truncnormal", "lognormal", "empirical")
+_NUMERIC_PARAMS = ("value", "low", "high", "mean", "sd")
+_TOP_KEYS = ("name", "description", "attributes", "constraints", "split")
+MIN_BATCH = 10_000
+MAX_BATCH = 1_000_000
+DEFAULT_MAX_ROUNDS = 20
+
+# US adults (CDC NHANES 2015-2018 anthropometric reference data: mean height 175.4 cm men, 161.7 cm
+# women; mean BMI about 29.5 kg/m2), used for every attribute a spec leaves out.
+DEFAULT_ATTRIBUTES: dict[str, dict[str, Any]] = {
+    "sex": {"dist": "categorical", "p": {"F": 0.5, "M": 0.5}},
+    "age_years": {"dist": "uniform", "low": 20, "high": 85},
+    "height_cm": {"dist": "truncnormal", "mean": {"F": 161.7, "M": 175.4}, "sd": {"F": 7.0, "M": 7.6},
+                  "low": 140, "high": 205},
+    "weight_kg": {"dist": "bmi", "shape": "lognormal", "mean": 29.5, "sd": 6.5, "low": 16, "high": 45},
+    "bfp_pct": {"dist": "relation"},
+    "mmp_pct": {"dist": "relation"},
+    "bone_density_hu": {"dist": "relation"},
+}
+
+
+def allowed_dists(name: str) -> tuple[str, ...]:
+    """Distributions a spec may use for attribute ``name`` (empty for derived attributes)."""
+    attr = ATTRIBUTES[name]
+    if attr.derived:
+        return ()
+    if attr.is_categorical:
+        return ("fixed", "categorical", "empirical")
+    extra = (("relation",) if name in RELATIONS else ()) + (("bmi",) if name == "weight_kg" else ())
+    return _CONTINUOUS_DISTS + extra
+
+
+def _num(field_name: str, value: Any) -> float:
+    if isinstance(value, bool) or value is None:
+        raise SpecError(NOT_A_NUMBER.format(field=field_name, value=value))
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise SpecError(NOT_A_NUMBER.format(field=field_name, value=value)) from None
+    if not math.isfinite(out):
+        raise SpecError(NOT_A_NUMBER.format(field=field_name, value=value))
+    return out
+
+
+def _by_sex(field_name: str, value: Any, *, per_sex_ok: bool) -> dict[str, float]:
+    """A numeric parameter as {"F": f, "M": m} (equal when given as one number)."""
+    if isinstance(value, Mapping):
+        if not per_sex_ok:
+            raise SpecError(PER_SEX_NOT_ALLOWED.format(field=field_name, value=value))
+        if set(value) != set(SEX_CATEGORIES):
+            raise SpecError(PER_SEX_KEYS.format(field=field_name, keys=sorted(map(str, value))))
+        return {s: _num(f"{field_name}[{s}]", value[s]) for s in SEX_CATEGORIES}
+    v = _num(field_name, value)
+    return {s: v for s in SEX_CATEGORIES}
+
+
+def _physio(name: str, dist: str) -> tuple[str, float, float, str]:
+    if dist == "bmi":
+        return "bmi", *BMI_VALID_RANGE, " kg/m2"
+    a = ATTRIBUTES[name]
+    return name, a.low, a.high, f" {a.unit}" if a.unit else ""
+
+
+def _check_numbers(name: str, dist: str, cfg: Mapping[str, Any]) -> None:
+    vals = {k: _by_sex(f"attributes.{name}.{k}", cfg[k], per_sex_ok=name != "sex")
+            for k in _NUMERIC_PARAMS if k in cfg}
+    what, lo, hi, unit = _physio(name, dist)
+    for s in SEX_CATEGORIES:
+        p = {k: v[s] for k, v in vals.items()}
+        tag = "" if all(v["F"] == v["M"] for v in vals.values()) else f"[{s}]"
+        if "sd" in p and p["sd"] <= 0:
+            raise SpecError(NONPOSITIVE_SD.format(field=f"attributes.{name}.sd{tag}", value=p["sd"]))
+        if "low" in p and "high" in p and p["low"] > p["high"]:
+            raise SpecError(LOW_ABOVE_HIGH.format(field=f"attributes.{name}{tag}", low=p["low"], high=p["high"]))
+        if dist == "lognormal" and p["mean"] <= 0:
+            raise SpecError(NONPOSITIVE_MEAN.format(field=f"attributes.{name}.mean{tag}", value=p["mean"]))
+        for k in ("value", "low", "high", "mean"):
+            if k in p and not lo <= p[k] <= hi:
+                raise SpecError(OUT_OF_PHYSIO.format(field=f"attributes.{name}.{k}{tag}", value=p[k],
+                                                     what=what, low=lo, high=hi, unit=unit))
+
+
+def _check_categorical(name: str, cfg: Mapping[str, Any]) -> None:
+    p = cfg["p"]
+    if not isinstance(p, Mapping):
+        raise SpecError(BAD_MAPPING.format(field=f"attributes.{name}.p", value=p))
+    for cat in p:
+        if cat not in SEX_CATEGORIES:
+            raise SpecError(UNKNOWN_CATEGORY.format(name=name, cat=cat, allowed=list(SEX_CATEGORIES)))
+    probs = [_num(f"attributes.{name}.p.{c}", v) for c, v in p.items()]
+    if any(v < 0 for v in probs) or abs(sum(probs) - 1.0) > 1e-6:
+        raise SpecError(BAD_PROBABILITIES.format(name=name, p=dict(p)))
+
+
+def _plain(value: Any) -> Any:
+    """Deep copy as plain Python data (numpy scalars -> numbers, tuples -> lists) so YAML can write it."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_plain(v) for v in value]
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _resolve(path: Any, base_dir: Path | None) -> Path:
+    p = Path(str(path)).expanduser()
+    return p if p.is_absolute() or base_dir is None else Path(base_dir) / p
+
+
+def _empirical_columns(name: str, cfg: Mapping[str, Any]) -> list[str]:
+    cols = cfg.get("columns", [name])
+    if isinstance(cols, str) or not all(isinstance(c, str) for c in cols):
+        raise SpecError(EMPIRICAL_BAD_COLUMNS.format(name=name, problem=f"expected a list of names, got {cols!r}"))
+    cols = list(cols)
+    bad = [c for c in cols if c not in ATTRIBUTES or ATTRIBUTES[c].derived]
+    if bad or name not in cols:
+        problem = f"{bad} are not sampleable attributes" if bad else f"must include {name!r}, got {cols}"
+        raise SpecError(EMPIRICAL_BAD_COLUMNS.format(name=name, problem=problem))
+    return cols
+
+
+def _load_empirical(name: str, cfg: Mapping[str, Any], base_dir: Path | None) -> pd.DataFrame:
+    """The listed columns of the empirical CSV, rows with missing values dropped; validated."""
+    path, cols = _resolve(cfg["path"], base_dir), _empirical_columns(name, cfg)
+    if not path.is_file():
+        raise SpecError(EMPIRICAL_NO_FILE.format(name=name, path=path))
+    table = pd.read_csv(path)
+    missing = [c for c in cols if c not in table.columns]
+    if missing:
+        raise SpecError(EMPIRICAL_MISSING_COLUMNS.format(name=name, path=path, missing=missing,
+                                                         have=list(table.columns)))
+    table = table[cols].dropna().reset_index(drop=True)
+    problems = validate_table(table) or ([] if len(table) else ["no complete rows"])
+    if problems:
+        raise SpecError(EMPIRICAL_BAD_VALUES.format(name=name, path=path, problems="; ".join(problems)))
+    return table
+
+
+def _check_empirical(name: str, cfg: Mapping[str, Any], base_dir: Path | None) -> None:
+    cols = _empirical_columns(name, cfg)
+    jitter = cfg.get("jitter", 0.0)
+    items = jitter.items() if isinstance(jitter, Mapping) else [(c, jitter) for c in cols]
+    for col, sd in items:
+        if col not in cols or isinstance(sd, bool) or not isinstance(sd, (int, float)) or sd < 0:
+            raise SpecError(BAD_JITTER.format(name=name, value=jitter))
+    _load_empirical(name, cfg, base_dir)
+
+
+def _check_attribute(name: str, cfg: Any, base_dir: Path | None) -> None:
+    if name not in ATTRIBUTES:
+        raise SpecError(UNKNOWN_ATTRIBUTE.format(name=name, known=", ".join(ATTRIBUTE_NAMES)))
+    if ATTRIBUTES[name].derived:
+        raise SpecError(DERIVED_ATTRIBUTE.format(name=name))
+    if not isinstance(cfg, Mapping):
+        raise SpecError(BAD_MAPPING.format(field=f"attributes.{name}", value=cfg))
+    dist = cfg.get("dist")
+    if dist is None:
+        raise SpecError(MISSING_PARAM.format(name=name, dist=None, param="dist"))
+    if dist not in DISTS:
+        raise SpecError(UNKNOWN_DIST.format(name=name, dist=dist, allowed=", ".join(DISTS)))
+    if dist not in allowed_dists(name):
+        raise SpecError(DIST_NOT_ALLOWED.format(name=name, dist=dist, allowed=", ".join(allowed_dists(name))))
+    required, optional = DISTS[dist]
+    for param in sorted(required - set(cfg)):
+        raise SpecError(MISSING_PARAM.format(name=name, dist=dist, param=param))
+    for param in cfg:
+        if param != "dist" and param not in required | optional:
+            raise SpecError(UNKNOWN_PARAM.format(name=name, param=param, dist=dist,
+                                                 allowed=", ".join(sorted(required | optional))))
+    if dist == "categorical":
+        _check_categorical(name, cfg)
+    elif dist == "empirical":
+        _check_empirical(name, cfg, base_dir)
+    elif name == "sex":
+        if cfg["value"] not in SEX_CATEGORIES:
+            raise SpecError(BAD_SEX_VALUE.format(value=cfg["value"], allowed=list(SEX_CATEGORIES)))
+    else:
+        if dist == "bmi" and cfg.get("shape", "normal") not in ("normal", "lognormal"):
+            raise SpecError(BAD_SHAPE.format(name=name, value=cfg.get("shape")))
+        _check_numbers(name, dist, cfg)
+        if "shift" in cfg:
+            _by_sex(f"attributes.{name}.shift", cfg["shift"], per_sex_ok=True)
+
+
+def _range_of(key: str) -> tuple[float, float]:
+    return BMI_VALID_RANGE if key == "bmi" else (ATTRIBUTES[key].low, ATTRIBUTES[key].high)
+
+
+def _check_constraints(constraints: Mapping[str, Any]) -> None:
+    for key, value in constraints.items():
+        if key == CONSTRAINT_SUM_KEY:
+            v = _num(f"constraints.{key}", value)
+            if not 0 < v <= MAX_BFP_PLUS_MMP:
+                raise SpecError(BAD_SUM_MAX.format(high=MAX_BFP_PLUS_MMP, value=value))
+            continue
+        if key not in SPLIT_COLUMNS:
+            raise SpecError(UNKNOWN_CONSTRAINT.format(key=key))
+        if isinstance(value, (str, Mapping)) or not hasattr(value, "__len__") or len(value) != 2:
+            raise SpecError(BAD_RANGE.format(key=key, value=value))
+        lo, hi = _range_of(key)
+        bounds = [None if v is None else _num(f"constraints.{key}", v) for v in value]
+        for v in bounds:
+            if v is not None and not lo <= v <= hi:
+                unit = " kg/m2" if key == "bmi" else f" {ATTRIBUTES[key].unit}"
+                raise SpecError(OUT_OF_PHYSIO.format(field=f"constraints.{key}", value=v, what=key, low=lo,
+                                                     high=hi, unit=unit))
+        if None not in bounds and bounds[0] > bounds[1]:
+            raise SpecError(LOW_ABOVE_HIGH.format(field=f"constraints.{key}", low=bounds[0], high=bounds[1]))
+
+
+def _column(df: pd.DataFrame, name: str) -> np.ndarray:
+    if name in df.columns:
+        return pd.to_numeric(df[name], errors="coerce").to_numpy(dtype=float)
+    if name == "bmi" and {"height_cm", "weight_kg"} <= set(df.columns):
+        return np.asarray(bmi(_column(df, "height_cm"), _column(df, "weight_kg")), dtype=float)
+    raise SpecError(SPLIT_COLUMN_MISSING.format(column=name, have=list(df.columns)))
+
+
+@dataclass(frozen=True)
+class BiasSplit:
+    """Linear boundary ``a * x + b * y + c`` (the paper's ID/OOD construction, Section 4.3.1).
+
+    ``keep="above"`` keeps rows with score > 0, ``"below"`` rows with score < 0 (rows exactly on the
+    boundary are in neither). ``x``/``y`` are continuous attribute columns or "bmi".
+    """
+
+    x: str
+    y: str
+    coef: tuple[float, float]
+    _: KW_ONLY
+    intercept: float = 0.0
+    keep: str = "above"
+
+    def __post_init__(self) -> None:
+        for axis in ("x", "y"):
+            if getattr(self, axis) not in SPLIT_COLUMNS:
+                raise SpecError(UNKNOWN_SPLIT_COLUMN.format(axis=axis, value=getattr(self, axis),
+                                                            allowed=", ".join(SPLIT_COLUMNS)))
+        if self.keep not in ("above", "below"):
+            raise SpecError(BAD_KEEP.format(value=self.keep))
+        coef = self.coef
+        if isinstance(coef, (str, Mapping)) or not hasattr(coef, "__len__") or len(coef) != 2:
+            raise SpecError(BAD_COEF.format(value=coef))
+        a, b = (_num("split.coef", c) for c in coef)
+        if a == 0 and b == 0:
+            raise SpecError(BAD_COEF.format(value=coef))
+        object.__setattr__(self, "coef", (a, b))
+        object.__setattr__(self, "intercept", _num("split.intercept", self.intercept))
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> BiasSplit:
+        if not isinstance(d, Mapping):
+            raise SpecError(BAD_MAPPING.format(field="split", value=d))
+        for key in d:
+            if key not in ("x", "y", "coef", "intercept", "keep"):
+                raise SpecError(UNKNOWN_SPLIT_KEY.format(key=key))
+        return cls(x=d.get("x"), y=d.get("y"), coef=d.get("coef"), intercept=d.get("intercept", 0.0),
+                   keep=d.get("keep", "above"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"x": self.x, "y": self.y, "coef": list(self.coef), "intercept": self.intercept, "keep": self.keep}
+
+    def score(self, df: pd.DataFrame) -> np.ndarray:
+        """Signed boundary score a*x + b*y + c per row (units of the columns)."""
+        return self.coef[0] * _column(df, self.x) + self.coef[1] * _column(df, self.y) + self.intercept
+
+    def inside(self, df: pd.DataFrame) -> np.ndarray:
+        """Boolean mask of the rows on the kept side."""
+        s = self.score(df)
+        return s > 0 if self.keep == "above" else s < 0
+
+    def flipped(self) -> BiasSplit:
+        """The same boundary keeping the other side (ID <-> OOD)."""
+        return BiasSplit(self.x, self.y, self.coef, intercept=self.intercept,
+                         keep="below" if self.keep == "above" else "above")
+
+    def describe(self) -> str:
+        (a, b), c = self.coef, self.intercept
+        return f"{a:g}*{self.x} + {b:g}*{self.y} + {c:g} {'>' if self.keep == 'above' else '<'} 0"
+
+
+def apply_split(df: pd.DataFrame, split: BiasSplit | Mapping[str, Any]) -> np.ndarray:
+    """Boolean mask of the rows of ``df`` on the kept side of ``split`` (a BiasSplit or its dict)."""
+    return (split if isinstance(split, BiasSplit) else BiasSplit.from_dict(split)).inside(df)
+
+
+def _trunc_normal(rng: np.random.Generator, mean: Any, sd: Any, *, low: Any, high: Any, m: int) -> np.ndarray:
+    """Inverse-CDF draws from N(mean, sd) truncated to [low, high]; all arguments broadcast to m.
+
+    Intervals in the upper tail are mirrored to the lower tail, where the normal CDF keeps its precision.
+    """
+    mean, sd = np.broadcast_to(mean, (m,)), np.broadcast_to(sd, (m,))
+    z_lo, z_hi = (np.asarray(low) - mean) / sd, (np.asarray(high) - mean) / sd
+    flip = (z_lo + z_hi) > 0
+    a, b = ndtr(np.where(flip, -z_hi, z_lo)), ndtr(np.where(flip, -z_lo, z_hi))
+    z = ndtri(a + rng.uniform(size=m) * (b - a))
+    return np.clip(mean + sd * np.where(flip, -z, z), low, high)
+
+
+def _per_row(value: Any, sex: np.ndarray | None, m: int) -> np.ndarray:
+    if isinstance(value, Mapping):
+        return np.where(sex == "M", float(value["M"]), float(value["F"]))
+    return np.full(m, float(value))
+
+
+def _sample_shape(rng: np.random.Generator, shape: str, cfg: Mapping[str, Any], sex: Any, m: int,
+                  *, bounds: tuple[float, float]) -> np.ndarray:
+    """Normal or lognormal (mean, sd on the natural scale) truncated to cfg low/high and ``bounds``."""
+    mean, sd = _per_row(cfg["mean"], sex, m), _per_row(cfg["sd"], sex, m)
+    low = np.maximum(_per_row(cfg.get("low", bounds[0]), sex, m), bounds[0])
+    high = np.minimum(_per_row(cfg.get("high", bounds[1]), sex, m), bounds[1])
+    if shape == "normal":
+        return _trunc_normal(rng, mean, sd, low=low, high=high, m=m)
+    s2 = np.log1p((sd / mean) ** 2)
+    mu = np.log(mean) - s2 / 2
+    return np.exp(_trunc_normal(rng, mu, np.sqrt(s2), low=np.log(np.maximum(low, 1e-9)), high=np.log(high), m=m))
+
+
+def _sample_relation(rng: np.random.Generator, name: str, cfg: Mapping[str, Any], cols: dict, m: int) -> np.ndarray:
+    sex, age = cols["sex"], cols["age_years"]
+    if name == "bfp_pct":
+        mean = anth.mean_bfp_pct(sex, age, bmi(cols["height_cm"], cols["weight_kg"]))
+    elif name == "mmp_pct":
+        mean = anth.mean_mmp_pct(sex, age, bmi(cols["height_cm"], cols["weight_kg"]), bfp_pct=cols["bfp_pct"])
+    else:
+        mean = anth.mean_bone_density_hu(sex, age)
+    mean = mean + _per_row(cfg.get("shift", 0.0), sex, m)
+    sd = _per_row(cfg.get("sd", RELATIONS[name]), sex, m)
+    attr = ATTRIBUTES[name]
+    high = np.full(m, attr.high)
+    if name == "mmp_pct":
+        high = np.clip(MAX_BFP_PLUS_MMP - cols["bfp_pct"], attr.low, attr.high)
+    return _trunc_normal(rng, mean, sd, low=attr.low, high=high, m=m)
+
+
+def _sample_one(rng: np.random.Generator, name: str, cfg: Mapping[str, Any], cols: dict, m: int) -> np.ndarray:
+    dist, sex = cfg["dist"], cols.get("sex")
+    attr = ATTRIBUTES[name]
+    if name == "sex":
+        if dist == "fixed":
+            return np.full(m, cfg["value"], dtype=object)
+        cats = list(cfg["p"])
+        probs = np.array([float(cfg["p"][c]) for c in cats])
+        return np.asarray(cats, dtype=object)[rng.choice(len(cats), size=m, p=probs / probs.sum())]
+    if dist == "fixed":
+        return _per_row(cfg["value"], sex, m)
+    if dist == "uniform":
+        return rng.uniform(_per_row(cfg["low"], sex, m), _per_row(cfg["high"], sex, m))
+    if dist in ("normal", "truncnormal", "lognormal"):
+        return _sample_shape(rng, "lognormal" if dist == "lognormal" else "normal", cfg, sex, m,
+                             bounds=(attr.low, attr.high))
+    if dist == "bmi":
+        b = _sample_shape(rng, cfg.get("shape", "normal"), cfg, sex, m, bounds=BMI_VALID_RANGE)
+        return b * (cols["height_cm"] / 100.0) ** 2
+    return _sample_relation(rng, name, cfg, cols, m)
+
+
+def _sample_empirical(rng: np.random.Generator, cfg: Mapping[str, Any], table: pd.DataFrame, m: int) -> dict:
+    rows = table.iloc[rng.integers(0, len(table), size=m)]
+    jitter = cfg.get("jitter", 0.0)
+    out = {}
+    for col in table.columns:
+        values = rows[col].to_numpy()
+        sd = float(jitter.get(col, 0.0) if isinstance(jitter, Mapping) else jitter)
+        if ATTRIBUTES[col].is_categorical:
+            out[col] = values.astype(object)
+        else:
+            out[col] = values.astype(float) + (rng.normal(0.0, sd, size=m) if sd > 0 else 0.0)
+    return out
+
+
+@dataclass(frozen=True)
+class PopulationSpec:
+    """A target population: per-attribute distributions, hard constraints and an optional bias split.
+
+    ``attributes`` maps attribute names to ``{"dist": ..., **params}`` dicts; attributes left out are
+    filled from ``DEFAULT_ATTRIBUTES`` at construction. ``constraints`` maps a continuous attribute
+    or "bmi" to ``[low, high]`` (None for an open end) and ``"bfp_plus_mmp_max"`` to a number (the
+    physiological maximum ``MAX_BFP_PLUS_MMP`` always applies). ``base_dir`` resolves relative
+    empirical CSV paths (the YAML file's folder when loaded from a file). Invalid specs raise SpecError.
+    """
+
+    name: str
+    _: KW_ONLY
+    description: str = ""
+    attributes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    constraints: Mapping[str, Any] = field(default_factory=dict)
+    split: BiasSplit | None = None
+    base_dir: Path | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.split, Mapping):
+            object.__setattr__(self, "split", BiasSplit.from_dict(self.split))
+        for key in ("attributes", "constraints"):
+            if not isinstance(getattr(self, key), Mapping):
+                raise SpecError(BAD_MAPPING.format(field=key, value=getattr(self, key)))
+            object.__setattr__(self, key, _plain(getattr(self, key)))
+        self.validate()
+        covered = self._owners()
+        filled = {n: self.attributes.get(n, copy.deepcopy(DEFAULT_ATTRIBUTES.get(n)))
+                  for n in ATTRIBUTE_NAMES if n in self.attributes or (n in DEFAULT_ATTRIBUTES and n not in covered)}
+        object.__setattr__(self, "attributes", filled)
+
+    def _owners(self) -> dict[str, str]:
+        """Attribute -> the spec entry that samples it (itself, or the empirical entry listing it)."""
+        owners: dict[str, str] = {}
+        for name, cfg in self.attributes.items():
+            cols = _empirical_columns(name, cfg) if cfg.get("dist") == "empirical" else [name]
+            for col in cols:
+                if col in owners:
+                    raise SpecError(DUPLICATE_ATTRIBUTE.format(name=col, other=name if col != name else owners[col]))
+                owners[col] = name
+        return owners
+
+    def validate(self) -> PopulationSpec:
+        """Check every field; raise SpecError naming the field, the value and what is allowed."""
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise SpecError(MISSING_NAME.format(value=self.name))
+        for name, cfg in self.attributes.items():
+            _check_attribute(name, cfg, self.base_dir)
+        self._owners()
+        _check_constraints(self.constraints)
+        if self.split is not None and not isinstance(self.split, BiasSplit):
+            raise SpecError(BAD_MAPPING.format(field="split", value=self.split))
+        return self
+
+    # ---- plain-dict and YAML round trip ------------------------------------------------------
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], *, base_dir: str | Path | None = None) -> PopulationSpec:
+        """Build from a plain dict (the YAML document); unknown top-level keys are errors."""
+        if not isinstance(d, Mapping):
+            raise SpecError(BAD_YAML.format(kind=type(d).__name__))
+        for key in d:
+            if key not in _TOP_KEYS:
+                raise SpecError(UNKNOWN_TOP_KEY.format(key=key, allowed=", ".join(_TOP_KEYS)))
+        split = d.get("split")
+        return cls(name=d.get("name"), description=d.get("description") or "",
+                   attributes=d.get("attributes") or {}, constraints=d.get("constraints") or {},
+                   split=None if split is None else BiasSplit.from_dict(split),
+                   base_dir=None if base_dir is None else Path(base_dir))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (YAML-ready) with every attribute's distribution spelled out."""
+        out = {"name": self.name, "description": self.description,
+               "attributes": copy.deepcopy(dict(self.attributes)),
+               "constraints": copy.deepcopy(dict(self.constraints))}
+        if self.split is not None:
+            out["split"] = self.split.to_dict()
+        return out
+
+    @classmethod
+    def from_yaml(cls, source: str | Path) -> PopulationSpec:
+        """Load from a YAML file path (``.yaml``/``.yml``) or from YAML text."""
+        base = None
+        if isinstance(source, Path) or ("\n" not in source and source.strip().endswith((".yaml", ".yml"))):
+            path = Path(source)
+            if not path.is_file():
+                raise SpecError(MISSING_FILE.format(path=path))
+            source, base = path.read_text(encoding="utf-8"), path.parent
+        try:
+            data = yaml.safe_load(source)
+        except yaml.YAMLError as exc:
+            raise SpecError(BAD_YAML_SYNTAX.format(error=exc)) from None
+        return cls.from_dict(data, base_dir=base)
+
+    def to_yaml(self, path: str | Path | None = None) -> str:
+        """YAML text of ``to_dict()``; also written to ``path`` when given."""
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True, default_flow_style=None)
+        if path is not None:
+            Path(path).write_text(text, encoding="utf-8")
+        return text
+
+    # ---- sampling ----------------------------------------------------------------------------
+    def _draw(self, rng: np.random.Generator, m: int, tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+        cols: dict[str, np.ndarray] = {}
+        for name, table in tables.items():
+            cols.update(_sample_empirical(rng, self.attributes[name], table, m))
+        for name in SAMPLING_ORDER:
+            if name not in cols:
+                cols[name] = _sample_one(rng, name, self.attributes[name], cols, m)
+        cols["body_volume_l"] = anth.mean_body_volume_l(cols["weight_kg"], cols["bfp_pct"])
+        return pd.DataFrame({k: cols[k] for k in ATTRIBUTE_NAMES})
+
+    def constraint_masks(self, df: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Description -> boolean mask for every hard constraint (valid ranges, constraints, split)."""
+        masks = {}
+        for name, attr in ATTRIBUTES.items():
+            if not attr.is_categorical and name in df.columns:
+                masks[f"{name} in valid range [{attr.low:g}, {attr.high:g}]"] = (
+                    (df[name] >= attr.low) & (df[name] <= attr.high)).to_numpy()
+        total_max = float(self.constraints.get(CONSTRAINT_SUM_KEY, MAX_BFP_PLUS_MMP))
+        masks[f"bfp_pct + mmp_pct <= {total_max:g}"] = (df["bfp_pct"] + df["mmp_pct"] <= total_max).to_numpy()
+        for key, value in self.constraints.items():
+            if key != CONSTRAINT_SUM_KEY:
+                lo = -np.inf if value[0] is None else float(value[0])
+                hi = np.inf if value[1] is None else float(value[1])
+                x = _column(df, key)
+                masks[f"{key} in [{lo:g}, {hi:g}]"] = (x >= lo) & (x <= hi)
+        if self.split is not None:
+            masks[f"split {self.split.describe()}"] = self.split.inside(df)
+        return masks
+
+    def sample(self, n: int, *, seed: int, max_rounds: int = DEFAULT_MAX_ROUNDS) -> pd.DataFrame:
+        """Sample ``n`` patients: columns ``id`` ("P0000", ...) and every attribute; same seed, same frame.
+
+        Rejection sampling in at most ``max_rounds`` rounds; SpecError when the constraints cannot be
+        met (the message gives the accepted count and how many draws each constraint passed).
+        """
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise SpecError(BAD_N.format(value=n))
+        rng = np.random.default_rng(seed)
+        tables = {name: _load_empirical(name, cfg, self.base_dir)
+                  for name, cfg in self.attributes.items() if cfg["dist"] == "empirical"}
+        kept, passed, accepted, drawn = [], {}, 0, 0
+        batch = max(MIN_BATCH, math.ceil(1.25 * n))
+        for _ in range(max_rounds):
+            cand = self._draw(rng, batch, tables)
+            masks = self.constraint_masks(cand)
+            ok = np.logical_and.reduce(list(masks.values()))
+            for key, mask in masks.items():
+                passed[key] = passed.get(key, 0) + int(mask.sum())
+            drawn, accepted = drawn + batch, accepted + int(ok.sum())
+            kept.append(cand[ok])
+            if accepted >= n or accepted == 0:
+                break
+            batch = int(min(MAX_BATCH, max(MIN_BATCH, math.ceil(1.25 * (n - accepted) * drawn / accepted))))
+        if accepted < n:
+            detail = "; ".join(f"{k}: {v}/{drawn}" for k, v in passed.items() if v < drawn) or "none rejected"
+            raise SpecError(IMPOSSIBLE_SPEC.format(name=self.name, accepted=accepted, drawn=drawn, needed=n,
+                                                   detail=detail))
+        df = pd.concat(kept, ignore_index=True).iloc[:n].reset_index(drop=True)
+        width = max(4, len(str(n - 1)))
+        df.insert(0, "id", [f"P{i:0{width}d}" for i in range(n)])
+        df.attrs.update({"population": self.to_dict(), "seed": seed})
+        return check_table(df)
+
+
+def support_report(df: pd.DataFrame, reference: pd.DataFrame | PopulationSpec, *,
+                   quantiles: tuple[float, float] = (0.0, 1.0), n_reference: int = 2000,
+                   seed: int = 0) -> pd.DataFrame:
+    """Per attribute: the reference range (quantiles) and the fraction of ``df`` rows inside it.
+
+    ``reference`` is an attribute table or a PopulationSpec (sampled with ``n_reference`` and ``seed``).
+    Sex is "inside" when its category occurs in the reference.
+    """
+    ref = reference.sample(n_reference, seed=seed) if isinstance(reference, PopulationSpec) else reference
+    rows = []
+    for name, attr in ATTRIBUTES.items():
+        if name not in df.columns or name not in ref.columns:
+            continue
+        if attr.is_categorical:
+            inside = df[name].isin(set(ref[name].dropna())).to_numpy()
+            lo = hi = float("nan")
+        else:
+            lo, hi = (float(v) for v in ref[name].quantile(list(quantiles)))
+            x = pd.to_numeric(df[name], errors="coerce")
+            inside = ((x >= lo) & (x <= hi)).to_numpy()
+        rows.append({"attribute": name, "low": lo, "high": hi,
+                     "inside_fraction": float(inside.mean()) if len(inside) else float("nan")})
+    return pd.DataFrame(rows, columns=["attribute", "low", "high", "inside_fraction"])

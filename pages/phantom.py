@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 
 from vctcore import render
@@ -42,6 +43,7 @@ DEFAULTS: dict[str, Any] = {
     "ph_window": "soft tissue",
     "ph_overlay": True,
     "ph_opacity": 0.4,
+    "ph_slices_for": None,  # the build request whose default slice positions were last applied
 }
 
 
@@ -91,6 +93,7 @@ def build(attrs: dict[str, Any], seed: int, pose: str) -> dict[str, Any]:
 
 
 def input_panel() -> None:
+    """Attribute, pose and seed inputs; the button turns them into the build request."""
     st.radio("Sex", list(SEXES), format_func=SEXES.get, horizontal=True, key="ph_sex")
     names = list(ATTRIBUTE_INPUTS)
     for pair in (names[i:i + 2] for i in range(0, len(names), 2)):
@@ -118,17 +121,26 @@ def view_controls() -> tuple[float, float, float]:
     return level, width, (opacity if overlay else 0.0)
 
 
+def reset_slices_for_new_phantom(seg: np.ndarray) -> None:
+    """A newly shown phantom starts on its own default slices (liver level, midline); else keep the user's."""
+    fresh = st.session_state["ph_slices_for"] != st.session_state["ph_request"]
+    keys = {plane: f"ph_slice_{plane}" for plane in render.PLANES}
+    if fresh or any(not 0 <= st.session_state.get(key, -1) < seg.shape[render.PLANE_AXIS[plane]]
+                    for plane, key in keys.items()):
+        for plane, index in render.default_slices(seg).items():
+            st.session_state[keys[plane]] = index
+    st.session_state["ph_slices_for"] = st.session_state["ph_request"]
+
+
 def slice_views(ph: dict[str, Any], level: float, width: float, opacity: float) -> None:
     """Axial (large, with the legend below) beside coronal and sagittal at a common height."""
     ct, seg, spacing = ph["ct"], ph["seg"], ph["spacing_mm"]
-    images = {}
-    for plane in render.PLANES:
-        n = ct.shape[render.PLANE_AXIS[plane]]
-        key = f"ph_slice_{plane}"
-        if key not in st.session_state or not 0 <= st.session_state[key] < n:
-            st.session_state[key] = n // 2
-        images[plane] = render.render_slice(ct, plane, st.session_state[key], spacing_mm=spacing, level=level,
-                                            width=width, labels=seg, opacity=opacity, pixel_mm=PIXEL_MM)
+    reset_slices_for_new_phantom(seg)
+    images = {
+        plane: render.render_slice(ct, plane, st.session_state[f"ph_slice_{plane}"], spacing_mm=spacing,
+                                   level=level, width=width, labels=seg, opacity=opacity, pixel_mm=PIXEL_MM)
+        for plane in render.PLANES
+    }
     px = {p: round(DISPLAY_HEIGHT_PX * images[p].shape[1] / images[p].shape[0]) for p in ("coronal", "sagittal")}
     cols = dict(zip(render.PLANES, st.columns([AXIAL_WIDTH_PX, px["coronal"], px["sagittal"]], gap="medium")))
     for plane, col in cols.items():
@@ -144,6 +156,7 @@ def slice_views(ph: dict[str, Any], level: float, width: float, opacity: float) 
 
 
 def legend(seg: np.ndarray, opacity: float) -> None:
+    """Colour chips of the merged classes present in ``seg`` (nothing while labels are hidden)."""
     if opacity == 0:
         return
     st.markdown("**Organ classes in this phantom**")
@@ -166,11 +179,11 @@ def self_check(ph: dict[str, Any]) -> None:
     if not rows:
         return
     st.markdown("**Self-check**: the built phantom re-measured from its own image")
-    st.dataframe(rows, hide_index=True, width="content",
-                 column_config={c: st.column_config.NumberColumn(format="%.1f") for c in ("requested", "measured", "Δ")})
+    table = pd.DataFrame(rows).set_index("quantity")
+    st.table(table.style.format("{:.1f}", na_rep="—"))
     if "seconds" in report:
-        st.caption(f"Built in {report['seconds']:.1f} s"
-                   + (f", {report['calibration_passes']} calibration passes." if "calibration_passes" in report else "."))
+        passes = report.get("calibration_passes")
+        st.caption(f"Built in {report['seconds']:.1f} s" + (f", {passes} calibration passes." if passes else "."))
 
 
 # ---------------------------------------------------------------- page

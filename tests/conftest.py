@@ -46,7 +46,8 @@ def app_url() -> Iterator[str]:
     log = open(ARTIFACTS / "streamlit.log", "wb")
     proc = subprocess.Popen(
         [str(streamlit), "run", "app.py", "--server.headless", "true", "--server.address", "127.0.0.1",
-         "--server.port", str(port), "--browser.gatherUsageStats", "false"],
+         "--server.port", str(port), "--browser.gatherUsageStats", "false",
+         "--server.fileWatcherType", "none"],  # others may edit sources while the tests run
         cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"

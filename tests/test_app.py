@@ -29,6 +29,13 @@ def test_app_opens_on_the_digital_human_with_a_default_phantom(app):
     assert not app.error
 
 
+def test_self_check_compares_requested_and_measured(app):
+    table = app.table[0].value
+    assert {"requested", "measured"} <= set(table.columns)
+    assert table.loc["Weight (kg)", "requested"] == 75.0
+    assert abs(table.loc["Weight (kg)", "measured"] - 75.0) < 3.0  # the phantom calibrates its own mass
+
+
 def test_build_button_builds_the_requested_phantom(app):
     app.radio(key="ph_sex").set_value("M")
     app.number_input(key="ph_height_cm").set_value(185.0)

@@ -9,6 +9,7 @@ from vctcore.render import (
     MERGED_COLOURS,
     WINDOWS,
     blend,
+    default_slices,
     display_aspect,
     legend_entries,
     overlay_rgba,
@@ -211,3 +212,14 @@ def test_render_does_not_import_streamlit():
 
     code = "import sys, vctcore.render; sys.exit('streamlit' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_default_slices_go_through_the_focus_class_and_the_body_middle():
+    lab = np.zeros((20, 10, 30), dtype=np.uint8)
+    lab[4:16, 2:8, 3:27] = 1  # body: x 4..15, y 2..7, z 3..26
+    assert default_slices(lab) == {"axial": 14, "coronal": 4, "sagittal": 9}  # no liver: middle of the body
+    lab[11:14, 5:8, 19:22] = 4  # liver centroid (12, 6, 20)
+    assert default_slices(lab) == {"axial": 20, "coronal": 6, "sagittal": 9}
+    lab[7:10, 3:6, 24:27] = 15  # brain centroid x = 8: the midline
+    assert default_slices(lab) == {"axial": 20, "coronal": 6, "sagittal": 8}
+    assert default_slices(np.zeros((4, 6, 8), dtype=np.uint8)) == {"axial": 4, "coronal": 3, "sagittal": 2}

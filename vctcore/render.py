@@ -207,6 +207,28 @@ def render_slice(
     return blend(grey, overlay_rgba(lab, colours, opacity))
 
 
+def default_slices(labels: np.ndarray, *, focus: int | None = 4, midline: int | None = 15) -> dict[str, int]:
+    """Slice indices (per plane, into ``slice_2d``) that show a body well.
+
+    ``labels`` is an ``(X, Y, Z)`` merged-class volume (0 = outside). Axial and coronal go through the
+    centroid of the ``focus`` class (4, the liver: upper abdomen, with lungs and heart in the coronal
+    view), sagittal through the centroid of the ``midline`` class (15, the brain), which asymmetric arm
+    and leg poses do not pull off the midline. A missing class falls back to the middle of the labelled
+    body, and an empty volume to the middle of the grid.
+    """
+    centre = [n // 2 for n in labels.shape]
+    body = np.argwhere(labels > 0)
+    if body.size:
+        centre = [int(v) for v in (body.min(axis=0) + body.max(axis=0)) // 2]
+
+    def centroid(value: int | None) -> list[int]:
+        where = np.argwhere(labels == value) if value is not None else np.empty((0, 3))
+        return [int(round(v)) for v in where.mean(axis=0)] if where.size else centre
+
+    f, m = centroid(focus), centroid(midline)
+    return {"axial": f[2], "coronal": f[1], "sagittal": m[0]}
+
+
 def legend_entries(
     present: Sequence[int] | None = None,
     *,

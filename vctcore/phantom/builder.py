@@ -19,7 +19,7 @@ from vctcore.measure.composition import AIR_CUTOFF_HU, Composition, composition_
 from vctcore.phantom import body as B
 from vctcore.phantom import tissues as T
 from vctcore.phantom.plan import Plan, build_plan
-from vctcore.phantom.pose import Pose, sample_pose
+from vctcore.phantom.pose import ARM_MODES, Pose, sample_pose
 from vctcore.phantom.shapes import Canvas
 from vctcore.volume import CTVolume, LabelMap, make_affine
 
@@ -35,7 +35,7 @@ PSF_SIGMA_VOX = (0.5, 0.5, 0.35)
 class PhantomGrid:
     """Image grid: ``shape`` (X, Y, Z) voxels and ``spacing_mm``; the body is centred in x and y, crown near the top."""
 
-    shape: tuple[int, int, int] = (112, 80, 272)
+    shape: tuple[int, int, int] = (128, 96, 272)
     spacing_mm: tuple[float, float, float] = (6.0, 6.0, 8.0)
     crown_margin_mm: float = 24.0
 
@@ -44,8 +44,9 @@ class PhantomGrid:
         return tuple(n * s for n, s in zip(self.shape, self.spacing_mm))  # type: ignore[return-value]
 
 
-#: default grid: 672 x 480 x 2176 mm at 6 x 6 x 8 mm, so a 205 cm adult with pointed feet fits,
-#: arms at the sides of a BMI-40 trunk fit in x, and 2.4 M voxels keep CPU training feasible.
+#: default grid: 768 x 576 x 2176 mm at 6 x 6 x 8 mm (the coarsest the product allows), so a 205 cm
+#: adult with pointed feet fits head to toe, and the arms of a 110 kg adult fit beside or over the trunk;
+#: 3.3 M voxels, every axis a multiple of 16 for the generator's 16x latent compression.
 DEFAULT_GRID = PhantomGrid()
 
 
@@ -98,6 +99,26 @@ def _grid_origin(grid: PhantomGrid, h_mm: float, y_range: tuple[float, float]) -
     return np.array([x0, y0, z0])
 
 
+def _fits(plan: Plan, grid: PhantomGrid) -> bool:
+    margin = 2 * max(grid.spacing_mm)
+    width = plan.extent_x_mm[1] - plan.extent_x_mm[0]
+    depth = plan.extent_y_mm[1] - plan.extent_y_mm[0]
+    return width < grid.extent_mm[0] - margin and depth < grid.extent_mm[1] - margin
+
+
+def _fitting_plan(a: Mapping[str, Any], pose: Pose, scales: B.Scales, detail_seed: np.random.Generator,
+                  grid: PhantomGrid) -> tuple[Plan, Pose]:
+    """Plan with the pose's arm placement, or the other placement if only that one fits the grid."""
+    plans = []
+    for arms in (pose.arms, *(m for m in ARM_MODES if m != pose.arms)):
+        p = replace(pose, arms=arms)
+        plan = build_plan(a, p, scales, np.random.default_rng(detail_seed.bit_generator.seed_seq))
+        if _fits(plan, grid):
+            return plan, p
+        plans.append((plan, p))
+    return plans[0]
+
+
 def _render(plan: Plan, grid: PhantomGrid, origin: np.ndarray) -> Canvas:
     canvas = Canvas(grid.shape, grid.spacing_mm, tuple(origin))
     canvas.paint_all(plan.strokes)
@@ -122,7 +143,7 @@ def _noise(shape: tuple[int, int, int], rng: np.random.Generator) -> np.ndarray:
     return smooth * np.float32(CT_NOISE_HU / max(float(smooth.std()), 1e-6))
 
 
-def _converged(comp: Composition, a: Mapping[str, float], tol: tuple[float, float] = (0.004, 0.25)) -> bool:
+def _converged(comp: Composition, a: Mapping[str, float], tol: tuple[float, float] = (0.006, 0.35)) -> bool:
     """Mass within ``tol[0]`` (relative) and BFP, MMP within ``tol[1]`` percentage points of the request."""
     return (abs(comp.mass_kg - a["weight_kg"]) / a["weight_kg"] < tol[0]
             and abs(comp.bfp_pct - a["bfp_pct"]) < tol[1] and abs(comp.mmp_pct - a["mmp_pct"]) < tol[1])
@@ -150,14 +171,14 @@ def _update(scales: B.Scales, comp: Composition, a: Mapping[str, float]) -> B.Sc
     lo, hi = (f * w for f in SKIN_RANGE)
     if not lo <= skin_t <= hi:
         skin_t = float(np.clip(skin_t, lo, hi))
-        frame = float(np.clip(frame * (max(other_t - skin_t, 1e-3) / fixed) ** 0.4, 0.75, 1.25))
+        frame = float(np.clip(frame * (max(other_t - skin_t, 1e-3) / fixed) ** 0.4, 0.6, 1.35))
     return B.Scales(fat=scales.fat * fat_t / max(comp.fat_kg, 1e-3),
                     muscle=scales.muscle * mus_t / max(comp.muscle_kg, 1e-3),
                     skin_ml=skin_t * 1000.0 / rho_skin, frame=frame)
 
 
 def build_phantom(attrs: Mapping[str, Any], *, seed: int = 0, pose: str | Pose = "supine",
-                  grid: PhantomGrid = DEFAULT_GRID, max_passes: int = 6) -> Phantom:
+                  grid: PhantomGrid = DEFAULT_GRID, max_passes: int = 8) -> Phantom:
     """Build a phantom CT + labels from attributes (see ``REQUIRED``; height cm, weight kg, %, HU).
 
     ``pose``: "supine" (random bent knees, pointed feet, arms at the sides or folded), "standing"
@@ -174,11 +195,7 @@ def build_phantom(attrs: Mapping[str, Any], *, seed: int = 0, pose: str | Pose =
     vox_ml = float(np.prod(grid.spacing_mm)) / 1000.0
     history = []
     for _ in range(max_passes):
-        plan = build_plan(a, the_pose, scales, np.random.default_rng(detail_seed.bit_generator.seed_seq))
-        if the_pose.arms == "sides" and plan.extent_x_mm[1] > grid.extent_mm[0] / 2 - 2 * grid.spacing_mm[0]:
-            # arms at the sides would leave the field of view: fold them over the belly (as in decedent CT)
-            the_pose = replace(the_pose, arms="folded")
-            plan = build_plan(a, the_pose, scales, np.random.default_rng(detail_seed.bit_generator.seed_seq))
+        plan, the_pose = _fitting_plan(a, the_pose, scales, detail_seed, grid)
         origin = _grid_origin(grid, h, plan.extent_y_mm)
         canvas = _render(plan, grid, origin)
         hu = _finish(canvas.hu, canvas.label, noise)

@@ -172,10 +172,10 @@ def build_plan(attrs: dict, pose: Pose, scales: B.Scales, rng: np.random.Generat
     s += organs.abdomen(sk, torso, rng, attrs["age_years"])
     s += organs.named_muscles(sk, torso, hu.muscle)
     s += organs.breasts(sk, torso, bud.fat["breast"], attrs["age_years"])
-    s += skeleton.spine(sk, torso, hu) + skeleton.pelvis(sk, hu) + skeleton.thorax_bones(sk, torso, hu)
     s += _neck(sk, bud, hu)
     head, _ = skeleton.skull(sk, hu)
     s += head
+    s += skeleton.spine(sk, torso, hu) + skeleton.pelvis(sk, hu) + skeleton.thorax_bones(sk, torso, hu)
     s += _legs(sk, pose, bud, hu)
     arms, x_max, y_arms = _arms(sk, torso, pose, bud, hu)
     s += arms

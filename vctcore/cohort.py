@@ -1,0 +1,92 @@
+"""Cohorts on disk: one layout for phantom, generated and real cohorts.
+
+    DIR/cohort.json                 provenance: what made it, seeds, versions, config
+    DIR/attributes.csv              one row per patient: id + every attribute
+    DIR/patients/<id>/ct.nii.gz     CT in HU (int16), canonical RAS+
+    DIR/patients/<id>/seg.nii.gz    16 merged classes (vctcore.labels.MERGED_CLASSES)
+    DIR/patients/<id>/labels.nii.gz fine labels, where known (vctcore.labels.FINE_LABELS)
+
+Patients are written one by one; a rerun skips patients whose files are all present, so an
+interrupted job resumes where it stopped. JSON and CSV files are replaced atomically.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from vctcore import __version__
+from vctcore.volume import CTVolume, LabelMap, write_ct, write_labels
+
+PATIENT_FILES = ("ct.nii.gz", "seg.nii.gz")
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages an artifact depends on (for provenance)."""
+    import nibabel
+    import numpy
+    import scipy
+
+    return {"vctcore": __version__, "python": platform.python_version(), "numpy": numpy.__version__,
+            "scipy": scipy.__version__, "nibabel": nibabel.__version__, "pandas": pd.__version__}
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class CohortWriter:
+    """Writes a cohort directory incrementally (resumable)."""
+
+    def __init__(self, root: str | os.PathLike, provenance: dict[str, Any]) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.provenance = {**provenance, "versions": package_versions()}
+        _atomic_text(self.root / "cohort.json", json.dumps(self.provenance, indent=2, default=str))
+
+    def patient_dir(self, pid: str) -> Path:
+        return self.root / "patients" / pid
+
+    def has(self, pid: str) -> bool:
+        d = self.patient_dir(pid)
+        return all((d / f).exists() for f in PATIENT_FILES)
+
+    def add(self, pid: str, *, ct: CTVolume, seg: LabelMap, labels: LabelMap | None = None) -> Path:
+        """Write one patient's volumes; the CT goes last so ``has`` is true only once all are written."""
+        d = self.patient_dir(pid)
+        d.mkdir(parents=True, exist_ok=True)
+        if labels is not None:
+            write_labels(labels, d / "labels.nii.gz")
+        write_labels(seg, d / "seg.nii.gz")
+        write_ct(ct, d / "ct.nii.gz")
+        return d
+
+    def write_attributes(self, table: pd.DataFrame) -> Path:
+        path = self.root / "attributes.csv"
+        _atomic_text(path, table.to_csv(index=False))
+        return path
+
+    def update_provenance(self, **extra: Any) -> None:
+        self.provenance.update(extra)
+        _atomic_text(self.root / "cohort.json", json.dumps(self.provenance, indent=2, default=str))
+
+
+def read_attributes(root: str | os.PathLike) -> pd.DataFrame:
+    """The cohort's attribute table (one row per patient)."""
+    path = Path(root) / "attributes.csv"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: not a cohort directory")
+    return pd.read_csv(path, dtype={"id": str})

@@ -25,10 +25,9 @@ _FARM_K = np.array([0.0, 0.4, 1.0])
 
 @dataclass
 class Plan:
-    """Ordered strokes plus the landmarks measurement tests use (standing frame, mm)."""
+    """Ordered strokes, the body's x and y reach (mm, standing frame) and the torso layers."""
 
     strokes: list[Stroke]
-    landmarks: dict[str, list[float]]
     extent_x_mm: tuple[float, float]
     extent_y_mm: tuple[float, float]
     torso: B.Torso
@@ -173,8 +172,7 @@ def build_plan(attrs: dict, pose: Pose, scales: B.Scales, rng: np.random.Generat
     s += organs.named_muscles(sk, torso, hu.muscle)
     s += organs.breasts(sk, torso, bud.fat["breast"], attrs["age_years"])
     s += _neck(sk, bud, hu)
-    head, _ = skeleton.skull(sk, hu)
-    s += head
+    s += skeleton.skull(sk, hu)
     s += skeleton.spine(sk, torso, hu) + skeleton.pelvis(sk, hu) + skeleton.thorax_bones(sk, torso, hu)
     s += _legs(sk, pose, bud, hu)
     arms, x_max, y_arms = _arms(sk, torso, pose, bud, hu)
@@ -183,5 +181,4 @@ def build_plan(attrs: dict, pose: Pose, scales: B.Scales, rng: np.random.Generat
     y_lo = float(np.min(torso.layers.y_outer - sb))
     toe = max(B.leg_transform(sk, side, pose).foot(np.array([0.0, 0.125 * h, 0.0]))[1] for side in (-1, 1))
     y_hi = float(max(np.max(torso.layers.y_outer + sb), y_arms, toe))
-    marks = {f"{k}_z": [v] for k, v in sk.vertebra_z.items()}
-    return Plan(strokes=s, landmarks=marks, extent_x_mm=(-x_max, x_max), extent_y_mm=(y_lo, y_hi), torso=torso)
+    return Plan(strokes=s, extent_x_mm=(-x_max, x_max), extent_y_mm=(y_lo, y_hi), torso=torso)

@@ -123,7 +123,7 @@ def thorax_bones(sk: Skeleton, torso: Torso, hu) -> list[Stroke]:
         a, b, yc = torso.at(z, "cavity")
         a, b = a + 0.004 * h, b + 0.004 * h
         slope = 0.55 if i < 11 else 0.3  # mm of drop per mm toward anterior
-        ring = _rib_ring(z, yc, a, b, slope, tube=0.0038 * h)
+        ring = _RibRing(z, yc, a, b, slope, tube=0.0038 * h)
         if i >= 11:  # floating ribs: posterior half only
             ring = ring & HalfSpace(np.array([0, 1.0, 0]), yc)
         else:  # costal cartilage gap before the sternum
@@ -170,10 +170,6 @@ class _RibRing(Shape):
         r = max(self.a, self.b) + self.tube + 2
         drop = self.slope * self.b + self.tube + 2
         return (np.array([-r, self.yc - r, self.z - drop - self.tube]), np.array([r, self.yc + r, self.z + self.tube + 2]))
-
-
-def _rib_ring(z, yc, a, b, slope, tube) -> Shape:
-    return _RibRing(z, yc, a, b, slope, tube)
 
 
 def leg_bones(sk: Skeleton, leg: LegTransform, side: int, hu) -> list[Stroke]:
@@ -231,7 +227,7 @@ def arm_bones(sk: Skeleton, shoulder, elbow, wrist, hand_end, side: int, hu) -> 
     return out
 
 
-def skull(sk: Skeleton, hu) -> tuple[list[Stroke], dict]:
+def skull(sk: Skeleton, hu) -> list[Stroke]:
     """Scalp, cranium (clipped at the skull base), brain, face with mandible and maxillary sinuses."""
     h = sk.h
     r = np.array([0.041, 0.051, 0.05]) * h
@@ -252,4 +248,4 @@ def skull(sk: Skeleton, hu) -> tuple[list[Stroke], dict]:
     for side in (-1, 1):
         out.append(Stroke(Ellipsoid(max_c + [side * 0.012 * h, 0.002 * h, 0.0], np.array([0.008, 0.009, 0.009]) * sk.r),
                           T.AIR_HU, L["soft_tissue"]))
-    return out, {"crown_z": h, "skull_center": c}
+    return out

@@ -1,0 +1,5 @@
+import sys
+
+from vctcore.cli import main
+
+sys.exit(main())

@@ -1,0 +1,55 @@
+"""``vct train``: train (or resume) the conditional generator on a cohort directory."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from vctcore.cli.common import CLIError
+
+
+def run(args: argparse.Namespace) -> int:
+    from vctcore.models.checkpoint import CheckpointError
+    from vctcore.train.run import train
+    from vctcore.train.stages import STAGES
+
+    stages = args.stages.split(",") if args.stages else None
+    start = time.monotonic()
+    last = {"stage": None, "t": 0.0}
+
+    def progress(stage: str, done: int, total: int, losses: dict) -> None:
+        now = time.monotonic()
+        if args.quiet or (stage == last["stage"] and done < total and now - last["t"] < args.log_seconds):
+            return
+        last.update(stage=stage, t=now)
+        parts = " ".join(f"{k}={v:.4g}" for k, v in losses.items())
+        print(f"[{now - start:7.0f}s] {stage:<11} {done:>6}/{total:<6} {parts}", file=sys.stderr, flush=True)
+
+    try:
+        report = train(args.cohort, args.run, preset=args.preset, seed=args.seed, device=args.device,
+                       stages=stages, max_minutes=args.max_minutes, limit=args.limit, progress=progress)
+    except (ValueError, FileNotFoundError, CheckpointError) as err:
+        raise CLIError(str(err)) from None
+    for r in report.results:
+        state = "done" if r.finished else "paused"
+        print(f"{r.stage}: {state} at step {r.step}/{r.total} ({r.seconds / 60:.1f} min in total)")
+    if report.generator_dir is not None:
+        print(f"generator written to {report.generator_dir}")
+    else:
+        print(f"not finished; rerun the same command to continue ({', '.join(STAGES)})")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train or resume the conditional CT generator")
+    p.add_argument("--cohort", required=True, help="training cohort directory (phantom or real)")
+    p.add_argument("--run", required=True, help="run directory (state, logs, models; resumable)")
+    p.add_argument("--preset", default="cpu", help="preset name (cpu, paper) or YAML path")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--stages", default=None, help="comma-separated subset of stages to run")
+    p.add_argument("--max-minutes", type=float, default=None, help="stop (resumably) after this wall time")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N patients")
+    p.add_argument("--log-seconds", type=float, default=30.0, help="seconds between progress lines")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=run)

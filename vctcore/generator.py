@@ -1,0 +1,171 @@
+"""The trained conditional CT generator: attributes in, whole-body CT (HU) + 16-class segmentation out.
+
+    gen = Generator.from_pretrained()            # checkpoints/default, device "auto"
+    patients = gen.generate(table, seed=0)       # table: sex, age_years, height_cm, weight_kg, ...
+
+Pipeline (paper Fig. 2c): seeded Gaussian latent -> DDIM with classifier-free guidance on the
+attribute bins -> Z = [Z_img, Z_seg] -> image decoder D_img (+ post-processing U-Net) and
+segmentation decoder D_seg, both in Gaussian-blended sliding windows so memory stays bounded.
+Each patient's initial noise comes from (seed, row index) alone, so results do not depend on the
+batch size, and the same seed and attributes give the same volume on the same device.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from vctcore.labels import MERGED_CLASSES
+from vctcore.models.autoencoders import SegAE, StackedImageAE, unit_to_hu
+from vctcore.models.checkpoint import CheckpointError, load_module, sha256_file
+from vctcore.models.conditioning import attribute_bins
+from vctcore.models.config import GeneratorConfig
+from vctcore.models.diffusion import LatentDiffusion
+from vctcore.models.postprocess import PostProcessor
+from vctcore.models.windowed import windowed
+from vctcore.volume import CTVolume, LabelMap, make_affine
+
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "default"
+#: sliding-window sizes: latent voxels for the decoders, image voxels for post-processing
+DECODE_ROI = (48, 48, 48)
+POST_ROI = (192, 192, 192)
+
+
+@dataclass(frozen=True)
+class GeneratedPatient:
+    """One synthetic patient: CT in HU, merged-class segmentation, the attributes it was asked for."""
+
+    id: str
+    ct: CTVolume
+    seg: LabelMap
+    attributes: dict[str, Any]
+    seed: int
+
+
+def patient_seed(seed: int, index: int) -> int:
+    """Seed of row ``index`` of a call with ``seed`` (independent of batching)."""
+    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+
+
+class Generator:
+    """A loaded generator checkpoint on one device."""
+
+    def __init__(self, cfg: GeneratorConfig, ae: StackedImageAE, seg_ae: SegAE, dm: LatentDiffusion,
+                 post: PostProcessor | None, manifest: dict[str, Any], path: Path, device: torch.device) -> None:
+        self.cfg, self.ae, self.seg_ae, self.dm, self.post = cfg, ae, seg_ae, dm, post
+        self.manifest, self.path, self.device = manifest, path, device
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path | None = None, device: str = "auto", *, verify: bool = True,
+                        post: bool = True) -> "Generator":
+        """Load a generator directory (default: the shipped ``checkpoints/default``).
+
+        ``verify`` checks every file against the manifest's sha256. Raises CheckpointError naming the
+        file for anything missing, corrupt, truncated, tampered with or of another architecture.
+        """
+        from vctcore.devices import resolve_device
+
+        root = Path(path) if path is not None else DEFAULT_CHECKPOINT
+        if not root.is_dir():
+            raise CheckpointError(f"{root}: generator checkpoint directory does not exist")
+        manifest = _read_json(root / "manifest.json")
+        cfg_dict = _read_json(root / "config.json")
+        if verify:
+            for name, digest in manifest.get("files", {}).items():
+                f = root / name
+                if not f.exists():
+                    raise CheckpointError(f"{f}: listed in the manifest but missing")
+                if sha256_file(f) != digest:
+                    raise CheckpointError(f"{f}: sha256 differs from the manifest (corrupt or modified file)")
+        try:
+            cfg = GeneratorConfig.from_dict(cfg_dict)
+        except ValueError as err:
+            raise CheckpointError(f"{root / 'config.json'}: {err}") from None
+        dev = resolve_device(device)
+        ae, seg_ae = StackedImageAE(cfg.image_ae), SegAE(cfg.seg_ae)
+        dm = LatentDiffusion(cfg.diffusion, cfg.latent_channels)
+        load_module(ae, root / "image_ae.safetensors", kind="image_ae")
+        load_module(seg_ae, root / "seg_ae.safetensors", kind="seg_ae")
+        load_module(dm, root / "diffusion.safetensors", kind="diffusion")
+        pp = None
+        if post and cfg.post.enabled and (root / "post.safetensors").exists():
+            pp = PostProcessor(cfg.post)
+            load_module(pp, root / "post.safetensors", kind="post")
+            pp = pp.to(dev).eval()
+        return cls(cfg, ae.to(dev).eval(), seg_ae.to(dev).eval(), dm.to(dev).eval(), pp, manifest, root, dev)
+
+    @property
+    def checkpoint_sha256(self) -> dict[str, str]:
+        return dict(self.manifest.get("files", {}))
+
+    def support_warnings(self, table: pd.DataFrame) -> list[str]:
+        """One message per conditioning attribute with values outside the training support."""
+        msgs = []
+        for name, sup in self.manifest.get("support", {}).items():
+            if name not in table:
+                continue
+            col = table[name].dropna()
+            if "categories" in sup:
+                bad = sorted({str(v) for v in col if str(v) not in sup["categories"]})
+                if bad:
+                    msgs.append(f"{name}: {', '.join(bad)} not in the training data ({', '.join(sup['categories'])})")
+            else:
+                out = col[(col < sup["min"]) | (col > sup["max"])]
+                if len(out):
+                    msgs.append(f"{name}: {len(out)} value(s) outside the training range "
+                                f"{sup['min']:g}-{sup['max']:g} (e.g. {float(out.iloc[0]):g})")
+        return msgs
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Joint latent (1, C, *latent) -> (HU float32 (X, Y, Z), merged classes uint8 (X, Y, Z))."""
+        c_img = self.cfg.image_ae.levels[-1].embedding_dim
+        x = windowed(self.ae.decode, z[:, :c_img], DECODE_ROI)
+        if self.post is not None:
+            x = windowed(self.post, x, POST_ROI)
+        logits = windowed(self.seg_ae.decode, z[:, c_img:], DECODE_ROI)
+        hu = unit_to_hu(x, self.cfg.image_ae.hu_clip)[0, 0].float().cpu().numpy()
+        seg = logits[0].argmax(0).to(torch.uint8).cpu().numpy()
+        return hu, seg
+
+    def generate(self, table: pd.DataFrame, *, seed: int = 0, guidance_scale: float | None = None,
+                 steps: int | None = None, batch_size: int = 1, sampler: str = "ddim",
+                 progress: Callable[[int, int], None] | None = None) -> list[GeneratedPatient]:
+        """One synthetic patient per row of ``table`` (conditioning columns as in vctcore.attributes;
+        missing columns or values mean "none"). ``progress(done, total)`` is called per patient."""
+        table = table.reset_index(drop=True)
+        bins_all = torch.from_numpy(attribute_bins(table, self.cfg.diffusion.condition_on))
+        affine = make_affine(self.cfg.spacing_mm, tuple(self.manifest.get("origin_mm", (0.0, 0.0, 0.0))))
+        out: list[GeneratedPatient] = []
+        for start in range(0, len(table), batch_size):
+            rows = list(range(start, min(start + batch_size, len(table))))
+            seeds = [patient_seed(seed, i) for i in rows]
+            noise = torch.cat([torch.randn((1, self.cfg.latent_channels, *self.cfg.latent_shape),
+                                           generator=torch.Generator().manual_seed(s)) for s in seeds])
+            gen = torch.Generator().manual_seed(seeds[0])
+            z = self.dm.sample(bins_all[rows].to(self.device), noise.to(self.device), steps=steps,
+                               guidance_scale=guidance_scale, sampler=sampler, generator=gen)
+            for j, i in enumerate(rows):
+                hu, seg = self.decode(z[j:j + 1])
+                attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in table.iloc[i].items()}
+                pid = str(attrs.get("id", f"gen{i:05d}"))
+                out.append(GeneratedPatient(pid, CTVolume(hu, affine), LabelMap(seg, affine, {k: v for k, v in MERGED_CLASSES.items() if k}),
+                                            attrs, seeds[j]))
+                if progress is not None:
+                    progress(len(out), len(table))
+        return out
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise CheckpointError(f"{path}: missing from the generator checkpoint")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path}: not valid JSON ({err})") from None

@@ -1,0 +1,105 @@
+"""Model files: safetensors weights with their config in the header, sha256 manifests.
+
+Nothing here unpickles: weights load with ``safetensors`` and resumable training state with
+``torch.load(weights_only=True)``. Every failure names the file and what is wrong with it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+FORMAT = "vct-generator/1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that is missing, corrupt, truncated or of another architecture."""
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def save_module(module: nn.Module, path: str | os.PathLike, *, kind: str, config: dict[str, Any]) -> Path:
+    """Write ``module``'s weights to ``path`` (safetensors, atomic) with kind and config as metadata."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    meta = {"format": FORMAT, "kind": kind, "config": json.dumps(config)}
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        save_file(tensors, str(tmp), metadata=meta)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The safetensors header metadata of ``path``; CheckpointError when it is not a vct model file."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: checkpoint file does not exist")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+            if len(head) < 8:
+                raise CheckpointError(f"{path}: file is empty or truncated (not a safetensors file)")
+            n = int.from_bytes(head, "little")
+            if n <= 0 or n > 100_000_000 or n + 8 > path.stat().st_size:
+                raise CheckpointError(f"{path}: not a safetensors file (bad header length); "
+                                      "pickled .pt/.ckpt files are refused")
+            header = json.loads(fh.read(n))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise CheckpointError(f"{path}: not a safetensors file (unreadable header)") from None
+    meta = header.get("__metadata__") or {}
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a vct generator file (format {meta.get('format')!r}, expected {FORMAT!r})")
+    return meta
+
+
+def load_module(module: nn.Module, path: str | os.PathLike, *, kind: str) -> dict[str, Any]:
+    """Load weights of ``kind`` from ``path`` into ``module`` (strict); returns the stored config."""
+    path = Path(path)
+    meta = read_metadata(path)
+    if meta.get("kind") != kind:
+        raise CheckpointError(f"{path}: holds a {meta.get('kind')!r} model, expected {kind!r}")
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, RuntimeError) as err:
+        raise CheckpointError(f"{path}: corrupt or truncated safetensors file ({err})") from None
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()
+        detail = "; ".join(line.strip() for line in first[:3])
+        raise CheckpointError(f"{path}: weights do not fit the {kind} architecture of this config ({detail})") from None
+    return json.loads(meta.get("config", "{}"))
+
+
+def save_state(state: dict[str, Any], path: str | os.PathLike) -> None:
+    """Resumable training state (tensors, numbers, strings, dicts, lists only), written atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_state(path: str | os.PathLike) -> dict[str, Any]:
+    """Training state saved by ``save_state``; never unpickles arbitrary objects (weights_only)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for corrupt archives
+        raise CheckpointError(f"{path}: unreadable training state ({type(err).__name__}: {err})") from None

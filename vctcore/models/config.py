@@ -1,0 +1,176 @@
+"""Model and training configuration: plain dataclasses read from preset YAML files.
+
+A preset fixes the grid the generator works on (voxels (X, Y, Z) and spacing in mm), the network
+sizes of every stage and the training schedule of every stage. The same dataclasses are stored as
+JSON inside each checkpoint so that a checkpoint rebuilds its own architecture.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PRESET_DIR = Path(__file__).resolve().parent.parent / "train" / "presets"
+
+
+@dataclass(frozen=True)
+class VQLevel:
+    """One VQ-VAE level: ``in_channels`` -> ``embedding_dim`` latent channels, down by 2**len(channels)."""
+
+    in_channels: int
+    channels: tuple[int, ...]
+    num_res_layers: int
+    embedding_dim: int
+    num_embeddings: int
+
+
+@dataclass(frozen=True)
+class ImageAEConfig:
+    """Stacked image autoencoder; ``levels[0]`` sees HU images, each next level the previous latent."""
+
+    levels: tuple[VQLevel, ...]
+    hu_clip: tuple[float, float] = (-1024.0, 3071.0)
+    soft_window_hu: tuple[float, float] = (-200.0, 300.0)
+    hard_window_hu: tuple[float, float] = (300.0, 3071.0)
+    mw_weights: tuple[float, float, float] = (3.0, 1.0, 1.0)  # soft, hard, other
+    snap_between_levels: bool = True
+
+    @property
+    def factor(self) -> int:
+        """Total down-sampling per axis."""
+        f = 1
+        for lv in self.levels:
+            f *= 2 ** len(lv.channels)
+        return f
+
+
+@dataclass(frozen=True)
+class SegAEConfig:
+    """Segmentation autoencoder on one-hot merged classes (background + 16)."""
+
+    level: VQLevel
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    """Latent diffusion U-Net and sampler defaults."""
+
+    channels: tuple[int, ...] = (32, 64, 128)
+    patch_size: int = 1
+    attention_levels: tuple[bool, ...] = (False, False, True)
+    num_res_blocks: int = 1
+    num_head_channels: int = 32
+    norm_num_groups: int = 8
+    embedding_dim: int = 32
+    condition_on: tuple[str, ...] = ("sex", "age_years", "height_cm", "weight_kg")
+    condition_dropout: float = 0.2
+    attribute_dropout: float = 0.1
+    train_timesteps: int = 1000
+    schedule: str = "scaled_linear_beta"
+    beta_start: float = 0.0015
+    beta_end: float = 0.0195
+    prediction_type: str = "v_prediction"
+    sample_steps: int = 20
+    guidance_scale: float = 2.0
+
+
+@dataclass(frozen=True)
+class PostConfig:
+    """Post-processing U-Net on decoded images (residual refinement)."""
+
+    channels: tuple[int, ...] = (8, 16, 32)
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class StageSchedule:
+    """Training schedule of one stage: steps, batch, patch size in voxels (X, Y, Z), learning rate."""
+
+    steps: int
+    batch_size: int = 1
+    patch: tuple[int, int, int] | None = None
+    lr: float = 1e-4
+    checkpoint_every: int = 200
+    adversarial_weight: float = 0.0
+    adversarial_start: int = 0
+    perceptual_weight: float = 0.0
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Everything that defines a generator: grid, networks and training schedules."""
+
+    name: str
+    grid_shape: tuple[int, int, int]
+    spacing_mm: tuple[float, float, float]
+    image_ae: ImageAEConfig
+    seg_ae: SegAEConfig
+    diffusion: DiffusionConfig
+    post: PostConfig
+    schedules: dict[str, StageSchedule] = field(default_factory=dict)
+    precision: str = "fp32"  # "bf16" autocast on GPUs
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        f = self.image_ae.factor
+        return tuple(s // f for s in self.grid_shape)  # type: ignore[return-value]
+
+    @property
+    def latent_channels(self) -> int:
+        return self.image_ae.levels[-1].embedding_dim + self.seg_ae.level.embedding_dim
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "GeneratorConfig":
+        try:
+            img = d["image_ae"]
+            image_ae = ImageAEConfig(levels=tuple(VQLevel(**_tup(lv)) for lv in img["levels"]),
+                                     **{k: _tup1(v) for k, v in img.items() if k != "levels"})
+            seg_ae = SegAEConfig(level=VQLevel(**_tup(d["seg_ae"]["level"])))
+            diffusion = DiffusionConfig(**_tup(d.get("diffusion", {})))
+            post = PostConfig(**_tup(d.get("post", {})))
+            schedules = {k: StageSchedule(**_tup(v)) for k, v in d.get("schedules", {}).items()}
+            cfg = cls(name=str(d["name"]), grid_shape=tuple(int(v) for v in d["grid_shape"]),
+                      spacing_mm=tuple(float(v) for v in d["spacing_mm"]), image_ae=image_ae,
+                      seg_ae=seg_ae, diffusion=diffusion, post=post, schedules=schedules,
+                      precision=str(d.get("precision", "fp32")))
+        except (KeyError, TypeError) as err:
+            raise ValueError(f"generator config is incomplete or has an unknown field: {err}") from None
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        """Raise ValueError when the grid does not divide into the latent grid."""
+        f = self.image_ae.factor
+        seg_f = 2 ** len(self.seg_ae.level.channels)
+        if seg_f != f:
+            raise ValueError(f"segmentation autoencoder downsamples by {seg_f}, image autoencoder by {f}")
+        lat_div = f * self.diffusion.patch_size * 2 ** (len(self.diffusion.channels) - 1)
+        bad = [s for s in self.grid_shape if s % lat_div]
+        if bad:
+            raise ValueError(f"grid {self.grid_shape} must be a multiple of {lat_div} on every axis")
+
+
+def _tup1(v: Any) -> Any:
+    return tuple(v) if isinstance(v, list) else v
+
+
+def _tup(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: _tup1(v) for k, v in d.items()}
+
+
+def load_preset(name_or_path: str | Path) -> GeneratorConfig:
+    """A preset by name (``cpu``, ``paper``) or a YAML path."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = PRESET_DIR / f"{name_or_path}.yaml"
+    if not path.exists():
+        known = ", ".join(sorted(p.stem for p in PRESET_DIR.glob("*.yaml")))
+        raise ValueError(f"unknown preset {name_or_path!r}; known presets: {known}")
+    with open(path) as fh:
+        return GeneratorConfig.from_dict(yaml.safe_load(fh))

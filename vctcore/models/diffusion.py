@@ -1,0 +1,127 @@
+"""Latent diffusion on the joint latent Z = [Z_img, Z_seg] (paper section 4.1.2).
+
+The denoiser is MONAI's ``DiffusionModelUNet`` with cross-attention to the attribute tokens of
+``AttributeEmbedding``. Latents are normalised per channel (mean/std measured on the training
+latents) so the diffusion runs on unit-variance data. Sampling is DDIM (MONAI scheduler) with
+classifier-free guidance: eps = eps_uncond + g * (eps_cond - eps_uncond), computed in one
+batched forward pass. Tensors are (B, C, X, Y, Z).
+
+With ``patch_size`` p > 1 the U-Net runs on a space-to-depth view of the latent (each p^3 block
+of latent voxels becomes p^3 channels, as the "patch size" of latent diffusion transformers):
+8x fewer voxels for p = 2, which is what makes 2-core sampling fast enough.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from monai.networks.nets import DiffusionModelUNet
+from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
+from torch import nn
+
+from vctcore.models.conditioning import AttributeEmbedding
+from vctcore.models.config import DiffusionConfig
+
+
+def space_to_depth(z: torch.Tensor, p: int) -> torch.Tensor:
+    """(B, C, X, Y, Z) -> (B, C*p^3, X/p, Y/p, Z/p)."""
+    if p == 1:
+        return z
+    b, c, x, y, w = z.shape
+    z = z.reshape(b, c, x // p, p, y // p, p, w // p, p)
+    return z.permute(0, 1, 3, 5, 7, 2, 4, 6).reshape(b, c * p**3, x // p, y // p, w // p)
+
+
+def depth_to_space(z: torch.Tensor, p: int) -> torch.Tensor:
+    """Inverse of ``space_to_depth``."""
+    if p == 1:
+        return z
+    b, cp, x, y, w = z.shape
+    c = cp // p**3
+    z = z.reshape(b, c, p, p, p, x, y, w).permute(0, 1, 5, 2, 6, 3, 7, 4)
+    return z.reshape(b, c, x * p, y * p, w * p)
+
+
+class LatentDiffusion(nn.Module):
+    """Conditional denoiser with its latent normalisation and attribute embeddings."""
+
+    def __init__(self, cfg: DiffusionConfig, latent_channels: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.embed = AttributeEmbedding(cfg.condition_on, cfg.embedding_dim)
+        self.latent_channels = latent_channels
+        unet_channels = latent_channels * cfg.patch_size**3
+        self.unet = DiffusionModelUNet(
+            spatial_dims=3,
+            in_channels=unet_channels,
+            out_channels=unet_channels,
+            num_res_blocks=cfg.num_res_blocks,
+            channels=cfg.channels,
+            attention_levels=cfg.attention_levels,
+            norm_num_groups=cfg.norm_num_groups,
+            num_head_channels=cfg.num_head_channels,
+            with_conditioning=True,
+            cross_attention_dim=cfg.embedding_dim,
+        )
+        self.register_buffer("latent_mean", torch.zeros(latent_channels))
+        self.register_buffer("latent_std", torch.ones(latent_channels))
+
+    def normalise(self, z: torch.Tensor) -> torch.Tensor:
+        return (z - self.latent_mean.view(1, -1, 1, 1, 1)) / self.latent_std.view(1, -1, 1, 1, 1)
+
+    def denormalise(self, z: torch.Tensor) -> torch.Tensor:
+        return z * self.latent_std.view(1, -1, 1, 1, 1) + self.latent_mean.view(1, -1, 1, 1, 1)
+
+    def forward(self, z_t: torch.Tensor, t: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
+        """Model output (v or eps, per ``cfg.prediction_type``) for noisy normalised latents."""
+        return self.denoise(z_t, t, self.embed(bins))
+
+    def denoise(self, z_t: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        p = self.cfg.patch_size
+        return depth_to_space(self.unet(space_to_depth(z_t, p), timesteps=t, context=context), p)
+
+    def train_scheduler(self) -> DDPMScheduler:
+        c = self.cfg
+        return DDPMScheduler(num_train_timesteps=c.train_timesteps, schedule=c.schedule,
+                             beta_start=c.beta_start, beta_end=c.beta_end, prediction_type=c.prediction_type)
+
+    def sample_scheduler(self, kind: str = "ddim") -> DDIMScheduler | DDPMScheduler:
+        """``ddim`` (deterministic, few steps) or ``ddpm`` (the 1000-step ancestral baseline)."""
+        c = self.cfg
+        common = dict(num_train_timesteps=c.train_timesteps, schedule=c.schedule, beta_start=c.beta_start,
+                      beta_end=c.beta_end, prediction_type=c.prediction_type)
+        if kind == "ddim":
+            return DDIMScheduler(clip_sample=False, **common)
+        if kind == "ddpm":
+            return DDPMScheduler(clip_sample=False, **common)
+        raise ValueError(f"sampler must be 'ddim' or 'ddpm', got {kind!r}")
+
+    @torch.no_grad()
+    def sample(self, bins: torch.Tensor, noise: torch.Tensor, *, steps: int | None = None,
+               guidance_scale: float | None = None, sampler: str = "ddim", generator: torch.Generator | None = None,
+               progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
+        """Denormalised latents (B, C, X, Y, Z) from initial ``noise`` (B, C, X, Y, Z) and bins (B, n_attributes).
+
+        DDIM (eta = 0) is deterministic given ``noise``; DDPM also draws from ``generator``.
+        """
+        steps = steps or self.cfg.sample_steps
+        g = self.cfg.guidance_scale if guidance_scale is None else guidance_scale
+        sched = self.sample_scheduler(sampler)
+        sched.set_timesteps(num_inference_steps=steps if sampler == "ddim" else self.cfg.train_timesteps)
+        z = noise
+        both = torch.cat([torch.zeros_like(bins), bins]) if g != 1.0 else bins
+        context = self.embed(both)
+        timesteps = list(sched.timesteps)
+        for i, t in enumerate(timesteps):
+            tt = torch.full((both.shape[0],), int(t), device=z.device, dtype=torch.long)
+            out = self.denoise(torch.cat([z, z]) if g != 1.0 else z, tt, context)
+            if g != 1.0:
+                out_u, out_c = out.chunk(2)
+                out = out_u + g * (out_c - out_u)
+            if sampler == "ddpm":
+                z, _ = sched.step(out, int(t), z, generator=generator)
+            else:
+                z, _ = sched.step(out, int(t), z)
+            if progress is not None:
+                progress(i + 1, len(timesteps))
+        return self.denormalise(z)

@@ -1,0 +1,46 @@
+"""Losses of the generator stages: multi-window L1 (paper eq. 3), segmentation Dice + CE,
+patch-adversarial terms (MONAI), and the optional perceptual loss."""
+from __future__ import annotations
+
+import torch
+from monai.losses import DiceCELoss, PatchAdversarialLoss
+
+from vctcore.models.config import ImageAEConfig
+
+
+def multi_window_l1(pred: torch.Tensor, target: torch.Tensor, target_hu: torch.Tensor, cfg: ImageAEConfig
+                    ) -> torch.Tensor:
+    """Paper eq. 3: |pred - target| weighted by lambda_soft / lambda_hard / lambda_other according to
+    the *target* voxel's HU window (soft tissue, hard tissue, everything else); mean over the patch.
+    ``pred``/``target`` in network units, ``target_hu`` the same voxels in HU."""
+    w_soft, w_hard, w_other = cfg.mw_weights
+    lo_s, hi_s = cfg.soft_window_hu
+    lo_h, hi_h = cfg.hard_window_hu
+    soft = (target_hu >= lo_s) & (target_hu < hi_s)
+    hard = (target_hu >= lo_h) & (target_hu < hi_h) & ~soft
+    weight = torch.full_like(target, w_other)
+    weight = torch.where(soft, torch.full_like(target, w_soft), weight)
+    weight = torch.where(hard, torch.full_like(target, w_hard), weight)
+    return (weight * (pred - target).abs()).mean()
+
+
+def segmentation_loss() -> DiceCELoss:
+    """Dice + cross-entropy on logits vs one-hot targets (background included in CE, not Dice)."""
+    return DiceCELoss(include_background=False, to_onehot_y=False, softmax=True)
+
+
+def adversarial_loss() -> PatchAdversarialLoss:
+    return PatchAdversarialLoss(criterion="least_squares")
+
+
+def perceptual_loss(spatial_dims: int = 3):
+    """MONAI's perceptual loss (fake-3D on 2D slices). Its network weights download on first use;
+    on an offline machine they must already be in the torch hub cache: fail early and clearly."""
+    from monai.losses import PerceptualLoss
+
+    try:
+        return PerceptualLoss(spatial_dims=spatial_dims, network_type="squeeze", is_fake_3d=True, fake_3d_ratio=0.25)
+    except Exception as err:  # download failures surface as URLError/HTTPError/RuntimeError
+        raise RuntimeError(
+            "perceptual loss needs pretrained SqueezeNet/LPIPS weights in the torch hub cache "
+            f"({type(err).__name__}: {err}); set perceptual_weight: 0 in the preset on offline machines") from None

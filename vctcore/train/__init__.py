@@ -1,0 +1,1 @@
+"""Generator training: presets, cohort data, one resumable loop per stage (``vct train``)."""

@@ -1,0 +1,134 @@
+"""Training data: a cohort directory (phantom or real) held in memory as arrays on the preset grid.
+
+A cohort is ``DIR/attributes.csv`` + ``DIR/patients/<id>/{ct,seg}.nii.gz`` (see vctcore.cohort).
+Volumes must already be on the preset's grid shape (phantom cohorts are; real data is resampled
+by whoever builds the cohort). The first load writes an uncompressed cache
+(``<cache>/ct.npy`` int16 HU, ``seg.npy`` uint8 merged classes, axes (N, X, Y, Z)) that later
+runs memory-map, so a resumed run starts in seconds.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from vctcore.cohort import read_attributes
+from vctcore.volume import read_ct, read_labels
+
+
+@dataclass
+class CohortArrays:
+    """CT (N, X, Y, Z) int16 HU, seg (N, X, Y, Z) uint8 merged classes, attribute table (N rows)."""
+
+    ct: np.ndarray
+    seg: np.ndarray
+    table: pd.DataFrame
+    spacing_mm: tuple[float, float, float]
+    source: str
+    origin_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)  # median affine origin of the cohort
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+
+def cohort_fingerprint(root: Path, ids: list[str]) -> str:
+    """sha256 over patient ids and file sizes/mtimes: changes when the cohort changes."""
+    h = hashlib.sha256()
+    for pid in ids:
+        for name in ("ct.nii.gz", "seg.nii.gz"):
+            st = (root / "patients" / pid / name).stat()
+            h.update(f"{pid}/{name}:{st.st_size}:{int(st.st_mtime)}".encode())
+    return h.hexdigest()[:16]
+
+
+def load_cohort(root: str | Path, grid_shape: tuple[int, int, int], cache_dir: str | Path, *,
+                limit: int | None = None, progress: Callable[[int, int], None] | None = None) -> CohortArrays:
+    """Load (or memory-map from ``cache_dir``) every patient of the cohort at ``root``."""
+    root = Path(root)
+    table = read_attributes(root)
+    if limit is not None:
+        table = table.iloc[:limit].reset_index(drop=True)
+    ids = [str(i) for i in table["id"]]
+    missing = [pid for pid in ids if not (root / "patients" / pid / "ct.nii.gz").exists()]
+    if missing:
+        raise ValueError(f"cohort {root}: {len(missing)} patients lack ct.nii.gz (first: {missing[0]})")
+    key = cohort_fingerprint(root, ids)
+    cache = Path(cache_dir)
+    meta_path = cache / "cache.json"
+    if meta_path.exists():
+        meta = json.loads(meta_path.read_text())
+        if meta.get("key") == key and tuple(meta.get("grid_shape", ())) == tuple(grid_shape):
+            return CohortArrays(np.load(cache / "ct.npy", mmap_mode="r"), np.load(cache / "seg.npy", mmap_mode="r"),
+                                table, tuple(meta["spacing_mm"]), str(root), tuple(meta["origin_mm"]))
+    cache.mkdir(parents=True, exist_ok=True)
+    n = len(ids)
+    ct = np.lib.format.open_memmap(cache / "ct.tmp.npy", mode="w+", dtype=np.int16, shape=(n, *grid_shape))
+    seg = np.lib.format.open_memmap(cache / "seg.tmp.npy", mode="w+", dtype=np.uint8, shape=(n, *grid_shape))
+    spacing = None
+    origins = []
+    for i, pid in enumerate(ids):
+        vol = read_ct(root / "patients" / pid / "ct.nii.gz")
+        lab = read_labels(root / "patients" / pid / "seg.nii.gz")
+        if vol.shape != tuple(grid_shape) or lab.shape != tuple(grid_shape):
+            raise ValueError(f"patient {pid}: grid {vol.shape} differs from the preset grid {tuple(grid_shape)}; "
+                             "resample the cohort to the preset grid first")
+        spacing = spacing or vol.spacing_mm
+        origins.append(vol.affine[:3, 3])
+        ct[i] = np.clip(np.rint(vol.data), -1024, 3071).astype(np.int16)
+        seg[i] = lab.data.astype(np.uint8)
+        if progress is not None:
+            progress(i + 1, n)
+    ct.flush()
+    seg.flush()
+    del ct, seg
+    (cache / "ct.tmp.npy").replace(cache / "ct.npy")
+    (cache / "seg.tmp.npy").replace(cache / "seg.npy")
+    meta_path.write_text(json.dumps({"key": key, "grid_shape": list(grid_shape), "spacing_mm": list(spacing),
+                                     "origin_mm": np.median(np.array(origins), axis=0).tolist(),
+                                     "source": str(root), "n": n}))
+    return load_cohort(root, grid_shape, cache_dir, limit=limit)
+
+
+class PatchSampler:
+    """Random (X, Y, Z) patches, most of them centred on a body voxel (HU > -500)."""
+
+    def __init__(self, data: CohortArrays, patch: tuple[int, int, int], seed: int, p_body: float = 0.9) -> None:
+        self.data = data
+        self.patch = tuple(patch)
+        self.rng = np.random.default_rng(seed)
+        self.p_body = p_body
+
+    def state(self) -> dict:
+        return self.rng.bit_generator.state
+
+    def set_state(self, state: dict) -> None:
+        self.rng.bit_generator.state = state
+
+    def _corner(self, i: int) -> tuple[int, int, int]:
+        shape = self.data.ct.shape[1:]
+        lim = [s - p for s, p in zip(shape, self.patch)]
+        if self.rng.random() < self.p_body:
+            # a body voxel from a coarse grid, then jitter
+            sub = np.asarray(self.data.ct[i, ::8, ::8, ::8])
+            pts = np.argwhere(sub > -500) * 8
+            if len(pts):
+                c = pts[self.rng.integers(len(pts))] + self.rng.integers(0, 8, size=3)
+                return tuple(int(np.clip(c[k] - self.patch[k] // 2, 0, lim[k])) for k in range(3))
+        return tuple(int(self.rng.integers(0, lim[k] + 1)) for k in range(3))
+
+    def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(ct (B, 1, *patch) float32 HU, seg (B, *patch) int64)."""
+        cts, segs = [], []
+        px, py, pz = self.patch
+        for _ in range(size):
+            i = int(self.rng.integers(len(self.data)))
+            x, y, z = self._corner(i)
+            cts.append(np.asarray(self.data.ct[i, x:x + px, y:y + py, z:z + pz], dtype=np.float32))
+            segs.append(np.asarray(self.data.seg[i, x:x + px, y:y + py, z:z + pz], dtype=np.int64))
+        return torch.from_numpy(np.stack(cts))[:, None], torch.from_numpy(np.stack(segs))

@@ -1,0 +1,91 @@
+"""Assemble a finished run into a generator checkpoint directory.
+
+    generator/config.json          GeneratorConfig (rebuilds every network)
+    generator/image_ae.safetensors stacked image autoencoder
+    generator/seg_ae.safetensors   segmentation autoencoder
+    generator/diffusion.safetensors conditional latent diffusion (EMA weights) + latent statistics
+    generator/post.safetensors     post-processing U-Net
+    generator/manifest.json        sha256 of every file, training provenance, attribute support
+"""
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from vctcore.models.autoencoders import SegAE, StackedImageAE
+from vctcore.models.checkpoint import load_module, save_module, sha256_file
+from vctcore.models.config import GeneratorConfig
+from vctcore.train.data import CohortArrays
+
+WEIGHT_FILES = ("image_ae.safetensors", "seg_ae.safetensors", "diffusion.safetensors", "post.safetensors")
+
+
+def attribute_support(data: CohortArrays, names: tuple[str, ...]) -> dict[str, dict]:
+    """Training support per conditioning attribute: categories seen, or [min, max]."""
+    out: dict[str, dict] = {}
+    for name in names:
+        if name not in data.table:
+            continue
+        col = data.table[name]
+        if not pd.api.types.is_numeric_dtype(col):
+            out[name] = {"categories": sorted(str(v) for v in col.dropna().unique())}
+        else:
+            out[name] = {"min": float(col.min()), "max": float(col.max())}
+    return out
+
+
+def _stage_log_summary(run_dir: Path) -> dict[str, dict]:
+    summary = {}
+    for log in sorted((run_dir / "logs").glob("*.csv")):
+        with open(log) as fh:
+            rows = list(csv.DictReader(fh))
+        if rows:
+            last = rows[-1]
+            tail = rows[-min(50, len(rows)):]
+            summary[log.stem] = {"steps": int(last["step"]), "seconds": float(last["seconds"]),
+                                 "final_loss_mean50": float(np.mean([float(r["loss"]) for r in tail]))}
+    return summary
+
+
+def export_generator(run_dir: Path, out: Path, data: CohortArrays | None = None) -> Path:
+    """Write the generator directory ``out`` from the finished stages of ``run_dir``."""
+    run = json.loads((run_dir / "run.json").read_text())
+    cfg = GeneratorConfig.from_dict(run["config"])
+    models = run_dir / "models"
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    ae = StackedImageAE(cfg.image_ae)
+    for i in range(len(cfg.image_ae.levels)):
+        load_module(ae.levels[i], models / f"image_ae_{i + 1}.safetensors", kind="vq_level")
+    save_module(ae, tmp / "image_ae.safetensors", kind="image_ae", config=cfg.to_dict())
+    seg = SegAE(cfg.seg_ae)
+    load_module(seg, models / "seg_ae.safetensors", kind="seg_ae")
+    save_module(seg, tmp / "seg_ae.safetensors", kind="seg_ae", config=cfg.to_dict())
+    for name in ("diffusion", "post"):
+        shutil.copyfile(models / f"{name}.safetensors", tmp / f"{name}.safetensors")
+    (tmp / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    cache_meta = json.loads((run_dir / "cache" / "cache.json").read_text())
+    manifest = {
+        "format": "vct-generator/1",
+        "preset": cfg.name,
+        "grid_shape": list(cfg.grid_shape),
+        "spacing_mm": list(cfg.spacing_mm),
+        "origin_mm": cache_meta.get("origin_mm", [0.0, 0.0, 0.0]),
+        "training": {"cohort": run["cohort"], "cohort_fingerprint": run["cohort_fingerprint"],
+                     "n_patients": cache_meta.get("n"), "seed": run["seed"], "started": run["started"],
+                     "package_versions": run["package_versions"], "stages": _stage_log_summary(run_dir)},
+        "support": attribute_support(data, cfg.diffusion.condition_on) if data is not None
+        else run.get("support", {}),
+        "files": {f: sha256_file(tmp / f) for f in ("config.json", *WEIGHT_FILES)},
+    }
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return out

@@ -1,0 +1,125 @@
+"""The resumable step loop shared by every training stage.
+
+State (model, optimiser, step, RNG states) is saved every ``checkpoint_every`` steps, when a time
+budget runs out and on Ctrl-C / SIGTERM; a rerun continues from the saved step. Losses go to
+``<run>/logs/<stage>.csv`` (step, seconds, each loss term), which pandas, spreadsheets and
+TensorBoard's CSV import read.
+"""
+from __future__ import annotations
+
+import csv
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from vctcore.models.checkpoint import load_state, save_state
+from vctcore.models.config import StageSchedule
+
+Progress = Callable[[str, int, int, dict], None]
+
+
+@dataclass
+class StageResult:
+    """What a stage run did: ``finished`` is False when it stopped early (time budget, signal)."""
+
+    stage: str
+    step: int
+    total: int
+    finished: bool
+    seconds: float
+    last_losses: dict
+
+
+class _Stop:
+    """Turns SIGTERM into a polite stop at the next step."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old = None
+
+    def __enter__(self) -> "_Stop":
+        try:
+            self._old = signal.signal(signal.SIGTERM, self._handle)
+        except ValueError:  # not the main thread
+            self._old = None
+        return self
+
+    def _handle(self, *_: object) -> None:
+        self.requested = True
+
+    def __exit__(self, *exc: object) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGTERM, self._old)
+
+
+def run_loop(stage: str, run_dir: Path, modules: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer],
+             schedule: StageSchedule, step_fn: Callable[[int], dict[str, float]], *,
+             rng_state: Callable[[], dict] | None = None, set_rng_state: Callable[[dict], None] | None = None,
+             deadline: float | None = None, progress: Progress | None = None, is_main: bool = True) -> StageResult:
+    """Run ``step_fn(step)`` from the saved step to ``schedule.steps``; returns where it stopped.
+
+    ``deadline`` is a ``time.monotonic()`` value after which the loop saves and returns.
+    """
+    state_path = run_dir / "state" / f"{stage}.pt"
+    log_path = run_dir / "logs" / f"{stage}.csv"
+    step, elapsed = 0, 0.0
+    if state_path.exists():
+        st = load_state(state_path)
+        for name, mod in modules.items():
+            mod.load_state_dict(st["modules"][name])
+        for name, opt in optimizers.items():
+            opt.load_state_dict(st["optimizers"][name])
+        step, elapsed = int(st["step"]), float(st.get("seconds", 0.0))
+        torch.set_rng_state(st["torch_rng"])
+        if set_rng_state is not None and "rng" in st:
+            set_rng_state(st["rng"])
+
+    def save() -> None:
+        if not is_main:
+            return
+        save_state({"modules": {k: m.state_dict() for k, m in modules.items()},
+                    "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
+                    "step": step, "seconds": elapsed, "torch_rng": torch.get_rng_state(),
+                    "rng": rng_state() if rng_state is not None else {}}, state_path)
+
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    losses: dict[str, float] = {}
+    start = time.monotonic()
+    base = elapsed
+    writer_fh = open(log_path, "a", newline="") if is_main else None
+    writer = None
+    try:
+        with _Stop() as stop:
+            for m in modules.values():
+                m.train()
+            while step < schedule.steps:
+                losses = step_fn(step)
+                step += 1
+                elapsed = base + time.monotonic() - start
+                if writer_fh is not None:
+                    if writer is None:
+                        writer = csv.DictWriter(writer_fh, fieldnames=["step", "seconds", *losses])
+                        if log_path.stat().st_size == 0:
+                            writer.writeheader()
+                    writer.writerow({"step": step, "seconds": round(elapsed, 2),
+                                     **{k: round(v, 6) for k, v in losses.items()}})
+                if progress is not None:
+                    progress(stage, step, schedule.steps, losses)
+                if step % schedule.checkpoint_every == 0:
+                    save()
+                    writer_fh and writer_fh.flush()
+                if stop.requested or (deadline is not None and time.monotonic() > deadline):
+                    break
+    except KeyboardInterrupt:
+        save()
+        raise
+    finally:
+        if writer_fh is not None:
+            writer_fh.close()
+    save()
+    return StageResult(stage, step, schedule.steps, step >= schedule.steps, elapsed, losses)

@@ -1,0 +1,112 @@
+"""``train``: run the generator stages in order on a cohort, resumably, and export the generator.
+
+A run directory holds ``run.json`` (preset, cohort, seed, provenance), ``state/`` (resumable
+training state), ``models/`` (finished stages), ``latents/``, ``logs/<stage>.csv`` and, once every
+stage is done, ``generator/`` (the checkpoint ``Generator.from_pretrained`` reads).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from vctcore.models.config import GeneratorConfig, load_preset
+from vctcore.train.data import cohort_fingerprint, load_cohort
+from vctcore.train.loop import Progress, StageResult
+from vctcore.train.stages import RUNNERS, STAGES, StageContext
+
+
+@dataclass
+class TrainReport:
+    """Per-stage results of one ``train`` call and the exported generator (None until all stages are done)."""
+
+    results: list[StageResult]
+    generator_dir: Path | None
+
+
+def _distributed(device: torch.device) -> tuple[int, int, Callable]:
+    """(rank, world size, module wrapper) from torchrun's environment; DDP when world > 1."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, lambda m: m
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    rank = dist.get_rank()
+    ids = [device.index] if device.type == "cuda" else None
+    return rank, world, lambda m: DistributedDataParallel(m, device_ids=ids)
+
+
+def _check_run(run_dir: Path, cfg: GeneratorConfig, cohort: Path, fingerprint: str, seed: int) -> None:
+    meta_path = run_dir / "run.json"
+    if meta_path.exists():
+        meta = json.loads(meta_path.read_text())
+        if meta["config"] != json.loads(json.dumps(cfg.to_dict())):
+            raise ValueError(f"{run_dir} was started with a different preset ({meta['config']['name']}); "
+                             "use a new --run directory")
+        if meta["cohort_fingerprint"] != fingerprint or meta["seed"] != seed:
+            raise ValueError(f"{run_dir} was started on another cohort or seed "
+                             f"({meta['cohort']}, seed {meta['seed']}); use a new --run directory")
+        return
+    from vctcore.cohort import package_versions
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    meta_path.write_text(json.dumps({"config": cfg.to_dict(), "cohort": str(cohort.resolve()),
+                                     "cohort_fingerprint": fingerprint, "seed": seed,
+                                     "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                                     "package_versions": package_versions()}, indent=2))
+
+
+def train(cohort: str | Path, run_dir: str | Path, *, preset: str | Path | GeneratorConfig = "cpu", seed: int = 0,
+          device: torch.device | str = "cpu", stages: Sequence[str] | None = None, max_minutes: float | None = None,
+          limit: int | None = None, progress: Progress | None = None) -> TrainReport:
+    """Train (or continue training) every stage not yet finished; export when all are done.
+
+    ``max_minutes`` bounds this call's wall time: the running stage saves and returns.
+    ``limit`` uses only the first ``limit`` patients of the cohort.
+    """
+    from vctcore.devices import resolve_device
+
+    cfg = preset if isinstance(preset, GeneratorConfig) else load_preset(preset)
+    dev = resolve_device(device) if isinstance(device, str) else device
+    cohort, run_dir = Path(cohort), Path(run_dir)
+    deadline = time.monotonic() + 60 * max_minutes if max_minutes else None
+    torch.manual_seed(seed)
+    data = load_cohort(cohort, cfg.grid_shape, run_dir / "cache", limit=limit,
+                       progress=(lambda d, n: progress("load", d, n, {})) if progress else None)
+    fingerprint = cohort_fingerprint(cohort, [str(i) for i in data.table["id"]])
+    _check_run(run_dir, cfg, cohort, fingerprint, seed)
+    rank, world, wrap = _distributed(dev)
+    ctx = StageContext(cfg=cfg, data=data, run_dir=run_dir, device=dev, seed=seed, deadline=deadline,
+                       progress=progress, rank=rank, world=world, wrap=wrap)
+    wanted = list(stages) if stages else list(STAGES)
+    unknown = [s for s in wanted if s not in STAGES]
+    if unknown:
+        raise ValueError(f"unknown stage(s) {', '.join(unknown)}; stages: {', '.join(STAGES)}")
+    results: list[StageResult] = []
+    for stage in STAGES:
+        if stage not in wanted or _done(ctx, stage):
+            continue
+        res = RUNNERS[stage](ctx)
+        results.append(res)
+        if not res.finished:
+            return TrainReport(results, None)
+    if not all(_done(ctx, s) for s in STAGES):
+        return TrainReport(results, None)
+    from vctcore.train.export import export_generator
+
+    return TrainReport(results, export_generator(run_dir, run_dir / "generator", data) if rank == 0 else None)
+
+
+def _done(ctx: StageContext, stage: str) -> bool:
+    if stage == "latents":
+        done = ctx.run_dir / "latents" / "done.json"
+        return done.exists() and json.loads(done.read_text())["done"] >= len(ctx.data)
+    return ctx.model_path(stage).exists()

@@ -1,0 +1,370 @@
+"""The five training stages of the generator, in order (paper section 4.2):
+
+1. ``image_ae_1``  image-facing VQ-VAE level (the paper's top level, E^(2)/D^(2)): multi-window L1
+   + VQ commitment (+ patch adversarial, + perceptual where the preset enables them);
+2. ``image_ae_2``  next level: encodes the level-1 latents (continuous, or quantised when the preset
+   snaps between levels) and reconstructs the quantised level-1 latent that D^(1) expects; loss =
+   latent L1 + image multi-window L1 through the frozen level-1 decoder (keeps the stack consistent);
+3. ``seg_ae``      segmentation VQ-VAE on one-hot merged classes: Dice + CE;
+4. ``latents``     encode every training patient to Z = [Z_img, Z_seg] (cached, resumable);
+5. ``diffusion``   conditional latent diffusion (v-prediction, condition dropout, EMA weights);
+6. ``post``        post-processing U-Net on autoencoder reconstructions: L1 (+ perceptual).
+
+Each finished stage leaves ``<run>/models/<stage>.safetensors``; later stages load them frozen.
+"""
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from monai.networks.nets import PatchDiscriminator
+from torch import nn
+
+from vctcore.models.autoencoders import SegAE, StackedImageAE, build_vq_level, hu_to_unit, one_hot, quantise
+from vctcore.models.checkpoint import load_module, save_module
+from vctcore.models.conditioning import attribute_bins, drop_conditions
+from vctcore.models.config import GeneratorConfig, StageSchedule
+from vctcore.models.diffusion import LatentDiffusion
+from vctcore.models.losses import adversarial_loss, multi_window_l1, perceptual_loss, segmentation_loss
+from vctcore.models.postprocess import PostProcessor
+from vctcore.train.data import CohortArrays, PatchSampler
+from vctcore.train.loop import Progress, StageResult, run_loop
+
+STAGES = ("image_ae_1", "image_ae_2", "seg_ae", "latents", "diffusion", "post")
+
+
+@dataclass
+class StageContext:
+    """Everything a stage needs: config, data, run directory, device, seed, limits, progress."""
+
+    cfg: GeneratorConfig
+    data: CohortArrays
+    run_dir: Path
+    device: torch.device
+    seed: int
+    deadline: float | None = None
+    progress: Progress | None = None
+    rank: int = 0
+    world: int = 1
+    wrap: Callable[[nn.Module], nn.Module] = lambda m: m
+
+    def model_path(self, stage: str) -> Path:
+        return self.run_dir / "models" / f"{stage}.safetensors"
+
+    def schedule(self, stage: str) -> StageSchedule:
+        try:
+            return self.cfg.schedules[stage]
+        except KeyError:
+            raise ValueError(f"preset {self.cfg.name!r} has no schedule for stage {stage!r}") from None
+
+    def autocast(self):
+        enabled = self.cfg.precision == "bf16" and self.device.type == "cuda"
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def _adamw(module: nn.Module, lr: float) -> torch.optim.AdamW:
+    return torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=lr, weight_decay=1e-4)
+
+
+def _frozen(module: nn.Module) -> nn.Module:
+    module.eval()
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module
+
+
+def _finish(ctx: StageContext, stage: str, module: nn.Module, result: StageResult, kind: str) -> StageResult:
+    if result.finished and ctx.rank == 0:
+        save_module(module, ctx.model_path(stage), kind=kind, config=ctx.cfg.to_dict())
+    return result
+
+
+def _run(ctx: StageContext, stage: str, modules: dict[str, nn.Module], opts: dict[str, torch.optim.Optimizer],
+         step_fn: Callable[[int], dict[str, float]], sampler: PatchSampler | np.random.Generator) -> StageResult:
+    if isinstance(sampler, PatchSampler):
+        get, put = sampler.state, sampler.set_state
+    else:
+        def get() -> dict:
+            return sampler.bit_generator.state
+
+        def put(s: dict) -> None:
+            sampler.bit_generator.state = s
+    return run_loop(stage, ctx.run_dir, modules, opts, ctx.schedule(stage), step_fn, rng_state=get,
+                    set_rng_state=put, deadline=ctx.deadline, progress=ctx.progress, is_main=ctx.rank == 0)
+
+
+def _sampler(ctx: StageContext, stage: str) -> PatchSampler:
+    sch = ctx.schedule(stage)
+    patch = tuple(sch.patch or ctx.cfg.grid_shape)
+    return PatchSampler(ctx.data, patch, seed=ctx.seed * 1000 + STAGES.index(stage) * 10 + ctx.rank)
+
+
+def load_image_level(ctx: StageContext, index: int) -> nn.Module:
+    vq = build_vq_level(ctx.cfg.image_ae.levels[index])
+    load_module(vq, ctx.model_path(f"image_ae_{index + 1}"), kind="vq_level")
+    return vq.to(ctx.device)
+
+
+class _Adversary:
+    """Patch discriminator and its optimiser for the adversarial term of an autoencoder stage."""
+
+    def __init__(self, ctx: StageContext, sch: StageSchedule) -> None:
+        self.weight, self.start = sch.adversarial_weight, sch.adversarial_start
+        self.disc = PatchDiscriminator(spatial_dims=3, num_layers_d=3, channels=32, in_channels=1,
+                                       out_channels=1).to(ctx.device) if self.weight > 0 else None
+        self.opt = _adamw(self.disc, sch.lr) if self.disc is not None else None
+        self.loss = adversarial_loss()
+
+    def active(self, step: int) -> bool:
+        return self.disc is not None and step >= self.start
+
+    def generator_term(self, fake: torch.Tensor) -> torch.Tensor:
+        return self.weight * self.loss(self.disc(fake)[-1], target_is_real=True, for_discriminator=False)
+
+    def discriminator_step(self, fake: torch.Tensor, real: torch.Tensor) -> float:
+        self.opt.zero_grad(set_to_none=True)
+        d = 0.5 * (self.loss(self.disc(fake.detach())[-1], target_is_real=False, for_discriminator=True)
+                   + self.loss(self.disc(real)[-1], target_is_real=True, for_discriminator=True))
+        d.backward()
+        self.opt.step()
+        return float(d)
+
+
+def train_image_ae_1(ctx: StageContext) -> StageResult:
+    cfg, sch = ctx.cfg.image_ae, ctx.schedule("image_ae_1")
+    vq = build_vq_level(cfg.levels[0]).to(ctx.device)
+    model = ctx.wrap(vq)
+    opt = _adamw(vq, sch.lr)
+    adv = _Adversary(ctx, sch)
+    per = perceptual_loss().to(ctx.device) if sch.perceptual_weight > 0 else None
+    sampler = _sampler(ctx, "image_ae_1")
+
+    def step(i: int) -> dict[str, float]:
+        x_hu, _ = sampler.batch(sch.batch_size)
+        x_hu = x_hu.to(ctx.device)
+        x = hu_to_unit(x_hu, cfg.hu_clip)
+        with ctx.autocast():
+            recon, qloss = model(x)
+            rec = multi_window_l1(recon.float(), x, x_hu, cfg)
+            loss = rec + qloss
+            out = {"loss": 0.0, "mw_l1": float(rec), "vq": float(qloss)}
+            if per is not None:
+                p = sch.perceptual_weight * per(recon.float(), x)
+                loss = loss + p
+                out["perceptual"] = float(p)
+            if adv.active(i):
+                g = adv.generator_term(recon.float())
+                loss = loss + g
+                out["adv_g"] = float(g)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if adv.active(i):
+            out["adv_d"] = adv.discriminator_step(recon.float(), x)
+        out["loss"] = float(loss)
+        return out
+
+    modules = {"vq": vq, **({"disc": adv.disc} if adv.disc is not None else {})}
+    opts = {"vq": opt, **({"disc": adv.opt} if adv.opt is not None else {})}
+    return _finish(ctx, "image_ae_1", vq, _run(ctx, "image_ae_1", modules, opts, step, sampler), "vq_level")
+
+
+def train_image_ae_2(ctx: StageContext) -> StageResult:
+    cfg, sch = ctx.cfg.image_ae, ctx.schedule("image_ae_2")
+    if len(cfg.levels) < 2:
+        raise ValueError("image_ae_2 needs a preset with two image autoencoder levels")
+    lower = _frozen(load_image_level(ctx, 0))
+    vq = build_vq_level(cfg.levels[1]).to(ctx.device)
+    model = ctx.wrap(vq)
+    opt = _adamw(vq, sch.lr)
+    sampler = _sampler(ctx, "image_ae_2")
+
+    def step(i: int) -> dict[str, float]:
+        x_hu, _ = sampler.batch(sch.batch_size)
+        x_hu = x_hu.to(ctx.device)
+        x = hu_to_unit(x_hu, cfg.hu_clip)
+        with torch.no_grad():
+            z1c = lower.encode(x)
+            z1 = quantise(lower, z1c)
+        with ctx.autocast():
+            z1_hat, qloss = model(z1 if cfg.snap_between_levels else z1c)
+            lat = F.l1_loss(z1_hat.float(), z1)
+            img_in = quantise(lower, z1_hat) if cfg.snap_between_levels else z1_hat
+            img = lower.decode(img_in.float())
+            rec = multi_window_l1(img.float(), x, x_hu, cfg)
+            loss = lat + rec + qloss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return {"loss": float(loss), "latent_l1": float(lat), "mw_l1": float(rec), "vq": float(qloss)}
+
+    return _finish(ctx, "image_ae_2", vq, _run(ctx, "image_ae_2", {"vq": vq}, {"vq": opt}, step, sampler), "vq_level")
+
+
+def train_seg_ae(ctx: StageContext) -> StageResult:
+    sch = ctx.schedule("seg_ae")
+    seg_ae = SegAE(ctx.cfg.seg_ae).to(ctx.device)
+    model = ctx.wrap(seg_ae)
+    opt = _adamw(seg_ae, sch.lr)
+    crit = segmentation_loss()
+    sampler = _sampler(ctx, "seg_ae")
+
+    def step(i: int) -> dict[str, float]:
+        _, seg = sampler.batch(sch.batch_size)
+        y = one_hot(seg.to(ctx.device))
+        with ctx.autocast():
+            logits, qloss = model(y)
+            dice_ce = crit(logits.float(), y)
+            loss = dice_ce + qloss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return {"loss": float(loss), "dice_ce": float(dice_ce), "vq": float(qloss)}
+
+    return _finish(ctx, "seg_ae", seg_ae, _run(ctx, "seg_ae", {"seg_ae": seg_ae}, {"seg_ae": opt}, step, sampler), "seg_ae")
+
+
+def load_image_ae(ctx: StageContext) -> StackedImageAE:
+    ae = StackedImageAE(ctx.cfg.image_ae)
+    for i in range(len(ctx.cfg.image_ae.levels)):
+        load_module(ae.levels[i], ctx.model_path(f"image_ae_{i + 1}"), kind="vq_level")
+    return _frozen(ae.to(ctx.device))
+
+
+def load_seg_ae(ctx: StageContext) -> SegAE:
+    seg_ae = SegAE(ctx.cfg.seg_ae)
+    load_module(seg_ae, ctx.model_path("seg_ae"), kind="seg_ae")
+    return _frozen(seg_ae.to(ctx.device))
+
+
+def latents_path(run_dir: Path) -> Path:
+    return run_dir / "latents" / "z.npy"
+
+
+def encode_latents(ctx: StageContext) -> StageResult:
+    """Z = [Z_img, Z_seg] of every training patient, (N, C, *latent_shape) float32, resumable."""
+    from vctcore.models.encode import encode_patient
+
+    ae, seg_ae = load_image_ae(ctx), load_seg_ae(ctx)
+    n = len(ctx.data)
+    path = latents_path(ctx.run_dir)
+    done_path = path.with_name("done.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shape = (n, ctx.cfg.latent_channels, *ctx.cfg.latent_shape)
+    done = json.loads(done_path.read_text())["done"] if done_path.exists() and path.exists() else 0
+    z = np.lib.format.open_memmap(path, mode="r+" if done else "w+", dtype=np.float32, shape=shape)
+    import time
+    t0 = time.monotonic()
+    for i in range(done, n):
+        ct = torch.from_numpy(np.asarray(ctx.data.ct[i], dtype=np.float32))[None, None]
+        seg = torch.from_numpy(np.asarray(ctx.data.seg[i], dtype=np.int64))[None]
+        z[i] = encode_patient(ae, seg_ae, ct.to(ctx.device), seg.to(ctx.device), ctx.cfg)[0].cpu().numpy()
+        if (i + 1) % 10 == 0 or i + 1 == n:
+            z.flush()
+            done_path.write_text(json.dumps({"done": i + 1}))
+        if ctx.progress is not None:
+            ctx.progress("latents", i + 1, n, {})
+        if ctx.deadline is not None and time.monotonic() > ctx.deadline and i + 1 < n:
+            z.flush()
+            done_path.write_text(json.dumps({"done": i + 1}))
+            return StageResult("latents", i + 1, n, False, time.monotonic() - t0, {})
+    return StageResult("latents", n, n, True, time.monotonic() - t0, {})
+
+
+def _lr(sch: StageSchedule, step: int, warmup: int = 100) -> float:
+    """Linear warm-up then cosine decay to 10 % of the base rate."""
+    if step < warmup:
+        return sch.lr * (step + 1) / warmup
+    frac = min(1.0, (step - warmup) / max(1, sch.steps - warmup))
+    return sch.lr * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * frac)))
+
+
+def train_diffusion(ctx: StageContext, ema_decay: float = 0.995) -> StageResult:
+    cfg, sch = ctx.cfg.diffusion, ctx.schedule("diffusion")
+    z_all = np.load(latents_path(ctx.run_dir), mmap_mode="r")
+    bins_all = torch.from_numpy(attribute_bins(ctx.data.table, cfg.condition_on))
+    dm = LatentDiffusion(cfg, ctx.cfg.latent_channels)
+    flat = torch.from_numpy(np.array(z_all[: min(len(z_all), 64)])).transpose(0, 1).reshape(z_all.shape[1], -1)
+    dm.latent_mean.copy_(flat.mean(1))
+    dm.latent_std.copy_(flat.std(1).clamp_min(1e-3))
+    dm = dm.to(ctx.device)
+    ema = _frozen(copy.deepcopy(dm))
+    model = ctx.wrap(dm)
+    opt = _adamw(dm, sch.lr)
+    sched = dm.train_scheduler()
+    rng = np.random.default_rng(ctx.seed * 1000 + 40 + ctx.rank)
+    gen = torch.Generator().manual_seed(ctx.seed * 1000 + 41 + ctx.rank)
+
+    def step(i: int) -> dict[str, float]:
+        idx = rng.integers(len(z_all), size=sch.batch_size)
+        z0 = dm.normalise(torch.from_numpy(np.array(z_all[np.sort(idx)])).to(ctx.device))
+        bins = drop_conditions(bins_all[np.sort(idx)], cfg.condition_dropout, cfg.attribute_dropout, gen).to(ctx.device)
+        noise = torch.randn(z0.shape, generator=gen).to(ctx.device)
+        t = torch.randint(0, cfg.train_timesteps, (z0.shape[0],), generator=gen).to(ctx.device)
+        zt = sched.add_noise(z0, noise, t)
+        target = sched.get_velocity(z0, noise, t) if cfg.prediction_type == "v_prediction" else noise
+        for g in opt.param_groups:
+            g["lr"] = _lr(sch, i)
+        with ctx.autocast():
+            pred = model(zt, t, bins)
+            loss = F.mse_loss(pred.float(), target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(dm.parameters(), 1.0)
+        opt.step()
+        with torch.no_grad():
+            d = min(ema_decay, (1 + i) / (10 + i))
+            for pe, pm in zip(ema.parameters(), dm.parameters()):
+                pe.lerp_(pm, 1 - d)
+        return {"loss": float(loss), "lr": opt.param_groups[0]["lr"]}
+
+    result = _run(ctx, "diffusion", {"dm": dm, "ema": ema}, {"dm": opt}, step, rng)
+    return _finish(ctx, "diffusion", ema, result, "diffusion")
+
+
+def train_post(ctx: StageContext) -> StageResult:
+    sch = ctx.schedule("post")
+    ae = load_image_ae(ctx)
+    post = PostProcessor(ctx.cfg.post).to(ctx.device)
+    model = ctx.wrap(post)
+    opt = _adamw(post, sch.lr)
+    per = perceptual_loss().to(ctx.device) if sch.perceptual_weight > 0 else None
+    sampler = _sampler(ctx, "post")
+    clip = ctx.cfg.image_ae.hu_clip
+
+    def step(i: int) -> dict[str, float]:
+        x_hu, _ = sampler.batch(sch.batch_size)
+        x = hu_to_unit(x_hu.to(ctx.device), clip)
+        with torch.no_grad():
+            recon = ae(x)
+        with ctx.autocast():
+            out = model(recon)
+            l1 = F.l1_loss(out.float(), x)
+            loss = l1
+            logs = {"l1": float(l1), "l1_before": float(F.l1_loss(recon, x))}
+            if per is not None:
+                p = sch.perceptual_weight * per(out.float(), x)
+                loss = loss + p
+                logs["perceptual"] = float(p)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return {"loss": float(loss), **logs}
+
+    return _finish(ctx, "post", post, _run(ctx, "post", {"post": post}, {"post": opt}, step, sampler), "post")
+
+
+RUNNERS: dict[str, Callable[[StageContext], StageResult]] = {
+    "image_ae_1": train_image_ae_1,
+    "image_ae_2": train_image_ae_2,
+    "seg_ae": train_seg_ae,
+    "latents": encode_latents,
+    "diffusion": train_diffusion,
+    "post": train_post,
+}

@@ -9,7 +9,7 @@ import sys
 from vctcore.cli.common import CLIError
 
 #: subcommand modules under vctcore.cli, in help order
-COMMANDS = ("phantom",)
+COMMANDS = ("phantom", "measure", "train", "generate")
 
 
 def build_parser() -> argparse.ArgumentParser:

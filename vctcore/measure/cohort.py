@@ -1,0 +1,132 @@
+"""Measure every patient of a cohort directory in parallel (layout: :mod:`vctcore.cohort`).
+
+Writes ``DIR/measurements.csv`` (one row per patient id, :meth:`Measurements.to_row` columns plus
+``id`` and ``error``) and ``DIR/measurements.json`` (provenance: package versions, backend, date,
+counts). Per patient the segmentation is ``labels.nii.gz`` (fine labels) when present, else
+``seg.nii.gz`` (merged classes), unless the backend ignores labels. The CSV is rewritten atomically
+after every patient, so an interrupted run resumes: rows already measured with the same backend are
+kept and skipped when the previous run (``measurements.json``) asked for the same backend.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from vctcore.cohort import _atomic_text, package_versions
+
+Progress = Callable[[int, int, str], None]
+CSV_NAME, JSON_NAME = "measurements.csv", "measurements.json"
+
+
+def patient_ids(root: Path) -> list[str]:
+    """Patient ids of a cohort: attributes.csv order, or the folders under patients/."""
+    attrs = root / "attributes.csv"
+    if attrs.exists():
+        return [str(i) for i in pd.read_csv(attrs, dtype={"id": str})["id"]]
+    if (root / "patients").is_dir():
+        return sorted(p.name for p in (root / "patients").iterdir() if p.is_dir())
+    raise FileNotFoundError(f"{root} is not a cohort directory (no attributes.csv and no patients/ folder)")
+
+
+def measure_patient(patient_dir: str, backend: str = "auto", height: bool = True) -> dict[str, Any]:
+    """Measure one patient folder; returns a CSV row (``error`` set instead of raising)."""
+    from vctcore.labels import FINE_LABEL_NAMES, MERGED_CLASSES
+    from vctcore.measure.api import measure
+    from vctcore.volume import read_ct, read_labels
+
+    d = Path(patient_dir)
+    try:
+        ct = read_ct(d / "ct.nii.gz")
+        seg = None
+        if backend in ("auto", "labels"):
+            if (d / "labels.nii.gz").exists():
+                seg = read_labels(d / "labels.nii.gz", names=dict(FINE_LABEL_NAMES), like=ct)
+            elif (d / "seg.nii.gz").exists():
+                seg = read_labels(d / "seg.nii.gz", names=dict(MERGED_CLASSES), like=ct)
+        m = measure(ct, seg, backend, height=height)
+        return {"id": d.name, **m.to_row(), "error": ""}
+    except (ValueError, OSError) as err:
+        return {"id": d.name, "backend": backend, "error": f"{type(err).__name__}: {err}"}
+
+
+def measure_cohort(root: str | os.PathLike, *, backend: str = "auto", workers: int = 1, resume: bool = True,
+                   height: bool = True, progress: Progress | None = None) -> pd.DataFrame:
+    """Measure all patients of cohort ``root`` with ``workers`` processes; returns the table written."""
+    root = Path(root)
+    ids = patient_ids(root)
+    if not ids:
+        raise ValueError(f"cohort {root} has no patients")
+    csv_path = root / CSV_NAME
+    rows: dict[str, dict[str, Any]] = {}
+    if resume and csv_path.exists() and _previous_backend(root) == backend:
+        old = pd.read_csv(csv_path, dtype={"id": str}, keep_default_na=False)
+        if "error" in old:
+            for rec in old.to_dict("records"):
+                if not rec.get("error") and rec["id"] in ids:
+                    rows[rec["id"]] = rec
+    todo = [i for i in ids if i not in rows]
+    provenance: dict[str, Any] = {
+        "maker": "vctcore.measure", "backend": backend,
+        "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "finished": None,
+        "patients": len(ids), "measured_now": len(todo), "resumed": len(ids) - len(todo), "workers": workers,
+        "versions": _versions()}
+    _atomic_text(root / JSON_NAME, json.dumps(provenance, indent=2))
+    done = len(rows)
+    if progress:
+        progress(done, len(ids), "resumed" if done else "")
+
+    def record(row: dict[str, Any]) -> None:
+        nonlocal done
+        rows[row["id"]] = row
+        done += 1
+        _write_csv(csv_path, ids, rows)
+        if progress:
+            progress(done, len(ids), row["id"])
+
+    dirs = [str(root / "patients" / i) for i in todo]
+    if workers <= 1 or len(todo) <= 1:
+        for d in dirs:
+            record(measure_patient(d, backend, height))
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futures = [pool.submit(measure_patient, d, backend, height) for d in dirs]
+            for fut in as_completed(futures):
+                record(fut.result())
+    table = _write_csv(csv_path, ids, rows)
+    failed = int((table["error"].astype(str) != "").sum()) if "error" in table else 0
+    provenance.update(finished=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), failed=failed)
+    _atomic_text(root / JSON_NAME, json.dumps(provenance, indent=2))
+    return table
+
+
+def _previous_backend(root: Path) -> str | None:
+    try:
+        return json.loads((root / JSON_NAME).read_text()).get("backend")
+    except (OSError, ValueError):
+        return None
+
+
+def _write_csv(path: Path, ids: list[str], rows: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    table = pd.DataFrame([rows[i] for i in ids if i in rows])
+    cols = ["id"] + [c for c in table.columns if c not in ("id", "error")] + ["error"]
+    table = table.reindex(columns=cols)
+    _atomic_text(path, table.to_csv(index=False))
+    return table
+
+
+def _versions() -> dict[str, str]:
+    versions = package_versions()
+    try:
+        from importlib.metadata import version
+
+        versions["totalsegmentator"] = version("TotalSegmentator")
+    except Exception:  # not installed: nothing to record
+        pass
+    return versions

@@ -136,16 +136,18 @@ class Generator:
 
     def generate(self, table: pd.DataFrame, *, seed: int = 0, guidance_scale: float | None = None,
                  steps: int | None = None, batch_size: int = 1, sampler: str = "ddim",
-                 progress: Callable[[int, int], None] | None = None) -> list[GeneratedPatient]:
+                 progress: Callable[[int, int], None] | None = None, index_offset: int = 0
+                 ) -> list[GeneratedPatient]:
         """One synthetic patient per row of ``table`` (conditioning columns as in vctcore.attributes;
-        missing columns or values mean "none"). ``progress(done, total)`` is called per patient."""
+        missing columns or values mean "none"). ``progress(done, total)`` is called per patient.
+        Row ``i`` is seeded with ``patient_seed(seed, index_offset + i)``."""
         table = table.reset_index(drop=True)
         bins_all = torch.from_numpy(attribute_bins(table, self.cfg.diffusion.condition_on))
         affine = make_affine(self.cfg.spacing_mm, tuple(self.manifest.get("origin_mm", (0.0, 0.0, 0.0))))
         out: list[GeneratedPatient] = []
         for start in range(0, len(table), batch_size):
             rows = list(range(start, min(start + batch_size, len(table))))
-            seeds = [patient_seed(seed, i) for i in rows]
+            seeds = [patient_seed(seed, index_offset + i) for i in rows]
             noise = torch.cat([torch.randn((1, self.cfg.latent_channels, *self.cfg.latent_shape),
                                            generator=torch.Generator().manual_seed(s)) for s in seeds])
             gen = torch.Generator().manual_seed(seeds[0])
@@ -154,7 +156,7 @@ class Generator:
             for j, i in enumerate(rows):
                 hu, seg = self.decode(z[j:j + 1])
                 attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in table.iloc[i].items()}
-                pid = str(attrs.get("id", f"gen{i:05d}"))
+                pid = str(attrs.get("id", f"S{index_offset + i:04d}"))
                 out.append(GeneratedPatient(pid, CTVolume(hu, affine), LabelMap(seg, affine, {k: v for k, v in MERGED_CLASSES.items() if k}),
                                             attrs, seeds[j]))
                 if progress is not None:

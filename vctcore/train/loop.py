@@ -106,6 +106,9 @@ def run_loop(stage: str, run_dir: Path, modules: dict[str, nn.Module], optimizer
                         writer = csv.DictWriter(writer_fh, fieldnames=["step", "seconds", *losses])
                         if log_path.stat().st_size == 0:
                             writer.writeheader()
+                    if set(losses) != set(writer.fieldnames[2:]):
+                        raise RuntimeError(f"stage {stage}: loss terms changed mid-run "
+                                           f"({sorted(losses)} vs {writer.fieldnames[2:]})")
                     writer.writerow({"step": step, "seconds": round(elapsed, 2),
                                      **{k: round(v, 6) for k, v in losses.items()}})
                 if progress is not None:

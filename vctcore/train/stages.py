@@ -133,7 +133,7 @@ class _Adversary:
                    + self.loss(self.disc(real)[-1], target_is_real=True, for_discriminator=True))
         d.backward()
         self.opt.step()
-        return float(d)
+        return d.item()
 
 
 def train_image_ae_1(ctx: StageContext) -> StageResult:
@@ -153,21 +153,24 @@ def train_image_ae_1(ctx: StageContext) -> StageResult:
             recon, qloss = model(x)
             rec = multi_window_l1(recon.float(), x, x_hu, cfg)
             loss = rec + qloss
-            out = {"loss": 0.0, "mw_l1": float(rec), "vq": float(qloss)}
+            # every row of the stage log has the same columns: inactive terms are logged as 0
+            out = {"loss": 0.0, "mw_l1": rec.item(), "vq": qloss.item()}
             if per is not None:
                 p = sch.perceptual_weight * per(recon.float(), x)
                 loss = loss + p
-                out["perceptual"] = float(p)
+                out["perceptual"] = p.item()
+            if adv.disc is not None:
+                out["adv_g"] = out["adv_d"] = 0.0
             if adv.active(i):
                 g = adv.generator_term(recon.float())
                 loss = loss + g
-                out["adv_g"] = float(g)
+                out["adv_g"] = g.item()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         if adv.active(i):
             out["adv_d"] = adv.discriminator_step(recon.float(), x)
-        out["loss"] = float(loss)
+        out["loss"] = loss.item()
         return out
 
     modules = {"vq": vq, **({"disc": adv.disc} if adv.disc is not None else {})}
@@ -202,7 +205,7 @@ def train_image_ae_2(ctx: StageContext) -> StageResult:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        return {"loss": float(loss), "latent_l1": float(lat), "mw_l1": float(rec), "vq": float(qloss)}
+        return {"loss": loss.item(), "latent_l1": lat.item(), "mw_l1": rec.item(), "vq": qloss.item()}
 
     return _finish(ctx, "image_ae_2", vq, _run(ctx, "image_ae_2", {"vq": vq}, {"vq": opt}, step, sampler), "vq_level")
 
@@ -225,7 +228,7 @@ def train_seg_ae(ctx: StageContext) -> StageResult:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        return {"loss": float(loss), "dice_ce": float(dice_ce), "vq": float(qloss)}
+        return {"loss": loss.item(), "dice_ce": dice_ce.item(), "vq": qloss.item()}
 
     return _finish(ctx, "seg_ae", seg_ae, _run(ctx, "seg_ae", {"seg_ae": seg_ae}, {"seg_ae": opt}, step, sampler), "seg_ae")
 
@@ -322,7 +325,7 @@ def train_diffusion(ctx: StageContext, ema_decay: float = 0.995) -> StageResult:
             d = min(ema_decay, (1 + i) / (10 + i))
             for pe, pm in zip(ema.parameters(), dm.parameters()):
                 pe.lerp_(pm, 1 - d)
-        return {"loss": float(loss), "lr": opt.param_groups[0]["lr"]}
+        return {"loss": loss.item(), "lr": opt.param_groups[0]["lr"]}
 
     result = _run(ctx, "diffusion", {"dm": dm, "ema": ema}, {"dm": opt}, step, rng)
     return _finish(ctx, "diffusion", ema, result, "diffusion")
@@ -347,15 +350,15 @@ def train_post(ctx: StageContext) -> StageResult:
             out = model(recon)
             l1 = F.l1_loss(out.float(), x)
             loss = l1
-            logs = {"l1": float(l1), "l1_before": float(F.l1_loss(recon, x))}
+            logs = {"l1": l1.item(), "l1_before": F.l1_loss(recon, x).item()}
             if per is not None:
                 p = sch.perceptual_weight * per(out.float(), x)
                 loss = loss + p
-                logs["perceptual"] = float(p)
+                logs["perceptual"] = p.item()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        return {"loss": float(loss), **logs}
+        return {"loss": loss.item(), **logs}
 
     return _finish(ctx, "post", post, _run(ctx, "post", {"post": post}, {"post": opt}, step, sampler), "post")
 

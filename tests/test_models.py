@@ -1,0 +1,147 @@
+"""Generator building blocks on small real inputs: presets, quantisation, losses, model files."""
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from vctcore.models.autoencoders import SegAE, StackedImageAE, build_vq_level, hu_to_unit, snap, unit_to_hu
+from vctcore.models.checkpoint import CheckpointError, load_module, load_state, save_module, save_state
+from vctcore.models.conditioning import attribute_bins, drop_conditions
+from vctcore.models.config import GeneratorConfig, VQLevel, load_preset
+from vctcore.models.diffusion import LatentDiffusion, depth_to_space, space_to_depth
+from vctcore.models.losses import multi_window_l1
+
+
+def test_presets_load_and_divide_the_grid():
+    cpu, paper = load_preset("cpu"), load_preset("paper")
+    assert cpu.latent_shape == (32, 24, 68) and cpu.image_ae.factor == 4
+    assert paper.image_ae.factor == 16 and paper.precision == "bf16"
+    with pytest.raises(ValueError, match="known presets: .*cpu"):
+        load_preset("nonesuch")
+    bad = cpu.to_dict()
+    bad["grid_shape"] = [100, 96, 272]
+    with pytest.raises(ValueError, match="multiple of 16"):
+        GeneratorConfig.from_dict(bad)
+
+
+def test_config_round_trips_through_json_dict():
+    cfg = load_preset("cpu")
+    assert GeneratorConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_space_to_depth_inverts():
+    z = torch.randn(2, 3, 8, 6, 4)
+    y = space_to_depth(z, 2)
+    assert y.shape == (2, 24, 4, 3, 2)
+    assert torch.equal(depth_to_space(y, 2), z)
+    # one 2x2x2 block lands in one output voxel
+    assert torch.equal(y[0, :8, 0, 0, 0].sort().values, z[0, 0, :2, :2, :2].flatten().sort().values)
+
+
+def test_snap_matches_monai_quantizer():
+    vq = build_vq_level(VQLevel(in_channels=1, channels=(8,), num_res_layers=1, embedding_dim=4, num_embeddings=32)).eval()
+    z = torch.randn(2, 4, 6, 5, 7)
+    expected, _ = vq.quantize(z)
+    assert torch.allclose(snap(vq, z, chunk=17), expected)
+
+
+def test_hu_units_round_trip_and_clip():
+    hu = torch.tensor([-3000.0, -1000.0, 0.0, 40.0, 5000.0])
+    assert torch.allclose(unit_to_hu(hu_to_unit(hu)), torch.tensor([-1024.0, -1000.0, 0.0, 40.0, 3071.0]))
+
+
+def test_multi_window_l1_weights_by_target_window():
+    cfg = load_preset("cpu").image_ae  # weights soft 3, hard 1, other 1; soft [-200, 300), hard [300, 3071)
+    target_hu = torch.tensor([0.0, 1000.0, -1000.0])
+    target = hu_to_unit(target_hu)
+    pred = target + 0.1
+    got = multi_window_l1(pred, target, target_hu, cfg)
+    assert got.item() == pytest.approx((3 * 0.1 + 1 * 0.1 + 1 * 0.1) / 3)
+
+
+def test_condition_bins_and_dropout():
+    import pandas as pd
+
+    table = pd.DataFrame({"sex": ["F", "M", None], "age_years": [25, 61, 40]})
+    bins = attribute_bins(table, ("sex", "age_years", "weight_kg"))
+    assert bins.shape == (3, 3)
+    assert bins[2, 0] == 0 and bins[0, 0] != bins[1, 0]
+    assert (bins[:, 2] == 0).all()  # no weight column -> "none"
+    b = torch.from_numpy(bins)
+    assert torch.equal(drop_conditions(b, 1.0, 0.0), torch.zeros_like(b))
+    assert torch.equal(drop_conditions(b, 0.0, 0.0), b)
+
+
+def test_autoencoders_keep_shapes():
+    cfg = load_preset("cpu")
+    ae, seg = StackedImageAE(cfg.image_ae).eval(), SegAE(cfg.seg_ae).eval()
+    with torch.no_grad():
+        z = ae.encode(torch.zeros(1, 1, 32, 32, 32))
+        assert z.shape == (1, 4, 8, 8, 8)
+        assert ae.decode(z).shape == (1, 1, 32, 32, 32)
+        zs = seg.encode(torch.zeros(1, 17, 32, 32, 32))
+        assert seg.decode(zs).shape == (1, 17, 32, 32, 32)
+
+
+def test_diffusion_sampling_is_deterministic_given_noise():
+    cfg = load_preset("cpu").diffusion
+    dm = LatentDiffusion(cfg, 8).eval()
+    noise = torch.randn(1, 8, 8, 8, 8, generator=torch.Generator().manual_seed(0))
+    bins = torch.tensor([[1, 2, 3, 4]])
+    a = dm.sample(bins, noise, steps=2)
+    b = dm.sample(bins, noise, steps=2)
+    assert torch.equal(a, b) and a.shape == noise.shape
+
+
+@pytest.fixture()
+def small_module():
+    return build_vq_level(VQLevel(in_channels=1, channels=(4,), num_res_layers=1, embedding_dim=2, num_embeddings=8))
+
+
+def test_model_file_round_trip(tmp_path, small_module):
+    path = save_module(small_module, tmp_path / "m.safetensors", kind="vq_level", config={"a": 1})
+    other = build_vq_level(VQLevel(in_channels=1, channels=(4,), num_res_layers=1, embedding_dim=2, num_embeddings=8))
+    assert load_module(other, path, kind="vq_level") == {"a": 1}
+    for k, v in small_module.state_dict().items():
+        assert torch.equal(v, other.state_dict()[k])
+
+
+def test_model_file_errors_name_the_file(tmp_path, small_module):
+    path = save_module(small_module, tmp_path / "m.safetensors", kind="vq_level", config={})
+    with pytest.raises(CheckpointError, match="m.safetensors.*holds a 'vq_level' model, expected 'seg_ae'"):
+        load_module(small_module, path, kind="seg_ae")
+    wrong = build_vq_level(VQLevel(in_channels=1, channels=(6,), num_res_layers=1, embedding_dim=2, num_embeddings=8))
+    with pytest.raises(CheckpointError, match="do not fit the vq_level architecture"):
+        load_module(wrong, path, kind="vq_level")
+    truncated = tmp_path / "t.safetensors"
+    truncated.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="t.safetensors: corrupt or truncated"):
+        load_module(small_module, truncated, kind="vq_level")
+    pickled = tmp_path / "p.safetensors"
+    pickled.write_bytes(pickle.dumps({"weights": np.zeros(3)}))
+    with pytest.raises(CheckpointError, match="p.safetensors: not a safetensors file"):
+        load_module(small_module, pickled, kind="vq_level")
+    torch_file = tmp_path / "model.pt"
+    torch.save(small_module.state_dict(), torch_file)
+    with pytest.raises(CheckpointError, match="model.pt: not a safetensors file"):
+        load_module(small_module, torch_file, kind="vq_level")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_module(small_module, tmp_path / "nope.safetensors", kind="vq_level")
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+def test_training_state_refuses_arbitrary_pickles(tmp_path):
+    good = tmp_path / "s.pt"
+    save_state({"step": 3, "w": torch.ones(2)}, good)
+    assert load_state(good)["step"] == 3
+    evil = tmp_path / "evil.pt"
+    torch.save({"x": _Evil()}, evil)
+    with pytest.raises(CheckpointError, match="evil.pt: unreadable training state"):
+        load_state(evil)

@@ -17,6 +17,8 @@ st.navigation(
         "Anatomy": [
             st.Page(ROOT / "pages" / "phantom.py", title="Digital human", icon=":material/accessibility_new:",
                     default=True),
+            st.Page(ROOT / "pages" / "generate.py", title="Synthetic patient", icon=":material/neurology:"),
+            st.Page(ROOT / "pages" / "cohorts.py", title="Cohorts", icon=":material/folder_open:"),
         ],
     }
 ).run()

@@ -3,11 +3,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
-from vctcore import render
+from pages._slices import slice_views, view_controls
 from vctcore.attributes import ATTRIBUTES
 from vctcore.phantom import SUPPORT, build_phantom
 
@@ -24,26 +23,14 @@ ATTRIBUTE_INPUTS: dict[str, tuple[float, float, str]] = {
 }
 SEXES = {"F": "female", "M": "male"}
 POSES = {"supine": "supine, random limb pose", "standing": "standing"}
-PLANE_CAPTIONS = {
-    "axial": "Axial, seen from the feet: patient right on image left, anterior up",
-    "coronal": "Coronal: patient right on image left",
-    "sagittal": "Sagittal: anterior on image left",
-}
 #: report entries shown as the self-check, in this order of preference (others are provenance)
 SELF_CHECK_KEYS = ("weight_kg", "bfp_pct", "mmp_pct", "height_cm", "bone_density_hu", "body_volume_l", "extent_cm")
-DISPLAY_HEIGHT_PX = 500  # coronal and sagittal images share this height
-AXIAL_WIDTH_PX = 500  # column weight of the axial view (the image stretches to its column)
-PIXEL_MM = 3.0  # display resampling: square 3 mm pixels
 
 DEFAULTS: dict[str, Any] = {
     "ph_sex": "F",
     **{f"ph_{name}": spec[0] for name, spec in ATTRIBUTE_INPUTS.items()},
     "ph_pose": "supine",
     "ph_seed": 0,
-    "ph_window": "soft tissue",
-    "ph_overlay": True,
-    "ph_opacity": 0.4,
-    "ph_slices_for": None,  # the build request whose default slice positions were last applied
 }
 
 
@@ -110,64 +97,6 @@ def input_panel() -> None:
         st.caption("Inputs changed: press **Build phantom** to rebuild.")
 
 
-def view_controls() -> tuple[float, float, float]:
-    """Window preset and overlay controls -> (level, width, opacity)."""
-    c1, c2, c3 = st.columns([3.2, 1, 1.6], vertical_alignment="bottom")
-    preset = c1.radio("HU window", list(render.WINDOWS), horizontal=True, key="ph_window",
-                      format_func=lambda n: f"{n} W{render.WINDOWS[n][1]:.0f} L{render.WINDOWS[n][0]:.0f}")
-    overlay = c2.toggle("Organ labels", key="ph_overlay")
-    opacity = c3.slider("Label opacity", 0.0, 1.0, step=0.05, key="ph_opacity", disabled=not overlay)
-    level, width = render.WINDOWS[preset]
-    return level, width, (opacity if overlay else 0.0)
-
-
-def reset_slices_for_new_phantom(seg: np.ndarray) -> None:
-    """A newly shown phantom starts on its own default slices (liver level, midline); else keep the user's."""
-    fresh = st.session_state["ph_slices_for"] != st.session_state["ph_request"]
-    keys = {plane: f"ph_slice_{plane}" for plane in render.PLANES}
-    if fresh or any(not 0 <= st.session_state.get(key, -1) < seg.shape[render.PLANE_AXIS[plane]]
-                    for plane, key in keys.items()):
-        for plane, index in render.default_slices(seg).items():
-            st.session_state[keys[plane]] = index
-    st.session_state["ph_slices_for"] = st.session_state["ph_request"]
-
-
-def slice_views(ph: dict[str, Any], level: float, width: float, opacity: float) -> None:
-    """Axial (large, with the legend below) beside coronal and sagittal at a common height."""
-    ct, seg, spacing = ph["ct"], ph["seg"], ph["spacing_mm"]
-    reset_slices_for_new_phantom(seg)
-    images = {
-        plane: render.render_slice(ct, plane, st.session_state[f"ph_slice_{plane}"], spacing_mm=spacing,
-                                   level=level, width=width, labels=seg, opacity=opacity, pixel_mm=PIXEL_MM)
-        for plane in render.PLANES
-    }
-    px = {p: round(DISPLAY_HEIGHT_PX * images[p].shape[1] / images[p].shape[0]) for p in ("coronal", "sagittal")}
-    cols = dict(zip(render.PLANES, st.columns([AXIAL_WIDTH_PX, px["coronal"], px["sagittal"]], gap="medium")))
-    for plane, col in cols.items():
-        with col:
-            st.image(images[plane], caption=PLANE_CAPTIONS[plane], width=px.get(plane, "stretch"))
-            n = ct.shape[render.PLANE_AXIS[plane]]
-            mm = spacing[render.PLANE_AXIS[plane]]
-            st.slider(f"{plane.capitalize()} slice", 0, n - 1, key=f"ph_slice_{plane}",
-                      help=f"Voxel index along the {plane} axis, {mm:g} mm per step")
-    with cols["axial"]:
-        legend(seg, opacity)
-        self_check(ph)
-
-
-def legend(seg: np.ndarray, opacity: float) -> None:
-    """Colour chips of the merged classes present in ``seg`` (nothing while labels are hidden)."""
-    if opacity == 0:
-        return
-    st.markdown("**Organ classes in this phantom**")
-    chips = [
-        f'<span style="display:inline-flex;align-items:center;gap:.35em;margin:0 1em .2em 0;font-size:.85em">'
-        f'<span style="width:.9em;height:.9em;border-radius:2px;background:{hexcol}"></span>{name}</span>'
-        for _value, name, hexcol in render.legend_entries(np.unique(seg))
-    ]
-    st.markdown(f'<div style="display:flex;flex-wrap:wrap">{"".join(chips)}</div>', unsafe_allow_html=True)
-
-
 def self_check(ph: dict[str, Any]) -> None:
     """Requested vs re-measured attributes, for whatever the phantom's self-check report holds."""
     report, requested = ph["report"], ph["attributes"]
@@ -201,11 +130,12 @@ with inputs, st.container(border=True):
     input_panel()
 
 with view:
-    level, width, opacity = view_controls()
+    level, width, opacity = view_controls("ph")
     request = st.session_state["ph_request"]
     try:
         phantom = build(request["attrs"], request["seed"], request["pose"])
     except ValueError as err:
         st.error(f"The phantom cannot be built with these attributes: {err}")
     else:
-        slice_views(phantom, level, width, opacity)
+        slice_views("ph", phantom["ct"], phantom["seg"], phantom["spacing_mm"], request, level, width, opacity,
+                    below_axial=lambda: self_check(phantom))

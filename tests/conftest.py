@@ -92,3 +92,21 @@ def browser():
         yield driver
     finally:
         driver.quit()
+
+
+@pytest.fixture(scope="session")
+def tiny_generator(tmp_path_factory) -> dict:
+    """A tiny real generator trained on 6 half-resolution phantoms: first stopped after one step, then
+    resumed to the end (so every test session also exercises resumption)."""
+    from generator_fixtures import write_tiny_cohort, write_tiny_preset
+
+    from vctcore.train.run import train
+
+    root = tmp_path_factory.mktemp("tiny_generator")
+    cohort = write_tiny_cohort(root / "cohorts" / "tiny")
+    preset = write_tiny_preset(root / "tiny.yaml")
+    run = root / "run"
+    first = train(cohort, run, preset=preset, seed=3, max_minutes=1e-6)
+    second = train(cohort, run, preset=preset, seed=3)
+    return {"root": root, "cohort": cohort, "preset": preset, "run": run, "first": first, "second": second,
+            "generator": second.generator_dir}

@@ -10,22 +10,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from generator_fixtures import ROWS, TINY_GRID, write_tiny_cohort, write_tiny_preset
+from generator_fixtures import ROWS, TINY_GRID
 from vctcore.generator import Generator
 from vctcore.models.checkpoint import CheckpointError
-from vctcore.train.run import train
 from vctcore.train.stages import STAGES
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("gen")
-    cohort = write_tiny_cohort(root / "cohort")
-    preset = write_tiny_preset(root / "tiny.yaml")
-    run = root / "run"
-    first = train(cohort, run, preset=preset, seed=3, max_minutes=1e-6)  # stops after one step
-    second = train(cohort, run, preset=preset, seed=3)
-    return {"root": root, "cohort": cohort, "preset": preset, "run": run, "first": first, "second": second}
+@pytest.fixture()
+def trained(tiny_generator):
+    return tiny_generator
 
 
 def test_training_resumes_where_it_stopped(trained):

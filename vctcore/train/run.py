@@ -48,12 +48,20 @@ def _check_run(run_dir: Path, cfg: GeneratorConfig, cohort: Path, fingerprint: s
     meta_path = run_dir / "run.json"
     if meta_path.exists():
         meta = json.loads(meta_path.read_text())
-        if meta["config"] != json.loads(json.dumps(cfg.to_dict())):
-            raise ValueError(f"{run_dir} was started with a different preset ({meta['config']['name']}); "
-                             "use a new --run directory")
+        new = json.loads(json.dumps(cfg.to_dict()))
+        old_arch = {k: v for k, v in meta["config"].items() if k != "schedules"}
+        if old_arch != {k: v for k, v in new.items() if k != "schedules"}:
+            raise ValueError(f"{run_dir} was started with a different architecture (preset "
+                             f"{meta['config']['name']}); use a new --run directory")
         if meta["cohort_fingerprint"] != fingerprint or meta["seed"] != seed:
             raise ValueError(f"{run_dir} was started on another cohort or seed "
                              f"({meta['cohort']}, seed {meta['seed']}); use a new --run directory")
+        if meta["config"].get("schedules") != new.get("schedules"):
+            # schedules may change between runs (stop earlier, train longer): keep the history
+            meta.setdefault("schedule_history", []).append(
+                {"changed": time.strftime("%Y-%m-%dT%H:%M:%S"), "from": meta["config"].get("schedules")})
+            meta["config"] = new
+            meta_path.write_text(json.dumps(meta, indent=2))
         return
     from vctcore.cohort import package_versions
 
@@ -106,7 +114,15 @@ def train(cohort: str | Path, run_dir: str | Path, *, preset: str | Path | Gener
 
 
 def _done(ctx: StageContext, stage: str) -> bool:
+    """A stage is done when its model exists and its saved step reaches the (possibly longer) schedule."""
     if stage == "latents":
         done = ctx.run_dir / "latents" / "done.json"
         return done.exists() and json.loads(done.read_text())["done"] >= len(ctx.data)
-    return ctx.model_path(stage).exists()
+    if not ctx.model_path(stage).exists():
+        return False
+    state = ctx.run_dir / "state" / f"{stage}.pt"
+    if not state.exists():
+        return True
+    from vctcore.models.checkpoint import load_state
+
+    return int(load_state(state)["step"]) >= ctx.schedule(stage).steps

@@ -1,0 +1,46 @@
+"""The on-disk workspace the app and CLI share: cohorts live in ``<workspace>/cohorts/<name>/``.
+
+The workspace root is ``$VCT_WORKSPACE`` or ``./workspace`` next to the repository.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def workspace_root() -> Path:
+    return Path(os.environ.get("VCT_WORKSPACE", REPO / "workspace"))
+
+
+@dataclass(frozen=True)
+class CohortInfo:
+    """A cohort directory and what made it (cohort.json)."""
+
+    name: str
+    path: Path
+    provenance: dict[str, Any]
+    n_patients: int
+
+    @property
+    def maker(self) -> str:
+        return str(self.provenance.get("maker", "unknown"))
+
+
+def list_cohorts(root: Path | None = None) -> list[CohortInfo]:
+    """Cohorts under ``<root>/cohorts`` (directories with an attributes.csv), sorted by name."""
+    base = (root or workspace_root()) / "cohorts"
+    out = []
+    for d in sorted(base.glob("*/attributes.csv")):
+        prov_path = d.parent / "cohort.json"
+        try:
+            prov = json.loads(prov_path.read_text()) if prov_path.exists() else {}
+        except json.JSONDecodeError:
+            prov = {"error": f"{prov_path} is not valid JSON"}
+        n = sum(1 for p in (d.parent / "patients").glob("*/ct.nii.gz"))
+        out.append(CohortInfo(d.parent.name, d.parent, prov, n))
+    return out

@@ -16,7 +16,7 @@ from vctcore.measure.height import HeightCalibration, HeightResult, measure_heig
 from vctcore.measure.height_calibration import (
     DEFAULT_CALIBRATION_PATH, fit_height_calibration, load_default_calibration)
 from vctcore.phantom import Pose, build_phantom
-from vctcore.phantom.builder import REQUIRED, check_attributes
+from vctcore.phantom.builder import REQUIRED, supported_rows
 from vctcore.population import PopulationSpec
 
 REFERENCE = "assets/populations/adult_reference.yaml"
@@ -30,15 +30,7 @@ FAST_POSES = ("standing", "supine", "supine", Pose(hip_flex_deg=(14.0, 0.0), foo
 @pytest.fixture(scope="module")
 def reference_rows():
     """The first 20 rows of the adult reference population (seed 2026) inside the phantom's support."""
-    rows = PopulationSpec.from_yaml(REFERENCE).sample(40, seed=TEST_SAMPLE_SEED)
-    inside = []
-    for i, (_, row) in enumerate(rows.iterrows()):
-        try:
-            check_attributes({k: row[k] for k in REQUIRED})
-            inside.append(i)
-        except ValueError:
-            continue
-    return rows.iloc[inside[:20]]
+    return supported_rows(PopulationSpec.from_yaml(REFERENCE).sample(40, seed=TEST_SAMPLE_SEED), 20)
 
 
 def _build(rows, poses) -> list[tuple[float, object, str]]:

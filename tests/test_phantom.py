@@ -7,7 +7,7 @@ from scipy import stats
 
 from vctcore.labels import FAT_LABELS, FINE_LABELS, MERGED_CLASSES, MUSCLE_LABELS
 from vctcore.phantom import DEFAULT_GRID, Pose, build_phantom
-from vctcore.phantom.builder import REQUIRED, check_attributes
+from vctcore.phantom.builder import REQUIRED, supported_rows
 from vctcore.population import PopulationSpec
 
 REFERENCE = "assets/populations/adult_reference.yaml"
@@ -26,15 +26,7 @@ def appendix_b_composition(hu: np.ndarray, labels: np.ndarray, voxel_ml: float) 
 @pytest.fixture(scope="module")
 def reference_rows():
     """The first 20 rows of the adult reference population inside the phantom's support."""
-    rows = PopulationSpec.from_yaml(REFERENCE).sample(40, seed=2026)
-    inside = []
-    for i, (_, row) in enumerate(rows.iterrows()):
-        try:
-            check_attributes({k: row[k] for k in REQUIRED})
-            inside.append(i)
-        except ValueError:
-            continue
-    return rows.iloc[inside[:20]]
+    return supported_rows(PopulationSpec.from_yaml(REFERENCE).sample(40, seed=2026), 20)
 
 
 @pytest.fixture(scope="module")

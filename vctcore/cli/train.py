@@ -13,6 +13,10 @@ def run(args: argparse.Namespace) -> int:
     from vctcore.train.run import train
     from vctcore.train.stages import STAGES
 
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     stages = args.stages.split(",") if args.stages else None
     start = time.monotonic()
     last = {"stage": None, "t": 0.0}
@@ -51,5 +55,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-minutes", type=float, default=None, help="stop (resumably) after this wall time")
     p.add_argument("--limit", type=int, default=None, help="use only the first N patients")
     p.add_argument("--log-seconds", type=float, default=30.0, help="seconds between progress lines")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: all cores)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=run)

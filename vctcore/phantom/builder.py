@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 import numpy as np
+import pandas as pd
 from scipy import ndimage
 
 from vctcore import __version__
@@ -88,6 +89,21 @@ def check_attributes(attrs: Mapping[str, Any]) -> dict[str, Any]:
             "bones, organs and skin; a body needs at least 18%")
     del out["bmi"]
     return out
+
+
+def supported_rows(table: pd.DataFrame, n: int | None = None) -> pd.DataFrame:
+    """The rows of an attribute table inside the phantom's support (``check_attributes`` passes), in
+    order, at most ``n``; the original index is kept."""
+    keep = []
+    for idx, row in table.iterrows():
+        try:
+            check_attributes({k: row[k] for k in REQUIRED})
+        except ValueError:
+            continue
+        keep.append(idx)
+        if n is not None and len(keep) == n:
+            break
+    return table.loc[keep]
 
 
 def _grid_origin(grid: PhantomGrid, h_mm: float, y_range: tuple[float, float]) -> np.ndarray:

@@ -1,0 +1,71 @@
+"""The shipped default generator (checkpoints/default): loads with hashes verified, and what it makes
+looks like a body. Mid-slices are saved to test-artifacts/generated_*.png for a human to look at."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from scipy import ndimage
+
+from vctcore import render
+from vctcore.generator import DEFAULT_CHECKPOINT, Generator
+from vctcore.labels import MERGED_CLASSES
+
+CLASS = {name: value for value, name in MERGED_CLASSES.items()}
+ARTIFACTS = DEFAULT_CHECKPOINT.parents[1] / "test-artifacts"
+
+
+@pytest.fixture(scope="module")
+def patients():
+    if not (DEFAULT_CHECKPOINT / "manifest.json").exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"the default generator is missing from {DEFAULT_CHECKPOINT}")
+        pytest.skip(f"no default generator in {DEFAULT_CHECKPOINT}")
+    gen = Generator.from_pretrained(device="cpu")
+    table = pd.DataFrame([
+        {"sex": "M", "age_years": 45, "height_cm": 180, "weight_kg": 85},
+        {"sex": "F", "age_years": 60, "height_cm": 162, "weight_kg": 65},
+    ])
+    return gen.generate(table, seed=0)
+
+
+def _centroid_z(seg: np.ndarray, name: str) -> float:
+    where = np.argwhere(seg == CLASS[name])
+    assert len(where) > 0, f"{name} is missing"
+    return float(where[:, 2].mean())
+
+
+def test_generated_patients_look_like_bodies(patients):
+    ARTIFACTS.mkdir(exist_ok=True)
+    for i, p in enumerate(patients):
+        hu, seg = p.ct.data, p.seg.data
+        body = hu > -500
+        frac = body.mean()
+        assert 0.03 < frac < 0.4, f"body fills {frac:.1%} of the grid"
+        lab, n = ndimage.label(body)
+        largest = np.bincount(lab.ravel())[1:].max()
+        assert largest > 0.9 * body.sum(), "the body is not one connected piece"
+        # head above chest above abdomen above pelvis
+        assert _centroid_z(seg, "brain") > _centroid_z(seg, "heart") > _centroid_z(seg, "liver") \
+            > _centroid_z(seg, "urinary_bladder")
+        # tissue attenuation where the segmentation says the organ is
+        lungs = np.isin(seg, [CLASS["lung_upper_lobes"], CLASS["lung_lower_lobes"], CLASS["lung_middle_lobe"]])
+        assert np.median(hu[lungs]) < -500
+        assert 0 < np.median(hu[seg == CLASS["liver"]]) < 150
+        assert np.median(hu[seg == CLASS["bone"]]) > 120
+        assert np.median(hu[~body]) < -900  # air outside
+        planes = render.default_slices(seg)
+        tiles = [render.render_slice(hu, plane, planes[plane], spacing_mm=p.ct.spacing_mm, level=40, width=400,
+                                     labels=seg, opacity=0.3, pixel_mm=3.0) for plane in ("coronal", "sagittal")]
+        h = max(t.shape[0] for t in tiles)
+        tiles = [np.pad(t, ((0, h - t.shape[0]), (0, 4), (0, 0))) for t in tiles]
+        Image.fromarray(np.concatenate(tiles, axis=1)).save(ARTIFACTS / f"generated_{i}_{p.attributes['sex']}.png")
+
+
+def test_conditioning_on_sex_shows_in_the_segmentation(patients):
+    male, female = patients
+    prostate = CLASS["prostate"]
+    assert (male.seg.data == prostate).sum() > (female.seg.data == prostate).sum()

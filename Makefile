@@ -32,6 +32,10 @@ test-all: $(STAMP) system-deps
 
 bench: $(STAMP)
 	$(PY) bench/phantom.py
+	$(PY) bench/measure.py
+	$(PY) bench/generate.py
+	$(VENV)/bin/vct phantom --n 10 --seed 12 --out workspace/cohorts/holdout --quiet
+	$(PY) bench/reconstruction.py --cohort workspace/cohorts/holdout
 
 clean:
 	rm -rf $(VENV) .pytest_cache

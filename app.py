@@ -20,5 +20,8 @@ st.navigation(
             st.Page(ROOT / "pages" / "generate.py", title="Synthetic patient", icon=":material/neurology:"),
             st.Page(ROOT / "pages" / "cohorts.py", title="Cohorts", icon=":material/folder_open:"),
         ],
+        "Evaluation": [
+            st.Page(ROOT / "pages" / "fidelity.py", title="Generator fidelity", icon=":material/fact_check:"),
+        ],
     }
 ).run()

@@ -17,3 +17,19 @@ def resolve_device(device: str = "auto") -> torch.device:
     if device == "cpu":
         return torch.device("cpu")
     raise ValueError(f"device must be one of {', '.join(DEVICES)} or cuda:N, got {device!r}")
+
+
+def bf16_autocast_supported(device: torch.device) -> bool:
+    """True where bf16 autocast is fast: CUDA, or a CPU with native bf16 (AVX512-BF16 / AMX)."""
+    if device.type == "cuda":
+        return True
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def autocast(device: torch.device, precision: str):
+    """bf16 autocast on ``device`` when ``precision == "bf16"`` and the hardware supports it; else a no-op."""
+    enabled = precision == "bf16" and bf16_autocast_supported(device)
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import pandas as pd
 
 from vctcore.cohort import CohortWriter, read_attributes
-from vctcore.generator import Generator
+from vctcore.generator import Generator, patient_seed
 
 Progress = Callable[[int, int, str], None]
 
@@ -25,6 +25,7 @@ def generate_cohort(generator: Generator, table: pd.DataFrame, *, seed: int, out
     """Generate one patient per row of ``table`` into ``out``; returns the written attribute table."""
     table = table.reset_index(drop=True).copy()
     table["id"] = [f"S{i:04d}" for i in range(len(table))]
+    table["seed"] = [patient_seed(seed, i) for i in range(len(table))]
     warnings = generator.support_warnings(table)
     writer = CohortWriter(out, {
         "maker": "vctcore.generator", "n": len(table), "seed": seed,
@@ -46,7 +47,6 @@ def generate_cohort(generator: Generator, table: pd.DataFrame, *, seed: int, out
         row = table.iloc[[i]]
         (p,) = generator.generate(row, seed=seed, steps=steps, guidance_scale=guidance_scale, index_offset=i)
         writer.add(pid, ct=p.ct, seg=p.seg)
-        table.loc[i, "seed"] = p.seed
         done += 1
         writer.write_attributes(table.iloc[: i + 1])
         if progress is not None:

@@ -8,15 +8,16 @@ import sys
 
 from vctcore.cli.common import CLIError
 
-#: subcommand modules under vctcore.cli, in help order
-COMMANDS = ("phantom", "measure", "train", "generate")
+#: subcommands, in help order, and the vctcore.cli module of each (the module name by default)
+COMMANDS = ("phantom", "measure", "train", "generate", "evaluate-generator")
+MODULES = {"evaluate-generator": "evaluate"}  # vctcore.cli.evaluate also registers train-segmenter
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vct", description="Virtual clinical trials for radiology AI")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
-        importlib.import_module(f"vctcore.cli.{name}").register(sub)
+        importlib.import_module(f"vctcore.cli.{MODULES.get(name, name)}").register(sub)
     return parser
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from vctcore.labels import FINE_LABELS as L
 from vctcore.phantom import tissues as T
 from vctcore.phantom.pose import LegTransform, Pose
-from vctcore.phantom.shapes import Ellipsoid, Stroke, Sweep
+from vctcore.phantom.shapes import Stroke, Sweep
 
 #: torso knots (fraction of height): crotch ... base of the neck
 TORSO_Z = np.array([0.465, 0.49, 0.52, 0.56, 0.60, 0.64, 0.67, 0.71, 0.75, 0.79, 0.815, 0.83])

@@ -15,7 +15,7 @@ from vctcore.phantom import body as B
 from vctcore.phantom import organs, skeleton
 from vctcore.phantom import tissues as T
 from vctcore.phantom.pose import Pose
-from vctcore.phantom.shapes import Ellipsoid, Stroke, Sweep
+from vctcore.phantom.shapes import Stroke, Sweep
 
 _THIGH_K = np.array([0.0, 0.3, 0.7, 1.0])
 _CALF_K = np.array([0.0, 0.3, 0.65, 1.0])

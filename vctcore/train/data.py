@@ -96,13 +96,17 @@ def load_cohort(root: str | Path, grid_shape: tuple[int, int, int], cache_dir: s
 
 
 class PatchSampler:
-    """Random (X, Y, Z) patches, most of them centred on a body voxel (HU > -500)."""
+    """Random (X, Y, Z) patches: with probability ``p_class`` centred on a voxel of a class drawn
+    uniformly from the patient's merged classes (small organs as often as large ones, as MONAI's
+    RandCropByLabelClasses does), else with ``p_body`` on a body voxel (HU > -500), else anywhere."""
 
-    def __init__(self, data: CohortArrays, patch: tuple[int, int, int], seed: int, p_body: float = 0.9) -> None:
+    def __init__(self, data: CohortArrays, patch: tuple[int, int, int], seed: int, p_body: float = 0.9,
+                 p_class: float = 0.0) -> None:
         self.data = data
         self.patch = tuple(patch)
         self.rng = np.random.default_rng(seed)
         self.p_body = p_body
+        self.p_class = p_class
 
     def state(self) -> dict:
         return self.rng.bit_generator.state
@@ -113,6 +117,14 @@ class PatchSampler:
     def _corner(self, i: int) -> tuple[int, int, int]:
         shape = self.data.ct.shape[1:]
         lim = [s - p for s, p in zip(shape, self.patch)]
+        if self.p_class > 0 and self.rng.random() < self.p_class:
+            sub = np.asarray(self.data.seg[i, ::2, ::2, ::2])
+            classes = np.flatnonzero(np.bincount(sub.ravel()))
+            classes = classes[classes > 0]
+            if len(classes):
+                pts = np.argwhere(sub == classes[self.rng.integers(len(classes))]) * 2
+                c = pts[self.rng.integers(len(pts))] + self.rng.integers(0, 2, size=3)
+                return tuple(int(np.clip(c[k] - self.patch[k] // 2, 0, lim[k])) for k in range(3))
         if self.rng.random() < self.p_body:
             # a body voxel from a coarse grid, then jitter
             sub = np.asarray(self.data.ct[i, ::8, ::8, ::8])

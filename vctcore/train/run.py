@@ -49,17 +49,19 @@ def _check_run(run_dir: Path, cfg: GeneratorConfig, cohort: Path, fingerprint: s
     if meta_path.exists():
         meta = json.loads(meta_path.read_text())
         new = json.loads(json.dumps(cfg.to_dict()))
-        old_arch = {k: v for k, v in meta["config"].items() if k != "schedules"}
-        if old_arch != {k: v for k, v in new.items() if k != "schedules"}:
+        training_only = ("schedules", "precision")  # may change between runs; the networks may not
+        old_arch = {k: v for k, v in meta["config"].items() if k not in training_only}
+        if old_arch != {k: v for k, v in new.items() if k not in training_only}:
             raise ValueError(f"{run_dir} was started with a different architecture (preset "
                              f"{meta['config']['name']}); use a new --run directory")
         if meta["cohort_fingerprint"] != fingerprint or meta["seed"] != seed:
             raise ValueError(f"{run_dir} was started on another cohort or seed "
                              f"({meta['cohort']}, seed {meta['seed']}); use a new --run directory")
-        if meta["config"].get("schedules") != new.get("schedules"):
+        if any(meta["config"].get(k) != new.get(k) for k in training_only):
             # schedules may change between runs (stop earlier, train longer): keep the history
             meta.setdefault("schedule_history", []).append(
-                {"changed": time.strftime("%Y-%m-%dT%H:%M:%S"), "from": meta["config"].get("schedules")})
+                {"changed": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                 **{k: meta["config"].get(k) for k in training_only}})
             meta["config"] = new
             meta_path.write_text(json.dumps(meta, indent=2))
         return
@@ -117,7 +119,7 @@ def _done(ctx: StageContext, stage: str) -> bool:
     """A stage is done when its model exists and its saved step reaches the (possibly longer) schedule."""
     if stage == "latents":
         done = ctx.run_dir / "latents" / "done.json"
-        return done.exists() and json.loads(done.read_text())["done"] >= len(ctx.data)
+        return done.exists() and json.loads(done.read_text())["done"] >= ctx.latent_count()
     if not ctx.model_path(stage).exists():
         return False
     state = ctx.run_dir / "state" / f"{stage}.pt"

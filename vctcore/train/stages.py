@@ -63,9 +63,17 @@ class StageContext:
         except KeyError:
             raise ValueError(f"preset {self.cfg.name!r} has no schedule for stage {stage!r}") from None
 
+    def latent_count(self) -> int:
+        """Patients whose latents the diffusion trains on: all, or the preset's ``latents.steps``
+        (a schedule, so a later run may raise it; encoding then continues where it stopped)."""
+        n = len(self.data)
+        sch = self.cfg.schedules.get("latents")
+        return min(n, sch.steps) if sch is not None else n
+
     def autocast(self):
-        enabled = self.cfg.precision == "bf16" and self.device.type == "cuda"
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
+        from vctcore.devices import autocast
+
+        return autocast(self.device, self.cfg.precision)
 
 
 def _adamw(module: nn.Module, lr: float) -> torch.optim.AdamW:
@@ -99,10 +107,10 @@ def _run(ctx: StageContext, stage: str, modules: dict[str, nn.Module], opts: dic
                     set_rng_state=put, deadline=ctx.deadline, progress=ctx.progress, is_main=ctx.rank == 0)
 
 
-def _sampler(ctx: StageContext, stage: str) -> PatchSampler:
+def _sampler(ctx: StageContext, stage: str, p_class: float = 0.0) -> PatchSampler:
     sch = ctx.schedule(stage)
     patch = tuple(sch.patch or ctx.cfg.grid_shape)
-    return PatchSampler(ctx.data, patch, seed=ctx.seed * 1000 + STAGES.index(stage) * 10 + ctx.rank)
+    return PatchSampler(ctx.data, patch, seed=ctx.seed * 1000 + STAGES.index(stage) * 10 + ctx.rank, p_class=p_class)
 
 
 def load_image_level(ctx: StageContext, index: int) -> nn.Module:
@@ -216,7 +224,7 @@ def train_seg_ae(ctx: StageContext) -> StageResult:
     model = ctx.wrap(seg_ae)
     opt = _adamw(seg_ae, sch.lr)
     crit = segmentation_loss()
-    sampler = _sampler(ctx, "seg_ae")
+    sampler = _sampler(ctx, "seg_ae", p_class=0.7)  # small organs as often as large ones
 
     def step(i: int) -> dict[str, float]:
         _, seg = sampler.batch(sch.batch_size)
@@ -251,7 +259,25 @@ def latents_path(run_dir: Path) -> Path:
 
 
 def encode_latents(ctx: StageContext) -> StageResult:
-    """Z = [Z_img, Z_seg] of every training patient, (N, C, *latent_shape) float32, resumable."""
+    """Z = [Z_img, Z_seg] of every training patient, (N, C, *latent_shape) float32, resumable.
+
+    Under DDP only rank 0 encodes; the other ranks wait at a barrier and then read the cache.
+    """
+    if ctx.world > 1:
+        import torch.distributed as dist
+
+        result = _encode_latents(ctx) if ctx.rank == 0 else None
+        dist.barrier()
+        if result is not None:
+            return result
+        n = ctx.latent_count()
+        done_path = latents_path(ctx.run_dir).with_name("done.json")
+        done = json.loads(done_path.read_text())["done"] if done_path.exists() else 0
+        return StageResult("latents", done, n, done >= n, 0.0, {})
+    return _encode_latents(ctx)
+
+
+def _encode_latents(ctx: StageContext) -> StageResult:
     from vctcore.models.encode import encode_patient
 
     ae, seg_ae = load_image_ae(ctx), load_seg_ae(ctx)
@@ -264,6 +290,7 @@ def encode_latents(ctx: StageContext) -> StageResult:
     z = np.lib.format.open_memmap(path, mode="r+" if done else "w+", dtype=np.float32, shape=shape)
     import time
     t0 = time.monotonic()
+    n = ctx.latent_count()
     for i in range(done, n):
         ct = torch.from_numpy(np.asarray(ctx.data.ct[i], dtype=np.float32))[None, None]
         seg = torch.from_numpy(np.asarray(ctx.data.seg[i], dtype=np.int64))[None]
@@ -290,8 +317,9 @@ def _lr(sch: StageSchedule, step: int, warmup: int = 100) -> float:
 
 def train_diffusion(ctx: StageContext, ema_decay: float = 0.995) -> StageResult:
     cfg, sch = ctx.cfg.diffusion, ctx.schedule("diffusion")
-    z_all = np.load(latents_path(ctx.run_dir), mmap_mode="r")
-    bins_all = torch.from_numpy(attribute_bins(ctx.data.table, cfg.condition_on))
+    n = json.loads(latents_path(ctx.run_dir).with_name("done.json").read_text())["done"]
+    z_all = np.load(latents_path(ctx.run_dir), mmap_mode="r")[:n]
+    bins_all = torch.from_numpy(attribute_bins(ctx.data.table, cfg.condition_on))[:n]
     dm = LatentDiffusion(cfg, ctx.cfg.latent_channels)
     flat = torch.from_numpy(np.array(z_all[: min(len(z_all), 64)])).transpose(0, 1).reshape(z_all.shape[1], -1)
     dm.latent_mean.copy_(flat.mean(1))

@@ -1,0 +1,53 @@
+"""The generator fidelity page through streamlit.testing: a saved evaluation of the tiny generator."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from vctcore.evaluate import evaluate_generator
+from vctcore.evaluate.segmenter import SegmenterConfig, SegUNet, save_segmenter
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+
+
+@pytest.fixture(scope="module")
+def saved_evaluation(tiny_generator, tmp_path_factory) -> Path:
+    ws = tmp_path_factory.mktemp("ws")
+    seg = save_segmenter(SegUNet(SegmenterConfig(channels=(4, 8, 16))), ws / "segmenter", {"training": {}}).parent
+    out = ws / "evaluations" / "tiny"
+    evaluate_generator(tiny_generator["generator"], tiny_generator["cohort"], out, n=2, segmenter="unet",
+                       segmenter_path=seg, slices_per_plane=4)
+    return ws
+
+
+def _page(path: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.run()
+    at.switch_page(path).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_fidelity_page_shows_targets_figures_and_provenance(saved_evaluation, monkeypatch):
+    monkeypatch.setenv("VCT_WORKSPACE", str(saved_evaluation))
+    at = _page("pages/fidelity.py")
+    assert at.title[0].value == "Generator fidelity"
+    assert at.selectbox(key="fid_dir").value.endswith("evaluations/tiny")
+    report = json.loads((saved_evaluation / "evaluations" / "tiny" / "fidelity.json").read_text())
+    targets = at.dataframe[0].value
+    assert len(targets) == len(report["passed"]) == 9
+    assert set(targets["pass"]) <= {"pass", "FAIL"}
+    assert targets.loc[targets["metric"].str.startswith("Sex"), "paper"].iloc[0] == pytest.approx(0.98)
+    assert at.metric[0].value == f"{sum(report['passed'].values())} / 9"
+    assert len(at.get("plotly_chart")) == 5  # three Fig. 4 panels, organ volumes, Dice per class
+    assert not at.error
+
+
+def test_fidelity_page_without_an_evaluation_says_how_to_make_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("VCT_WORKSPACE", str(tmp_path))
+    at = _page("pages/fidelity.py")
+    assert any("vct evaluate-generator" in i.value for i in at.info)
+    assert not at.get("plotly_chart")

@@ -1,0 +1,113 @@
+"""The independent segmenter: network shapes, a few training steps on a tiny cohort, save/load, resume."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from vctcore.cohort import CohortWriter
+from vctcore.evaluate.realism import slice_features
+from vctcore.evaluate.segmenter import (N_CLASSES, SegmenterConfig, SegUNet, labels_to_work_grid, load_segmenter,
+                                        load_unet, to_work_grid, work_shape)
+from vctcore.evaluate.segmenter_train import SegTrainConfig, holdout_dice, train_segmenter
+from vctcore.labels import MERGED_CLASSES
+from vctcore.models.checkpoint import CheckpointError
+from vctcore.volume import CTVolume, LabelMap, make_affine
+
+SMALL = SegmenterConfig(channels=(4, 8, 16))
+TRAIN = SegTrainConfig(steps=3, batch_size=1, checkpoint_every=1, max_shift=1, patch_z=16)
+
+
+def _toy_patient(rng: np.random.Generator, spacing=(6.0, 6.0, 8.0), shape=(24, 24, 32)) -> tuple[CTVolume, LabelMap]:
+    hu = np.full(shape, -1000.0, np.float32)
+    seg = np.zeros(shape, np.uint8)
+    hu[3:21, 4:20, 2:30] = 40.0
+    o = rng.integers(0, 3, 3)
+    seg[6 + o[0]:14 + o[0], 6:14, 8 + o[2]:16 + o[2]] = 4  # liver
+    hu[seg == 4] = 60.0
+    seg[10:13, 14:17, 4:28] = 1  # spine
+    hu[seg == 1] = 400.0
+    hu += rng.normal(0, 10, shape).astype(np.float32)
+    affine = make_affine(spacing)
+    return CTVolume(hu, affine), LabelMap(seg, affine, {k: v for k, v in MERGED_CLASSES.items() if k})
+
+
+@pytest.fixture(scope="module")
+def toy_cohort(tmp_path_factory):
+    root = tmp_path_factory.mktemp("segcohort")
+    writer = CohortWriter(root, {"maker": "tests"})
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        ct, seg = _toy_patient(rng)
+        writer.add(f"P{i:04d}", ct=ct, seg=seg)
+    writer.write_attributes(pd.DataFrame({"id": [f"P{i:04d}" for i in range(3)], "sex": ["F", "M", "F"]}))
+    return root
+
+
+def test_unet_shapes_and_single_slice_encoding():
+    net = SegUNet(SMALL).eval()
+    with torch.no_grad():
+        assert net(torch.zeros(1, 1, 16, 24, 32)).shape == (1, N_CLASSES, 16, 24, 32)
+        feats = net.encode(torch.zeros(5, 1, 16, 24, 1))  # five 2D slices, one voxel thick
+    assert [f.shape[1] for f in feats] == [4, 8, 16] and all(f.shape[-1] == 1 for f in feats)
+
+
+def test_work_grid_resampling_is_a_block_mean():
+    cfg = SegmenterConfig()
+    hu = np.arange(4 * 4 * 4, dtype=np.float32).reshape(4, 4, 4)
+    assert work_shape((128, 96, 272), (6.0, 6.0, 8.0), cfg) == (64, 48, 136)
+    down = to_work_grid(hu, (6.0, 6.0, 8.0), cfg)[0, 0].numpy()
+    assert down.shape == (2, 2, 2)
+    assert down[0, 0, 0] == pytest.approx(hu[:2, :2, :2].mean())
+    lab = np.zeros((4, 4, 4), np.uint8)
+    lab[:2, :2, :2] = 3
+    lab[0, 0, 0] = 5  # a minority voxel in a block loses to the majority
+    assert labels_to_work_grid(lab, (2, 2, 2))[0, 0, 0] == 3
+
+
+def test_training_saves_loads_and_resumes(toy_cohort, tmp_path):
+    out = tmp_path / "seg"
+    first = train_segmenter(toy_cohort, out, cfg=SMALL, train=TRAIN, max_minutes=1e-6)
+    assert first.step == 1 and not first.finished
+    second = train_segmenter(toy_cohort, out, cfg=SMALL, train=TRAIN)
+    assert second.step == 3 and second.finished
+    log = pd.read_csv(out / "run" / "logs" / "segmenter.csv")
+    assert list(log["step"]) == [1, 2, 3] and np.isfinite(log["dice_ce"]).all()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["kind"] == "segmenter" and manifest["training"]["steps"] == 3
+    assert manifest["training"]["n_patients"] == 3 and len(manifest["sha256"]) == 64
+    seg = load_unet(out)
+    assert seg.kind == "unet" and seg.cfg == SMALL
+    ct, truth = _toy_patient(np.random.default_rng(9))
+    pred = seg.segment(ct)
+    assert pred.shape == ct.shape and pred.data.max() < N_CLASSES
+    assert np.array_equal(pred.affine, ct.affine)
+    feats = slice_features(seg, ct, per_plane=4)
+    assert {k: v.shape for k, v in feats.items()} == {p: (4, 4 + 8 + 16) for p in ("axial", "coronal", "sagittal")}
+    dice = holdout_dice(seg, toy_cohort, n=2)
+    assert dice["n"] == 2 and 0.0 <= dice["per_class"]["bone"] <= 1.0
+    assert load_segmenter("unet", out).sha256 == manifest["sha256"]
+
+
+def test_broken_or_missing_segmenter_is_named(toy_cohort, tmp_path):
+    with pytest.raises(CheckpointError, match="no independent segmenter"):
+        load_unet(tmp_path / "nothing")
+    out = tmp_path / "seg"
+    train_segmenter(toy_cohort, out, cfg=SMALL, train=SegTrainConfig(steps=1, batch_size=1, patch_z=16))
+    blob = bytearray((out / "segmenter.safetensors").read_bytes())
+    blob[-3] ^= 0xFF
+    (out / "segmenter.safetensors").write_bytes(bytes(blob))
+    with pytest.raises(CheckpointError, match="sha256 differs"):
+        load_unet(out)
+    with pytest.raises(ValueError, match="auto, unet or totalsegmentator"):
+        load_segmenter("nnunet")
+
+
+def test_default_architecture_fits_the_shipping_limit(tmp_path):
+    from vctcore.evaluate.segmenter import save_segmenter
+
+    path = save_segmenter(SegUNet(SegmenterConfig()), tmp_path, {"training": {}})
+    assert path.stat().st_size < 20 * 2**20

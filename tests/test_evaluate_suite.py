@@ -1,0 +1,120 @@
+"""End to end: ``vct evaluate-generator`` on the tiny trained generator (the session fixture of
+conftest.py) writes fidelity.json (every key), patients.csv and plots, resumes, and refuses to mix
+seeds. The default run uses an untrained small segmenter (every stage runs; the figures are those of
+a random segmentation); the slow test trains a small segmenter first.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from generator_fixtures import ROWS
+from vctcore.cohort import CohortWriter
+from vctcore.evaluate.segmenter import SegmenterConfig, SegUNet, save_segmenter
+
+METRIC_KEYS = {"joint_seg_dice", "segmenter_dice_on_real", "organ_volume_corr", "organ_centroid_corr",
+               "bone_density_by_age_z", "weight_z", "height_z", "sex_correct", "bfp_mae", "mmp_mae",
+               "reconstruction", "realism"}
+TARGETED = {"joint_seg_dice", "organ_volume_corr", "organ_centroid_corr", "bone_density_by_age_z", "weight_z",
+            "height_z", "sex_correct", "bfp_mae", "mmp_mae"}
+PLOTS = {"conditioning_bone_density_by_age", "conditioning_weight", "conditioning_height", "organ_volumes",
+         "dice_per_class"}
+
+
+def _vct(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "vctcore.cli", *args], capture_output=True, text=True, timeout=900)
+
+
+def _check_report(out: Path, n: int) -> dict:
+    report = json.loads((out / "fidelity.json").read_text())  # strict JSON: no NaN literals
+    assert report["schema"] == "vct-fidelity/1" and report["n"] == n
+    assert set(report["metrics"]) == METRIC_KEYS
+    assert set(report["passed"]) == TARGETED
+    for name in TARGETED:
+        m = report["metrics"][name]
+        assert {"value", "target", "comparison", "pass", "paper"} <= set(m)
+        assert m["pass"] == report["passed"][name]
+    assert report["all_passed"] == all(report["passed"].values())
+    assert len(report["checkpoint"]["sha256"]) == 5 and report["segmenter"]["sha256"]
+    assert {"vctcore", "torch", "monai", "numpy"} <= set(report["versions"])
+    assert len(report["generation"]["patient_seeds"]) == n and report["real_cohort"]["ids"][0] == "P0000"
+    rec = report["metrics"]["reconstruction"]
+    assert rec["n"] == n and 0 < rec["psnr_db"] < 100 and -1 <= rec["ssim"] <= 1
+    realism = report["metrics"]["realism"]
+    assert realism["floor_real_vs_real"]["mean"] >= 0 and realism["synthetic"]["mean"] >= 0
+    assert set(report["plots"]) == PLOTS
+    for files in report["plots"].values():
+        assert (out / files["json"]).exists() and (out / files["png"]).stat().st_size > 1000
+    table = pd.read_csv(out / "patients.csv")
+    assert len(table) == n and {"real_id", "synthetic_id", "real_weight_kg", "synthetic_sex_called"} <= set(table)
+    syn = pd.read_csv(out / "synthetic" / "attributes.csv")
+    assert list(syn["real_id"]) == [f"P{i:04d}" for i in range(n)]  # one-to-one matching
+    assert list(syn["sex"]) == [r["sex"] for r in ROWS[:n]]
+    return report
+
+
+def write_untrained_segmenter(path: Path) -> Path:
+    save_segmenter(SegUNet(SegmenterConfig(channels=(4, 8, 16))), path, {"training": {"note": "untrained"}})
+    return path
+
+
+def evaluate_args(tiny: dict, seg: Path, out: Path, n: int = 3) -> tuple[str, ...]:
+    return ("evaluate-generator", "--checkpoint", str(tiny["generator"]), "--real", str(tiny["cohort"]), "--n", str(n),
+            "--out", str(out), "--segmenter", "unet", "--segmenter-path", str(seg), "--device", "cpu", "--slices", "4",
+            "--quiet")
+
+
+def test_evaluate_generator_end_to_end(tiny_generator, tmp_path):
+    seg = write_untrained_segmenter(tmp_path / "seg")
+    out = tmp_path / "eval"
+    args = evaluate_args(tiny_generator, seg, out)
+    res = _vct(*args)
+    assert res.returncode == 0, res.stderr
+    assert "joint_seg_dice" in res.stdout and "wrote" in res.stdout
+    first = _check_report(out, 3)
+    # a rerun reuses the synthetic cohort and every cached record
+    ct = out / "synthetic" / "patients" / "S0001" / "ct.nii.gz"
+    cached = out / "cache" / "real" / "P0002.json"
+    stamps = (ct.stat().st_mtime_ns, cached.stat().st_mtime_ns)
+    res = _vct(*args)
+    assert res.returncode == 0, res.stderr
+    assert (ct.stat().st_mtime_ns, cached.stat().st_mtime_ns) == stamps
+    second = json.loads((out / "fidelity.json").read_text())
+    assert second["metrics"]["joint_seg_dice"] == first["metrics"]["joint_seg_dice"]
+    # another seed does not mix into this synthetic cohort: one-line error, exit 2
+    res = _vct(*args, "--seed", "7")
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "seed differ" in res.stderr
+
+
+def test_missing_segmenter_is_a_one_line_error(tiny_generator, tmp_path):
+    real = tmp_path / "real"
+    CohortWriter(real, {}).write_attributes(pd.DataFrame([{"id": "P0000", **ROWS[0]}]))
+    res = _vct("evaluate-generator", "--checkpoint", str(tiny_generator["generator"]), "--real", str(real), "--n", "1",
+               "--out", str(tmp_path / "o"), "--segmenter", "unet", "--segmenter-path", str(tmp_path / "none"),
+               "--quiet")
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "vct train-segmenter" in res.stderr
+
+
+@pytest.mark.slow
+def test_evaluate_generator_with_a_trained_segmenter(tiny_generator, tmp_path):
+    from vctcore.evaluate.segmenter_train import SegTrainConfig, train_segmenter
+
+    seg = tmp_path / "seg"
+    train_segmenter(tiny_generator["cohort"], seg, cfg=SegmenterConfig(channels=(8, 16, 32)),
+                    train=SegTrainConfig(steps=40, batch_size=2, patch_z=None, lr=3e-3))
+    out = tmp_path / "eval"
+    res = _vct(*evaluate_args(tiny_generator, seg, out))
+    assert res.returncode == 0, res.stderr
+    rep = _check_report(out, 3)
+    m = rep["metrics"]
+    assert 0.0 <= m["segmenter_dice_on_real"]["value"] <= 1.0
+    # the real images' weight needs no segmentation: it matches the phantoms' recorded weight
+    for measured, row in zip(m["weight_z"]["values"]["real"], ROWS):
+        assert measured == pytest.approx(row["weight_kg"], rel=0.03)
+    assert m["weight_z"]["n_real_measured"] == 3
+    assert rep["timing"]["synthetic_eval_s_per_patient"] < 60

@@ -1,0 +1,152 @@
+"""``vct evaluate-generator`` (the generator fidelity suite) and ``vct train-segmenter`` (the independent
+segmenter it uses). Both register from this module."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from vctcore.cli.common import CLIError
+
+STAGE_NAMES = {"generate": "generating", "real": "real patients", "synthetic": "synthetic patients",
+               "plots": "plots"}
+
+
+class _StageBars:
+    """One tqdm bar per stage of ``evaluate_generator``'s progress callback."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet, self.stage, self.bar = quiet, None, None
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        from tqdm import tqdm
+
+        if stage != self.stage:
+            self.close()
+            self.stage = stage
+            self.bar = tqdm(total=total, desc=STAGE_NAMES.get(stage, stage), file=sys.stderr, disable=self.quiet)
+        self.bar.total, self.bar.n = total, done
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from vctcore.evaluate import EvaluationError, evaluate_generator
+    from vctcore.models.checkpoint import CheckpointError
+
+    if args.n < 1:
+        raise CLIError(f"--n must be at least 1, got {args.n}")
+    bars = _StageBars(args.quiet)
+    start = time.perf_counter()
+    try:
+        report = evaluate_generator(args.checkpoint, args.real, args.out, n=args.n, seed=args.seed, device=args.device,
+                                    steps=args.steps, guidance_scale=args.guidance, segmenter=args.segmenter,
+                                    segmenter_path=args.segmenter_path,
+                                    recon_n=None if args.recon_n < 0 else args.recon_n,
+                                    slices_per_plane=args.slices, progress=bars)
+    except (EvaluationError, CheckpointError, FileNotFoundError, ValueError) as err:
+        raise CLIError(str(err)) from None
+    finally:
+        bars.close()
+    for name, ok in report["passed"].items():
+        m = report["metrics"][name]
+        value = "n/a" if m["value"] is None else f"{m['value']:.3f}"
+        print(f"{'PASS' if ok else 'FAIL'}  {name:<24} {value:>8}  (target {m['comparison']} {m['target']:g}, "
+              f"paper {m['paper']})")
+    print(f"wrote {args.out}/fidelity.json in {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+def run_train_segmenter(args: argparse.Namespace) -> int:
+    from vctcore.evaluate.segmenter import SegmenterConfig, load_unet
+    from vctcore.evaluate.segmenter_train import SegTrainConfig, holdout_dice, train_segmenter
+    from vctcore.models.checkpoint import CheckpointError
+
+    start = time.monotonic()
+    last = {"t": 0.0}
+
+    def progress(stage: str, done: int, total: int, losses: dict) -> None:
+        now = time.monotonic()
+        if args.quiet or (done < total and now - last["t"] < args.log_seconds):
+            return
+        last["t"] = now
+        parts = " ".join(f"{k}={v:.4g}" for k, v in losses.items())
+        print(f"[{now - start:7.0f}s] {stage} {done:>6}/{total:<6} {parts}", file=sys.stderr, flush=True)
+
+    cfg = SegmenterConfig(channels=tuple(int(c) for c in args.channels.split(",")))
+    train = SegTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                           patch_z=args.patch_z or None)
+    try:
+        res = train_segmenter(args.cohort, args.out, run=args.run, cfg=cfg, train=train, max_minutes=args.max_minutes,
+                              limit=args.limit, threads=args.threads, progress=progress)
+    except (ValueError, FileNotFoundError, CheckpointError) as err:
+        raise CLIError(str(err)) from None
+    state = "done" if res.finished else "paused"
+    print(f"segmenter: {state} at step {res.step}/{res.total} ({res.seconds / 60:.1f} min in total); "
+          f"written to {res.out}")
+    if args.holdout:
+        dice = holdout_dice(load_unet(res.out), args.holdout, n=args.holdout_n)
+        print(f"held-out Dice ({dice['n']} patients of {args.holdout}): {dice['mean']:.3f}")
+        for name, v in dice["per_class"].items():
+            print(f"  {name:<24} {v:.3f}")
+        _record_holdout(res.out, dice)
+    if not res.finished:
+        print("rerun the same command to continue")
+    return 0
+
+
+def _record_holdout(out, dice: dict) -> None:
+    """Add the held-out Dice to the segmenter's manifest (the weights' sha256 is unchanged)."""
+    import json
+    from pathlib import Path
+
+    path = Path(out) / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["holdout_dice"] = dice
+    path.write_text(json.dumps(manifest, indent=2, default=str))
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate-generator", help="fidelity suite: synthetic vs matched real patients",
+                       description="Generate one synthetic patient per real row (same attributes), segment and "
+                                   "measure both, and write OUT/fidelity.json, OUT/patients.csv and OUT/plots/.")
+    p.add_argument("--checkpoint", default=None, help="generator directory (default: checkpoints/default)")
+    p.add_argument("--real", required=True, help="real cohort directory (attributes.csv + patients/)")
+    p.add_argument("--n", type=int, default=100, help="evaluate the first N real patients")
+    p.add_argument("--out", required=True, help="output directory (rerun to resume)")
+    p.add_argument("--seed", type=int, default=0, help="generation seed")
+    p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the checkpoint's)")
+    p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale")
+    p.add_argument("--segmenter", default="auto", choices=("auto", "unet", "totalsegmentator"),
+                   help="independent segmenter: auto = TotalSegmentator when its weights are installed "
+                        "(slow on CPU), else the U-Net")
+    p.add_argument("--segmenter-path", default=None, help="U-Net segmenter directory (default: checkpoints/segmenter)")
+    p.add_argument("--recon-n", type=int, default=40,
+                   help="reconstruct (encode + decode) the first N real patients; -1: all, 0: none")
+    p.add_argument("--slices", type=int, default=12, help="slices per plane and image for the realism distance")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run_evaluate)
+
+    t = sub.add_parser("train-segmenter", help="train or resume the independent segmenter (3D U-Net)")
+    t.add_argument("--cohort", required=True, help="training cohort (ct.nii.gz + seg.nii.gz per patient)")
+    t.add_argument("--out", required=True, help="model directory (segmenter.safetensors + manifest.json)")
+    t.add_argument("--run", default=None, help="state, cache and logs (default: OUT/run)")
+    t.add_argument("--steps", type=int, default=3000, help="total steps")
+    t.add_argument("--batch-size", type=int, default=2)
+    t.add_argument("--lr", type=float, default=2e-3)
+    t.add_argument("--patch-z", type=int, default=64, help="slices per training crop on the segmenter grid (0: whole)")
+    t.add_argument("--channels", default="16,32,64,128", help="channels per U-Net level")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--max-minutes", type=float, default=None, help="stop (resumably) after this wall time")
+    t.add_argument("--limit", type=int, default=None, help="use only the first N patients")
+    t.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    t.add_argument("--holdout", default=None, help="cohort whose first patients give the held-out Dice")
+    t.add_argument("--holdout-n", type=int, default=4)
+    t.add_argument("--log-seconds", type=float, default=30.0)
+    t.add_argument("--quiet", action="store_true")
+    t.set_defaults(func=run_train_segmenter)

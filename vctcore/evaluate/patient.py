@@ -1,0 +1,116 @@
+"""Per-patient evaluation records (JSON-ready dicts) and their slice features, cached on disk.
+
+A real patient: the independent segmentation of its CT (Dice against its own label map, organ
+volumes and centroids, measurements, sex call), and, when the generator's grid matches, its
+autoencoder reconstruction (PSNR, SSIM, measurements of the reconstructed image). A synthetic
+patient: the independent segmentation of its CT against the generator's joint segmentation (Dice),
+organ statistics, measurements and sex calls (independent and joint segmentation).
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vctcore.evaluate.anatomy import body_mask, body_origin_mm, organ_stats
+from vctcore.evaluate.measures import extent_cm, image_measurements
+from vctcore.evaluate.overlap import dice_per_class
+from vctcore.evaluate.realism import PLANES, slice_features
+from vctcore.evaluate.recon import can_reconstruct, psnr_hu, reconstruct, ssim_hu
+from vctcore.evaluate.segmenter import Segmenter
+from vctcore.evaluate.sex import call_sex
+from vctcore.labels import MERGED_CLASSES
+from vctcore.volume import CTVolume, LabelMap, read_ct, read_labels
+
+Features = dict[str, np.ndarray]
+
+
+def _image_record(ct: CTVolume, segmenter: Segmenter) -> tuple[dict[str, Any], LabelMap, np.ndarray]:
+    """(measurements, sex call and organ statistics, the independent segmentation, the body mask) of one image."""
+    mask = body_mask(ct)
+    indep = segmenter.segment(ct, mask)
+    origin = body_origin_mm(ct, mask)
+    rec = {"measures": image_measurements(ct, indep, mask), "organs": organ_stats(indep, origin)}
+    rec["sex"] = call_sex(indep, extent_cm(ct, mask) * 10.0).to_dict()
+    return rec, indep, mask
+
+
+def _features(features_net: Segmenter | None, ct: CTVolume, per_plane: int) -> Features | None:
+    return None if features_net is None else slice_features(features_net, ct, per_plane)
+
+
+def evaluate_real(pid: str, patient_dir: Path, requested: dict[str, Any], segmenter: Segmenter,
+                  features_net: Segmenter | None, generator=None, per_plane: int = 16
+                  ) -> tuple[dict[str, Any], Features | None, Features | None]:
+    """(record, features of the CT, features of its reconstruction or None) of one real patient."""
+    t0 = time.perf_counter()
+    ct = read_ct(patient_dir / "ct.nii.gz")
+    truth = read_labels(patient_dir / "seg.nii.gz", names=MERGED_CLASSES, like=ct)
+    image, indep, _ = _image_record(ct, segmenter)
+    rec: dict[str, Any] = {"id": pid, "kind": "real", "requested": requested, **image,
+                           "segmenter_dice": dice_per_class(indep.data, truth.data)}
+    feats = _features(features_net, ct, per_plane)
+    recon_feats = None
+    why = "not reconstructed (beyond --recon-n)" if generator is None else can_reconstruct(generator, ct)
+    if why:
+        rec["recon"] = {"skipped": why}
+    else:
+        rct, rseg = reconstruct(generator, ct, truth)
+        rec["recon"] = {"psnr_db": psnr_hu(ct.data, rct.data), "ssim": ssim_hu(ct.data, rct.data),
+                        "seg_dice": dice_per_class(rseg.data, truth.data), **_image_record(rct, segmenter)[0]}
+        recon_feats = _features(features_net, rct, per_plane)
+    rec["seconds"] = time.perf_counter() - t0
+    return rec, feats, recon_feats
+
+
+def evaluate_synthetic(pid: str, patient_dir: Path, requested: dict[str, Any], segmenter: Segmenter,
+                       features_net: Segmenter | None, per_plane: int = 16) -> tuple[dict[str, Any], Features | None]:
+    """(record, features) of one generated patient (``ct.nii.gz`` + joint ``seg.nii.gz``)."""
+    t0 = time.perf_counter()
+    ct = read_ct(patient_dir / "ct.nii.gz")
+    joint = read_labels(patient_dir / "seg.nii.gz", names=MERGED_CLASSES, like=ct)
+    image, indep, mask = _image_record(ct, segmenter)
+    rec: dict[str, Any] = {"id": pid, "kind": "synthetic", "requested": requested, **image,
+                           "joint_dice": dice_per_class(joint.data, indep.data)}
+    rec["sex_joint"] = call_sex(joint, extent_cm(ct, mask) * 10.0).to_dict()
+    feats = _features(features_net, ct, per_plane)
+    rec["seconds"] = time.perf_counter() - t0
+    return rec, feats
+
+
+# ---------------------------------------------------------------- cache
+def save_cached(cache: Path, pid: str, rec: dict[str, Any], feats: Features | None,
+                recon: Features | None = None) -> None:
+    """Write ``cache/<id>.npz`` (features) then ``cache/<id>.json`` (the record; written last)."""
+    cache.mkdir(parents=True, exist_ok=True)
+    arrays = dict(feats or {})
+    arrays |= {f"recon_{p}": recon[p] for p in PLANES} if recon else {}
+    tmp = cache / f".{pid}.tmp.npz"
+    np.savez(tmp, **arrays)
+    tmp.replace(cache / f"{pid}.npz")
+    tmpj = cache / f".{pid}.tmp.json"
+    tmpj.write_text(json.dumps(rec, default=_json_default))
+    tmpj.replace(cache / f"{pid}.json")
+
+
+def load_cached(cache: Path, pid: str) -> tuple[dict[str, Any], Features | None, Features | None] | None:
+    """(record, features, recon features) from the cache, or None when not there."""
+    j, z = cache / f"{pid}.json", cache / f"{pid}.npz"
+    if not (j.exists() and z.exists()):
+        return None
+    rec = json.loads(j.read_text())
+    with np.load(z) as data:
+        feats = {p: data[p] for p in PLANES} if all(p in data for p in PLANES) else None
+        recon = {p: data[f"recon_{p}"] for p in PLANES} if all(f"recon_{p}" in data for p in PLANES) else None
+    return rec, feats, recon
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)

@@ -1,0 +1,225 @@
+"""``evaluate_generator``: the whole fidelity suite, resumable, into one output directory.
+
+    OUT/synthetic/        synthetic cohort matched to the first n real rows (vctcore.generate_cohort)
+    OUT/cache/            per-patient records and slice features (reused by a rerun)
+    OUT/fidelity.json     every figure, targets, pass flags, paper values, provenance
+    OUT/patients.csv      one row per matched pair
+    OUT/plots/            Plotly JSON + PNG of each figure
+
+Synthetic patient i is generated from the attributes of real patient i (one-to-one), with the seed
+``patient_seed(seed, i)``. A rerun with the same checkpoint and seed reuses the synthetic cohort and
+every cached record; a different checkpoint, seed or segmenter starts the cache afresh.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from vctcore.attributes import ATTRIBUTE_NAMES
+from vctcore.cohort import _atomic_text, package_versions, read_attributes
+from vctcore.evaluate.metrics import compute_metrics, pass_flags
+from vctcore.evaluate.patient import evaluate_real, evaluate_synthetic, load_cached, save_cached
+from vctcore.evaluate.segmenter import load_segmenter, load_unet
+
+Progress = Callable[[str, int, int], None]
+SCHEMA = "vct-fidelity/1"
+REPORT = "fidelity.json"
+
+
+class EvaluationError(ValueError):
+    """The evaluation cannot run as asked (mismatched synthetic cohort, empty real cohort...)."""
+
+
+def _versions() -> dict[str, str]:
+    import monai
+    import plotly
+    import skimage
+    import torch
+
+    return {**package_versions(), "torch": torch.__version__, "monai": monai.__version__,
+            "scikit-image": skimage.__version__, "plotly": plotly.__version__}
+
+
+def _clean(o: Any) -> Any:
+    """JSON-ready copy: NaN/inf -> None, numpy scalars -> numbers."""
+    if isinstance(o, dict):
+        return {str(k): _clean(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_clean(v) for v in o]
+    if hasattr(o, "item") and not isinstance(o, (str, bytes)):
+        o = o.item()
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    return o
+
+
+def _check_synthetic(out: Path, gen, seed: int, steps: int | None, guidance: float | None) -> None:
+    """EvaluationError when ``out`` holds a synthetic cohort made differently (resuming would mix them)."""
+    prov = out / "cohort.json"
+    if not prov.exists():
+        return
+    old = json.loads(prov.read_text())
+    want = {"checkpoint_sha256": gen.checkpoint_sha256, "seed": seed,
+            "steps": steps or gen.cfg.diffusion.sample_steps,
+            "guidance_scale": gen.cfg.diffusion.guidance_scale if guidance is None else guidance}
+    differ = [k for k, v in want.items() if old.get(k) != v]
+    if differ:
+        raise EvaluationError(f"{out} holds a synthetic cohort of another checkpoint, seed, steps or guidance "
+                              f"({', '.join(differ)} differ); choose a new --out or delete it")
+
+
+def _cache_dir(out: Path, key: dict[str, Any]) -> Path:
+    cache = out / "cache"
+    meta = cache / "meta.json"
+    if cache.exists() and (not meta.exists() or json.loads(meta.read_text()) != key):
+        shutil.rmtree(cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    _atomic_text(meta, json.dumps(key, sort_keys=True))
+    return cache
+
+
+def evaluate_generator(checkpoint: str | Path | None, real: str | Path, out: str | Path, *, n: int = 100,
+                       seed: int = 0, device: str = "cpu", steps: int | None = None,
+                       guidance_scale: float | None = None, segmenter: str = "auto",
+                       segmenter_path: str | Path | None = None, recon_n: int | None = 40, slices_per_plane: int = 12,
+                       plots: bool = True, progress: Progress | None = None) -> dict[str, Any]:
+    """Run the fidelity suite; returns the report written to ``out/fidelity.json``.
+
+    ``recon_n``: reconstruct (encode + decode) the first ``recon_n`` real patients (None: all, 0: none);
+    a reconstruction costs about as much as evaluating two images, so the default keeps n=100 within
+    the 30-minute budget on 2 CPU cores. ``slices_per_plane``: slices per plane and image for the
+    realism distance.
+
+    ``progress(stage, done, total)`` is called per patient in the stages "generate", "real",
+    "synthetic" and once per figure in "plots".
+    """
+    from vctcore.generate_cohort import generate_cohort
+    from vctcore.generator import Generator, patient_seed
+
+    t0 = time.perf_counter()
+    real, out = Path(real), Path(out)
+    table = read_attributes(real)
+    if n < 1 or table.empty:
+        raise EvaluationError(f"nothing to evaluate: n={n}, {len(table)} real patients in {real}")
+    table = table.iloc[:n].reset_index(drop=True)
+    n = len(table)
+    gen = Generator.from_pretrained(checkpoint, device=device)
+    seg = load_segmenter(segmenter, segmenter_path, device=str(gen.device))
+    feats_net = seg if seg.net is not None else _try_unet(segmenter_path, str(gen.device))
+    note = (lambda stage: (lambda d, t, *_: progress(stage, d, t))) if progress else (lambda stage: None)
+
+    syn_dir = out / "synthetic"
+    _check_synthetic(syn_dir, gen, seed, steps, guidance_scale)
+    request = table[[c for c in table.columns if c in ATTRIBUTE_NAMES]].copy()
+    request["real_id"] = table["id"].astype(str)
+    progress and progress("generate", 0, n)
+    syn_table = generate_cohort(gen, request, seed=seed, out=syn_dir, steps=steps, guidance_scale=guidance_scale,
+                                provenance={"matched_to": str(real.resolve())}, progress=note("generate"))
+
+    key = {"checkpoint_sha256": gen.checkpoint_sha256, "seed": seed, "segmenter": seg.manifest.get("sha256", seg.kind),
+           "features": None if feats_net is None else feats_net.sha256, "recon_n": recon_n, "slices": slices_per_plane,
+           "steps": steps, "guidance_scale": guidance_scale, "real": str(real.resolve())}
+    cache = _cache_dir(out, key)
+    real_recs, real_feats, recon_feats, syn_recs, syn_feats = [], [], [], [], []
+    progress and progress("real", 0, n)
+    for i, row in table.iterrows():
+        pid = str(row["id"])
+        got = load_cached(cache / "real", pid)
+        if got is None:
+            requested = {k: _clean(v) for k, v in row.items() if k in ATTRIBUTE_NAMES}
+            do_recon = recon_n is None or i < recon_n
+            got = evaluate_real(pid, real / "patients" / pid, requested, seg, feats_net,
+                                gen if do_recon else None, slices_per_plane)
+            save_cached(cache / "real", pid, *got)
+        real_recs.append(got[0]), real_feats.append(got[1]), recon_feats.append(got[2])
+        progress and progress("real", i + 1, n)
+    progress and progress("synthetic", 0, n)
+    for i, row in syn_table.iterrows():
+        sid = str(row["id"])
+        got = load_cached(cache / "synthetic", sid)
+        if got is None:
+            requested = {k: _clean(v) for k, v in row.items() if k in ATTRIBUTE_NAMES}
+            rec, f = evaluate_synthetic(sid, syn_dir / "patients" / sid, requested, seg, feats_net, slices_per_plane)
+            rec["real_id"] = str(row["real_id"])
+            save_cached(cache / "synthetic", sid, rec, f)
+            got = (rec, f, None)
+        syn_recs.append(got[0]), syn_feats.append(got[1])
+        progress and progress("synthetic", i + 1, n)
+
+    metrics = compute_metrics(real_recs, syn_recs, real_feats, syn_feats, recon_feats)
+    flags = pass_flags(metrics)
+    gen_prov = json.loads((syn_dir / "cohort.json").read_text())
+    report = _clean({
+        "schema": SCHEMA, "created_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "n": n, "seed": seed, "device": str(gen.device),
+        "checkpoint": {"path": str(gen.path), "sha256": gen.checkpoint_sha256,
+                       "training": gen.manifest.get("training", {}).get("n_patients")},
+        "generation": {"steps": gen_prov.get("steps"), "guidance_scale": gen_prov.get("guidance_scale"),
+                       "support_warnings": gen_prov.get("support_warnings", []),
+                       "synthetic_cohort": str(syn_dir), "patient_seeds": [patient_seed(seed, i) for i in range(n)]},
+        "real_cohort": {"path": str(real.resolve()), "ids": [str(i) for i in table["id"]]},
+        "segmenter": {"kind": seg.kind, "path": None if seg.path is None else str(seg.path),
+                      "sha256": seg.manifest.get("sha256"), "training": seg.manifest.get("training")},
+        "metrics": metrics, "passed": flags, "all_passed": all(flags.values()),
+        "timing": {"seconds": time.perf_counter() - t0,
+                   "real_eval_s_per_patient": _mean_s(real_recs), "synthetic_eval_s_per_patient": _mean_s(syn_recs)},
+        "versions": _versions(),
+    })
+    _patients_table(real_recs, syn_recs).to_csv(out / "patients.csv", index=False)
+    if plots:
+        from vctcore.evaluate.plots import write_plots
+
+        report["plots"] = write_plots(report, real_recs, syn_recs, out / "plots", progress=note("plots"))
+    _atomic_text(out / REPORT, json.dumps(report, indent=2))
+    return report
+
+
+def _try_unet(path: str | Path | None, device: str):
+    try:
+        return load_unet(path, device) if path else load_unet(device=device)
+    except (ValueError, OSError):
+        return None
+
+
+def _mean_s(records: list[dict]) -> float:
+    vals = [r.get("seconds", math.nan) for r in records]
+    return float(sum(vals) / len(vals)) if vals else math.nan
+
+
+def _patients_table(real: list[dict], syn: list[dict]) -> pd.DataFrame:
+    rows = []
+    for r, s in zip(real, syn):
+        row = {"real_id": r["id"], "synthetic_id": s["id"], **{f"requested_{k}": v for k, v in r["requested"].items()}}
+        for tag, rec in (("real", r), ("synthetic", s), ("recon", r.get("recon", {}))):
+            for k, v in rec.get("measures", {}).items():
+                if k != "notes":
+                    row[f"{tag}_{k}"] = v
+            if "sex" in rec:
+                row[f"{tag}_sex_called"] = rec["sex"]["sex"]
+        row["synthetic_sex_joint"] = s["sex_joint"]["sex"]
+        vals = [v for v in s["joint_dice"].values() if v is not None and math.isfinite(v)]
+        row["joint_dice_mean"] = sum(vals) / len(vals) if vals else math.nan
+        row["recon_psnr_db"], row["recon_ssim"] = r.get("recon", {}).get("psnr_db"), r.get("recon", {}).get("ssim")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def load_report(path: str | Path) -> dict[str, Any]:
+    """A saved ``fidelity.json`` (``path``: the file or its directory); EvaluationError when unreadable."""
+    p = Path(path)
+    p = p / REPORT if p.is_dir() else p
+    try:
+        report = json.loads(p.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise EvaluationError(f"{p}: cannot read the evaluation report ({err})") from None
+    if report.get("schema") != SCHEMA:
+        raise EvaluationError(f"{p}: not a vct fidelity report (schema {report.get('schema')!r})")
+    return report

@@ -1,0 +1,88 @@
+"""Tables of a saved fidelity report for display (the app's fidelity page, reports): no new numbers.
+
+Saved evaluations are found under ``<workspace>/evaluations/<name>/fidelity.json`` (and any
+``fidelity.json`` up to three folders below the workspace).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from vctcore.evaluate.suite import REPORT
+
+LABELS = {
+    "joint_seg_dice": "Joint-segmentation Dice (synthetic)",
+    "organ_volume_corr": "Organ volume correlation",
+    "organ_centroid_corr": "Organ centroid correlation",
+    "bone_density_by_age_z": "Bone density by age bin, mean |Z|",
+    "weight_z": "Weight by weight bin, mean |Z|",
+    "height_z": "Height by height bin, mean |Z|",
+    "sex_correct": "Sex correct",
+    "bfp_mae": "Body fat % MAE (points)",
+    "mmp_mae": "Muscle % MAE (points)",
+}
+
+
+def find_reports(root: str | Path) -> list[Path]:
+    """Directories holding a ``fidelity.json`` under ``root`` (at most three levels down), newest first."""
+    root = Path(root)
+    found = {p.parent for depth in range(1, 4) for p in root.glob("/".join(["*"] * depth) + f"/{REPORT}")}
+    return sorted(found, key=lambda d: (d / REPORT).stat().st_mtime, reverse=True)
+
+
+def _num(v: Any) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def summary_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per targeted metric: metric, value, target (e.g. ">= 0.80"), pass, paper."""
+    rows = []
+    for key, label in LABELS.items():
+        m = report.get("metrics", {}).get(key)
+        if not m:
+            continue
+        rows.append({"metric": label, "value": _num(m.get("value")),
+                     "target": f"{m.get('comparison', '')} {m.get('target', '')}".strip(),
+                     "pass": "pass" if m.get("pass") else "FAIL", "paper": _num(m.get("paper"))})
+    return rows
+
+
+def context_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Figures reported without a target: segmenter quality, reconstruction, realism, floors."""
+    m = report.get("metrics", {})
+    rec, real = m.get("reconstruction", {}), m.get("realism", {})
+    rows = [
+        ("Independent segmenter Dice on real images", m.get("segmenter_dice_on_real", {}).get("value"), None),
+        ("Reconstruction PSNR (dB, HU -1000..1000)", rec.get("psnr_db"), (rec.get("paper") or {}).get("psnr_db")),
+        ("Reconstruction SSIM", rec.get("ssim"), (rec.get("paper") or {}).get("ssim")),
+        ("Realism distance, synthetic vs real", (real.get("synthetic") or {}).get("mean"), None),
+        ("Realism distance floor, real vs real", (real.get("floor_real_vs_real") or {}).get("mean"), None),
+        ("Realism distance, reconstructed vs real", (real.get("reconstructed") or {}).get("mean"), None),
+        ("Sex correct on real images (caller check)", m.get("sex_correct", {}).get("real_value"), None),
+        ("BFP MAE on real images (measurement floor)", m.get("bfp_mae", {}).get("real_floor"), None),
+        ("MMP MAE on real images (measurement floor)", m.get("mmp_mae", {}).get("real_floor"), None),
+    ]
+    return [{"figure": name, "value": _num(v), "paper": _num(p)} for name, v, p in rows]
+
+
+def per_class_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per organ class: joint Dice, segmenter Dice on real, volume r, centroid r per axis (Table 1 layout)."""
+    m = report.get("metrics", {})
+    dice = m.get("joint_seg_dice", {}).get("per_class", {})
+    seg = m.get("segmenter_dice_on_real", {}).get("per_class", {})
+    vol = m.get("organ_volume_corr", {}).get("per_class", {})
+    cen = m.get("organ_centroid_corr", {}).get("per_class", {})
+    rows = []
+    for name in dice:
+        c = cen.get(name) or {}
+        rows.append({"class": name, "dice": _num(dice.get(name)), "segmenter_dice_real": _num(seg.get(name)),
+                     "volume_r": _num(vol.get(name)), "centroid_r_R": _num(c.get("R")),
+                     "centroid_r_A": _num(c.get("A")), "centroid_r_S": _num(c.get("S"))})
+    return rows
+
+
+def provenance(report: dict[str, Any]) -> dict[str, Any]:
+    """What made the report: checkpoint, segmenter, cohorts, seeds, timing, versions."""
+    keys = ("created_utc", "n", "seed", "device", "checkpoint", "generation", "real_cohort", "segmenter", "timing",
+            "versions")
+    return {k: report.get(k) for k in keys if k in report}

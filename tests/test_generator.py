@@ -12,7 +12,7 @@ import pytest
 
 from generator_fixtures import ROWS, TINY_GRID
 from vctcore.generator import Generator
-from vctcore.models.checkpoint import CheckpointError
+from vctcore.models.checkpoint import CheckpointError, load_state
 from vctcore.train.stages import STAGES
 
 
@@ -30,6 +30,9 @@ def test_training_resumes_where_it_stopped(trained):
     log = pd.read_csv(trained["run"] / "logs" / "image_ae_1.csv")
     assert list(log["step"]) == list(range(1, 7))  # step 1 from the first call, 2..6 from the second
     assert {"mw_l1", "vq", "adv_g", "adv_d"} <= set(log.columns)
+    # every stage's saved state loads back without unpickling arbitrary objects (weights_only)
+    for stage in ("image_ae_1", "image_ae_2", "seg_ae", "diffusion", "post"):
+        assert load_state(trained["run"] / "state" / f"{stage}.pt")["step"] > 0
 
 
 def test_export_manifest_records_provenance(trained):

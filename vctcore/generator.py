@@ -7,7 +7,8 @@ Pipeline (paper Fig. 2c): seeded Gaussian latent -> DDIM with classifier-free gu
 attribute bins -> Z = [Z_img, Z_seg] -> image decoder D_img (+ post-processing U-Net) and
 segmentation decoder D_seg, both in Gaussian-blended sliding windows so memory stays bounded.
 Each patient's initial noise comes from (seed, row index) alone, so results do not depend on the
-batch size, and the same seed and attributes give the same volume on the same device.
+batch size, and the same seed and attributes give the same volume on the same device. Presets with
+``precision: bf16`` sample and decode under bf16 autocast where the hardware has native bf16.
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from vctcore.models.conditioning import attribute_bins
 from vctcore.models.config import GeneratorConfig
 from vctcore.models.diffusion import LatentDiffusion
 from vctcore.models.postprocess import PostProcessor
+from vctcore.devices import autocast
 from vctcore.models.windowed import windowed
 from vctcore.volume import CTVolume, LabelMap, make_affine
 
@@ -126,10 +128,11 @@ class Generator:
     def decode(self, z: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """Joint latent (1, C, *latent) -> (HU float32 (X, Y, Z), merged classes uint8 (X, Y, Z))."""
         c_img = self.cfg.image_ae.levels[-1].embedding_dim
-        x = windowed(self.ae.decode, z[:, :c_img], DECODE_ROI)
-        if self.post is not None:
-            x = windowed(self.post, x, POST_ROI)
-        logits = windowed(self.seg_ae.decode, z[:, c_img:], DECODE_ROI)
+        with autocast(self.device, self.cfg.precision):
+            x = windowed(self.ae.decode, z[:, :c_img], DECODE_ROI).float()
+            if self.post is not None:
+                x = windowed(self.post, x, POST_ROI).float()
+            logits = windowed(self.seg_ae.decode, z[:, c_img:], DECODE_ROI).float()
         hu = unit_to_hu(x, self.cfg.image_ae.hu_clip)[0, 0].float().cpu().numpy()
         seg = logits[0].argmax(0).to(torch.uint8).cpu().numpy()
         return hu, seg
@@ -151,8 +154,9 @@ class Generator:
             noise = torch.cat([torch.randn((1, self.cfg.latent_channels, *self.cfg.latent_shape),
                                            generator=torch.Generator().manual_seed(s)) for s in seeds])
             gen = torch.Generator().manual_seed(seeds[0])
-            z = self.dm.sample(bins_all[rows].to(self.device), noise.to(self.device), steps=steps,
-                               guidance_scale=guidance_scale, sampler=sampler, generator=gen)
+            with autocast(self.device, self.cfg.precision):
+                z = self.dm.sample(bins_all[rows].to(self.device), noise.to(self.device), steps=steps,
+                                   guidance_scale=guidance_scale, sampler=sampler, generator=gen).float()
             for j, i in enumerate(rows):
                 hu, seg = self.decode(z[j:j + 1])
                 attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in table.iloc[i].items()}

@@ -50,13 +50,14 @@ def snap(vq: VQVAE, z: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
     (voxels x codebook) one-hot matrix, which costs seconds and GBs on a whole-body latent;
     this does the same nearest-neighbour search in chunks without it (inference only).
     """
-    emb = vq.quantizer.quantizer.embedding.weight  # (K, C)
+    emb = vq.quantizer.quantizer.embedding.weight.float()  # (K, C)
     flat = z.permute(0, 2, 3, 4, 1).reshape(-1, z.shape[1]).float()
-    e2 = (emb * emb).sum(1)
     idx = torch.empty(flat.shape[0], dtype=torch.long, device=z.device)
-    for i in range(0, flat.shape[0], chunk):
-        part = flat[i:i + chunk]
-        idx[i:i + chunk] = torch.argmin(e2.unsqueeze(0) - 2.0 * part @ emb.t(), dim=1)
+    with torch.autocast(z.device.type, enabled=False):  # nearest neighbours need fp32 distances
+        e2 = (emb * emb).sum(1)
+        for i in range(0, flat.shape[0], chunk):
+            part = flat[i:i + chunk]
+            idx[i:i + chunk] = torch.argmin(e2.unsqueeze(0) - 2.0 * part @ emb.t(), dim=1)
     out = torch.nn.functional.embedding(idx, emb).to(z.dtype)
     b, c, x, y, w = z.shape
     return out.reshape(b, x, y, w, c).permute(0, 4, 1, 2, 3).contiguous()

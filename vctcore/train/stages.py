@@ -312,7 +312,7 @@ def _lr(sch: StageSchedule, step: int, warmup: int = 100) -> float:
     if step < warmup:
         return sch.lr * (step + 1) / warmup
     frac = min(1.0, (step - warmup) / max(1, sch.steps - warmup))
-    return sch.lr * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * frac)))
+    return float(sch.lr * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * frac))))  # a Python float: states load weights_only
 
 
 def train_diffusion(ctx: StageContext, ema_decay: float = 0.995) -> StageResult:

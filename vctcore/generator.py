@@ -35,7 +35,7 @@ from vctcore.volume import CTVolume, LabelMap, make_affine
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "default"
 #: sliding-window sizes: latent voxels for the decoders, image voxels for post-processing
-DECODE_ROI = (48, 48, 48)
+DECODE_ROI = (64, 64, 96)
 POST_ROI = (192, 192, 192)
 
 

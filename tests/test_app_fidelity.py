@@ -5,12 +5,11 @@ import json
 from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
+from app_pages import open_page
 
 from vctcore.evaluate import evaluate_generator
 from vctcore.evaluate.segmenter import SegmenterConfig, SegUNet, save_segmenter
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 
 @pytest.fixture(scope="module")
@@ -23,17 +22,9 @@ def saved_evaluation(tiny_generator, tmp_path_factory) -> Path:
     return ws
 
 
-def _page(path: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=180)
-    at.run()
-    at.switch_page(path).run()
-    assert not at.exception, at.exception
-    return at
-
-
 def test_fidelity_page_shows_targets_figures_and_provenance(saved_evaluation, monkeypatch):
     monkeypatch.setenv("VCT_WORKSPACE", str(saved_evaluation))
-    at = _page("pages/fidelity.py")
+    at = open_page("pages/fidelity.py")
     assert at.title[0].value == "Generator fidelity"
     assert at.selectbox(key="fid_dir").value.endswith("evaluations/tiny")
     report = json.loads((saved_evaluation / "evaluations" / "tiny" / "fidelity.json").read_text())
@@ -48,6 +39,6 @@ def test_fidelity_page_shows_targets_figures_and_provenance(saved_evaluation, mo
 
 def test_fidelity_page_without_an_evaluation_says_how_to_make_one(tmp_path, monkeypatch):
     monkeypatch.setenv("VCT_WORKSPACE", str(tmp_path))
-    at = _page("pages/fidelity.py")
+    at = open_page("pages/fidelity.py")
     assert any("vct evaluate-generator" in i.value for i in at.info)
     assert not at.get("plotly_chart")

@@ -5,9 +5,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
+from app_pages import open_page
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 
 @pytest.fixture
@@ -19,16 +18,8 @@ def workspace(tmp_path, tiny_generator, monkeypatch) -> Path:
     return ws
 
 
-def _page(path: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=180)
-    at.run()
-    at.switch_page(path).run()
-    assert not at.exception, at.exception
-    return at
-
-
 def test_generator_page_generates_a_patient_and_writes_a_cohort(workspace):
-    at = _page("pages/generate.py")
+    at = open_page("pages/generate.py")
     assert at.title[0].value == "Synthetic patient"
     assert any("trained on 6 digital-human phantoms" in c.value for c in at.caption)
     at.number_input(key="gen_height_cm").set_value(200.0)
@@ -44,7 +35,7 @@ def test_generator_page_generates_a_patient_and_writes_a_cohort(workspace):
 
 
 def test_cohort_page_opens_phantom_and_generated_cohorts(workspace, tiny_generator):
-    at = _page("pages/cohorts.py")
+    at = open_page("pages/cohorts.py")
     assert at.title[0].value == "Cohorts"
     assert len(at.get("image")) == 3
     at.selectbox(key="co_patient").set_value("P0003").run()
@@ -54,6 +45,6 @@ def test_cohort_page_opens_phantom_and_generated_cohorts(workspace, tiny_generat
 
 def test_generator_page_without_a_checkpoint_says_how_to_get_one(tmp_path, monkeypatch):
     monkeypatch.setenv("VCT_GENERATOR", str(tmp_path / "none"))
-    at = _page("pages/generate.py")
+    at = open_page("pages/generate.py")
     assert "No usable generator checkpoint" in at.error[0].value
     assert any("vct train" in i.value for i in at.info)

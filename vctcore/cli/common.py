@@ -12,6 +12,19 @@ class CLIError(Exception):
     """A user error: printed as one line, exit code 2."""
 
 
+def load_population(path: str | Path):
+    """The PopulationSpec at ``path``; CLIError naming the file when it is missing or invalid."""
+    from vctcore.population import PopulationSpec
+
+    spec_path = Path(path)
+    if not spec_path.exists():
+        raise CLIError(f"population spec {spec_path} does not exist")
+    try:
+        return PopulationSpec.from_yaml(spec_path)
+    except ValueError as err:
+        raise CLIError(f"population spec {spec_path}: {err}") from None
+
+
 def progress_bar(total: int, desc: str, unit: str, quiet: bool) -> tuple[Callable[..., None], Callable[[], None]]:
     """A tqdm bar on stderr; returns (update(done, total, label=''), close())."""
     from tqdm import tqdm

@@ -4,27 +4,22 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
-from vctcore.cli.common import DEFAULT_POPULATION, CLIError, progress_bar
+from vctcore.cli.common import DEFAULT_POPULATION, CLIError, load_population, progress_bar
 
 
 def run(args: argparse.Namespace) -> int:
     from vctcore.generate_cohort import generate_cohort
     from vctcore.generator import Generator
     from vctcore.models.checkpoint import CheckpointError
-    from vctcore.population import PopulationSpec
 
     if args.n < 1:
         raise CLIError(f"--n must be at least 1, got {args.n}")
-    spec_path = Path(args.population)
-    if not spec_path.exists():
-        raise CLIError(f"population spec {spec_path} does not exist")
+    spec = load_population(args.population)
     try:
-        spec = PopulationSpec.from_yaml(spec_path)
         table = spec.sample(args.n, seed=args.seed)
     except ValueError as err:
-        raise CLIError(f"population spec {spec_path}: {err}") from None
+        raise CLIError(f"population spec {args.population}: {err}") from None
     try:
         gen = Generator.from_pretrained(args.checkpoint, device=args.device)
     except (CheckpointError, ValueError) as err:

@@ -3,22 +3,14 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
-from vctcore.cli.common import DEFAULT_POPULATION, CLIError, progress_bar
+from vctcore.cli.common import DEFAULT_POPULATION, CLIError, load_population, progress_bar
 
 
 def run(args: argparse.Namespace) -> int:
     from vctcore.phantom.cohort import build_cohort
-    from vctcore.population import PopulationSpec
 
-    spec_path = Path(args.population)
-    if not spec_path.exists():
-        raise CLIError(f"population spec {spec_path} does not exist")
-    try:
-        spec = PopulationSpec.from_yaml(spec_path)
-    except ValueError as err:
-        raise CLIError(f"population spec {spec_path}: {err}") from None
+    spec = load_population(args.population)
     if args.n < 1:
         raise CLIError(f"--n must be at least 1, got {args.n}")
     start = time.perf_counter()

@@ -113,6 +113,12 @@ def _sampler(ctx: StageContext, stage: str, p_class: float = 0.0) -> PatchSample
     return PatchSampler(ctx.data, patch, seed=ctx.seed * 1000 + STAGES.index(stage) * 10 + ctx.rank, p_class=p_class)
 
 
+def _hu_patches(ctx: StageContext, sampler: PatchSampler, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch of CT patches on the device: (HU, network units), each (B, 1, X, Y, Z)."""
+    x_hu = sampler.batch(batch_size)[0].to(ctx.device)
+    return x_hu, hu_to_unit(x_hu, ctx.cfg.image_ae.hu_clip)
+
+
 def load_image_level(ctx: StageContext, index: int) -> nn.Module:
     vq = build_vq_level(ctx.cfg.image_ae.levels[index])
     load_module(vq, ctx.model_path(f"image_ae_{index + 1}"), kind="vq_level")
@@ -154,9 +160,7 @@ def train_image_ae_1(ctx: StageContext) -> StageResult:
     sampler = _sampler(ctx, "image_ae_1")
 
     def step(i: int) -> dict[str, float]:
-        x_hu, _ = sampler.batch(sch.batch_size)
-        x_hu = x_hu.to(ctx.device)
-        x = hu_to_unit(x_hu, cfg.hu_clip)
+        x_hu, x = _hu_patches(ctx, sampler, sch.batch_size)
         with ctx.autocast():
             recon, qloss = model(x)
             rec = multi_window_l1(recon.float(), x, x_hu, cfg)
@@ -197,9 +201,7 @@ def train_image_ae_2(ctx: StageContext) -> StageResult:
     sampler = _sampler(ctx, "image_ae_2")
 
     def step(i: int) -> dict[str, float]:
-        x_hu, _ = sampler.batch(sch.batch_size)
-        x_hu = x_hu.to(ctx.device)
-        x = hu_to_unit(x_hu, cfg.hu_clip)
+        x_hu, x = _hu_patches(ctx, sampler, sch.batch_size)
         with torch.no_grad():
             z1c = lower.encode(x)
             z1 = quantise(lower, z1c)
@@ -367,11 +369,9 @@ def train_post(ctx: StageContext) -> StageResult:
     opt = _adamw(post, sch.lr)
     per = perceptual_loss().to(ctx.device) if sch.perceptual_weight > 0 else None
     sampler = _sampler(ctx, "post")
-    clip = ctx.cfg.image_ae.hu_clip
 
     def step(i: int) -> dict[str, float]:
-        x_hu, _ = sampler.batch(sch.batch_size)
-        x = hu_to_unit(x_hu.to(ctx.device), clip)
+        _, x = _hu_patches(ctx, sampler, sch.batch_size)
         with torch.no_grad():
             recon = ae(x)
         with ctx.autocast():

@@ -42,6 +42,8 @@ def test_space_to_depth_inverts():
 
 
 def test_snap_matches_monai_quantizer():
+    # seeded: an unseeded draw can land on a near-tie that the two summation orders round differently
+    torch.manual_seed(0)
     vq = build_vq_level(VQLevel(in_channels=1, channels=(8,), num_res_layers=1, embedding_dim=4, num_embeddings=32)).eval()
     z = torch.randn(2, 4, 6, 5, 7)
     expected, _ = vq.quantize(z)

@@ -35,6 +35,45 @@ def test_training_resumes_where_it_stopped(trained):
         assert load_state(trained["run"] / "state" / f"{stage}.pt")["step"] > 0
 
 
+def test_from_run_reuses_unchanged_stages_and_trains_the_rest(trained, tmp_path):
+    """A wider diffusion U-Net and a gated post-processor in a new run: the autoencoders and latents
+    come from the old run untouched; only diffusion and post train; a rerun resumes, not re-branches."""
+    import yaml
+
+    from vctcore.train.run import train
+
+    preset = yaml.safe_load(trained["preset"].read_text())
+    preset["diffusion"]["channels"] = [32, 32]
+    preset["post"]["residual_gate"] = True
+    new_preset = tmp_path / "wider.yaml"
+    new_preset.write_text(yaml.safe_dump(preset))
+    new_run = tmp_path / "run"
+    report = train(trained["cohort"], new_run, preset=new_preset, seed=3, from_run=trained["run"])
+    assert [r.stage for r in report.results] == ["diffusion", "post"]
+    brought = json.loads((new_run / "branched_from.json").read_text())["stages"]
+    assert brought == ["image_ae_1", "image_ae_2", "seg_ae", "latents"]
+    old, new = trained["run"] / "models", new_run / "models"
+    assert (old / "seg_ae.safetensors").read_bytes() == (new / "seg_ae.safetensors").read_bytes()
+    gen = Generator.from_pretrained(report.generator_dir, device="cpu")
+    assert gen.post.gate is not None
+    # resuming with the same command trains nothing more
+    again = train(trained["cohort"], new_run, preset=new_preset, seed=3, from_run=trained["run"])
+    assert again.results == [] and again.generator_dir is not None
+    with pytest.raises(ValueError, match="another cohort or seed"):
+        train(trained["cohort"], tmp_path / "other", preset=new_preset, seed=4, from_run=trained["run"])
+
+
+def test_gated_post_processor_starts_as_the_identity():
+    import torch
+
+    from vctcore.models.config import PostConfig
+    from vctcore.models.postprocess import PostProcessor
+
+    x = torch.randn(1, 1, 16, 16, 16)
+    assert torch.equal(PostProcessor(PostConfig(channels=(4, 8), residual_gate=True))(x), x)
+    assert not torch.equal(PostProcessor(PostConfig(channels=(4, 8)))(x), x)
+
+
 def test_export_manifest_records_provenance(trained):
     gen_dir = trained["second"].generator_dir
     manifest = json.loads((gen_dir / "manifest.json").read_text())

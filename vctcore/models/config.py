@@ -79,10 +79,13 @@ class DiffusionConfig:
 
 @dataclass(frozen=True)
 class PostConfig:
-    """Post-processing U-Net on decoded images (residual refinement)."""
+    """Post-processing U-Net on decoded images (residual refinement). ``residual_gate``: scale the
+    U-Net's correction by a learned scalar that starts at 0, so training starts from the identity
+    (an ungated net first adds noise: L1 0.63 vs 0.04 before it at step 1)."""
 
     channels: tuple[int, ...] = (8, 16, 32)
     enabled: bool = True
+    residual_gate: bool = False
 
 
 @dataclass(frozen=True)

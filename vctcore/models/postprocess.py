@@ -1,6 +1,7 @@
 """Post-processing U-Net (paper section 4.1.3): restores detail that the autoencoder smooths away.
 
-A residual MONAI ``UNet`` on the decoded image in network units: f(x) = x + UNet(x). The paper
+A residual MONAI ``UNet`` on the decoded image in network units: f(x) = x + g * UNet(x), with an
+optional learned gate g that starts at 0 (``PostConfig.residual_gate``). The paper
 uses the diffusion U-Net's architecture without conditioning; on the 2-core preset a lighter
 U-Net keeps full-resolution convolutions affordable (channels from the preset).
 """
@@ -21,6 +22,9 @@ class PostProcessor(nn.Module):
         self.cfg = cfg
         self.net = UNet(spatial_dims=3, in_channels=1, out_channels=1, channels=cfg.channels,
                         strides=(2,) * (len(cfg.channels) - 1), num_res_units=1, norm="instance")
+        # ReZero-style gate (Bachlechner et al. 2020): f(x) = x + g * UNet(x) with g = 0 at the start
+        self.gate = nn.Parameter(torch.zeros(())) if cfg.residual_gate else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.net(x)
+        r = self.net(x)
+        return x + (self.gate * r if self.gate is not None else r)

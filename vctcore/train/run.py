@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from vctcore.models.config import GeneratorConfig, load_preset
+from vctcore.train.branch import branch_run, link_cache
 from vctcore.train.data import cohort_fingerprint, load_cohort
 from vctcore.train.loop import Progress, StageResult
 from vctcore.train.stages import RUNNERS, STAGES, StageContext
@@ -76,11 +77,14 @@ def _check_run(run_dir: Path, cfg: GeneratorConfig, cohort: Path, fingerprint: s
 
 def train(cohort: str | Path, run_dir: str | Path, *, preset: str | Path | GeneratorConfig = "cpu", seed: int = 0,
           device: torch.device | str = "cpu", stages: Sequence[str] | None = None, max_minutes: float | None = None,
-          limit: int | None = None, progress: Progress | None = None) -> TrainReport:
+          limit: int | None = None, progress: Progress | None = None,
+          from_run: str | Path | None = None) -> TrainReport:
     """Train (or continue training) every stage not yet finished; export when all are done.
 
     ``max_minutes`` bounds this call's wall time: the running stage saves and returns.
     ``limit`` uses only the first ``limit`` patients of the cohort.
+    ``from_run`` starts a new run from the unchanged finished stages of an earlier one
+    (:func:`vctcore.train.branch.branch_run`).
     """
     from vctcore.devices import resolve_device
 
@@ -89,9 +93,13 @@ def train(cohort: str | Path, run_dir: str | Path, *, preset: str | Path | Gener
     cohort, run_dir = Path(cohort), Path(run_dir)
     deadline = time.monotonic() + 60 * max_minutes if max_minutes else None
     torch.manual_seed(seed)
+    if from_run is not None:
+        link_cache(from_run, run_dir)
     data = load_cohort(cohort, cfg.grid_shape, run_dir / "cache", limit=limit,
                        progress=(lambda d, n: progress("load", d, n, {})) if progress else None)
     fingerprint = cohort_fingerprint(cohort, [str(i) for i in data.table["id"]])
+    if from_run is not None:
+        branch_run(from_run, run_dir, cfg, fingerprint, seed)
     _check_run(run_dir, cfg, cohort, fingerprint, seed)
     rank, world, wrap = _distributed(dev)
     ctx = StageContext(cfg=cfg, data=data, run_dir=run_dir, device=dev, seed=seed, deadline=deadline,

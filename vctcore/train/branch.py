@@ -1,0 +1,106 @@
+"""Start a run from the finished stages of an earlier one (``vct train --from-run OLD``).
+
+Changing a network (say, a wider diffusion U-Net) needs a new run directory, but the stages that do
+not depend on it need not be retrained. :func:`branch_run` brings into the new run every stage of
+the old one whose inputs are unchanged: same cohort and seed, and the same config sections the stage
+depends on (:data:`STAGE_DEPENDS`). Stages downstream of a changed one are left to train. Stage
+files are copied (a resumed stage rewrites them); the read-only data cache (GBs) is hard-linked
+where the file system allows.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from vctcore.models.config import GeneratorConfig
+
+#: config sections (besides grid_shape and spacing_mm) that each stage's result depends on,
+#: including through the stages it reads
+STAGE_DEPENDS: dict[str, tuple[str, ...]] = {
+    "image_ae_1": ("image_ae",),
+    "image_ae_2": ("image_ae",),
+    "seg_ae": ("seg_ae",),
+    "latents": ("image_ae", "seg_ae"),
+    "diffusion": ("image_ae", "seg_ae", "diffusion"),
+    "post": ("image_ae", "post"),
+}
+GRID_KEYS = ("grid_shape", "spacing_mm")
+
+
+def _link_or_copy(src: Path, dst: Path, link: bool) -> None:
+    """Copy ``src`` (file or tree) to ``dst``; hard-link instead when ``link`` and the file system allows
+    (only for files no stage writes again: the data cache)."""
+    if src.is_dir():
+        dst.mkdir(parents=True, exist_ok=True)
+        for child in src.iterdir():
+            _link_or_copy(child, dst / child.name, link)
+        return
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if dst.exists():
+        return
+    if link:
+        try:
+            os.link(src, dst)
+            return
+        except OSError:
+            pass
+    shutil.copy2(src, dst)
+
+
+def link_cache(old_run: str | Path, new_run: str | Path) -> None:
+    """Give a new run the old run's data cache (hard links; the cache validates itself on load)."""
+    old_run, new_run = Path(old_run), Path(new_run)
+    if (old_run / "cache").exists() and not (new_run / "run.json").exists():
+        _link_or_copy(old_run / "cache", new_run / "cache", link=True)
+
+
+def reusable_stages(old_meta: dict[str, Any], cfg: GeneratorConfig) -> list[str]:
+    """Stages of the old run (``run.json`` contents) whose config inputs equal ``cfg``'s."""
+    old, new = old_meta["config"], json.loads(json.dumps(cfg.to_dict()))
+    keep = []
+    for stage, sections in STAGE_DEPENDS.items():
+        keys = GRID_KEYS + sections
+        if all(old.get(k) == new.get(k) for k in keys):
+            keep.append(stage)
+    return keep
+
+
+def branch_run(old_run: str | Path, new_run: str | Path, cfg: GeneratorConfig, cohort_fingerprint: str,
+               seed: int) -> list[str]:
+    """Bring the reusable finished stages of ``old_run`` into the new (empty) ``new_run``.
+
+    Returns the stages brought over. Rerunning with the same ``old_run`` (to resume) brings nothing
+    more; refuses a different cohort or seed, and a ``new_run`` started otherwise (two histories).
+    """
+    old_run, new_run = Path(old_run), Path(new_run)
+    meta_path = old_run / "run.json"
+    if not meta_path.exists():
+        raise FileNotFoundError(f"{old_run}: not a training run (no run.json)")
+    marker = new_run / "branched_from.json"
+    if marker.exists() and json.loads(marker.read_text())["run"] == str(old_run.resolve()):
+        return []
+    if (new_run / "run.json").exists():
+        raise ValueError(f"{new_run} has already started without {old_run}; --from-run needs a new run directory")
+    old_meta = json.loads(meta_path.read_text())
+    if old_meta["cohort_fingerprint"] != cohort_fingerprint or old_meta["seed"] != seed:
+        raise ValueError(f"{old_run} was trained on another cohort or seed ({old_meta['cohort']}, "
+                         f"seed {old_meta['seed']}); its stages cannot be reused")
+    stages = reusable_stages(old_meta, cfg)
+    brought = []
+    for stage in stages:
+        files = [old_run / "models" / f"{stage}.safetensors", old_run / "state" / f"{stage}.pt",
+                 old_run / "logs" / f"{stage}.csv"]
+        if stage == "latents":
+            files = [old_run / "latents"]
+        if not files[0].exists():
+            continue
+        for f in files:
+            if f.exists():
+                _link_or_copy(f, new_run / f.relative_to(old_run), link=False)
+        brought.append(stage)
+    (new_run / "branched_from.json").write_text(json.dumps(
+        {"run": str(old_run.resolve()), "stages": brought, "old_config": old_meta["config"]}, indent=2))
+    return brought

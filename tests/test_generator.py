@@ -83,6 +83,17 @@ def test_export_manifest_records_provenance(trained):
     assert manifest["training"]["stages"]["diffusion"]["steps"] == 6
     assert manifest["support"]["sex"] == {"categories": ["F", "M"]}
     assert manifest["support"]["height_cm"] == {"min": 160.0, "max": 185.0}
+    # the diffusion weights ship as float16 and load back into the float32 module
+    from safetensors import safe_open
+
+    with safe_open(str(gen_dir / "diffusion.safetensors"), framework="pt") as fh:
+        dtypes = {fh.get_tensor(k).dtype for k in fh.keys()}
+        assert fh.metadata()["stored_dtype"] == "float16"
+    import torch
+
+    assert torch.float16 in dtypes
+    gen = Generator.from_pretrained(gen_dir, device="cpu")
+    assert {p.dtype for p in gen.dm.parameters()} == {torch.float32}
 
 
 def test_generation_is_deterministic_and_well_formed(trained):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from vctcore.models.autoencoders import SegAE, StackedImageAE
 from vctcore.models.checkpoint import load_module, save_module, sha256_file
@@ -52,6 +53,28 @@ def _stage_log_summary(run_dir: Path) -> dict[str, dict]:
     return summary
 
 
+def _store_half(src: Path, dst: Path) -> None:
+    """Copy a weights file storing its large float32 tensors as float16 (half the size to commit).
+
+    Loading casts them back to the module's dtype (``load_state_dict`` copies across dtypes); the
+    rounding (relative 5e-4) is below what bf16 sampling already does. Tensors whose values would
+    overflow float16, and small ones (normalisation statistics), stay float32.
+    """
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(src), framework="pt") as fh:
+        meta = dict(fh.metadata() or {})
+        tensors = {}
+        for k in fh.keys():
+            t = fh.get_tensor(k)
+            if t.dtype == torch.float32 and t.numel() > 1024 and float(t.abs().max()) < 6e4:
+                t = t.to(torch.float16)
+            tensors[k] = t.contiguous()
+    meta["stored_dtype"] = "float16"
+    save_file(tensors, str(dst), metadata=meta)
+
+
 def export_generator(run_dir: Path, out: Path, data: CohortArrays | None = None) -> Path:
     """Write the generator directory ``out`` from the finished stages of ``run_dir``."""
     run = json.loads((run_dir / "run.json").read_text())
@@ -67,8 +90,8 @@ def export_generator(run_dir: Path, out: Path, data: CohortArrays | None = None)
     seg = SegAE(cfg.seg_ae)
     load_module(seg, models / "seg_ae.safetensors", kind="seg_ae")
     save_module(seg, tmp / "seg_ae.safetensors", kind="seg_ae", config=cfg.to_dict())
-    for name in ("diffusion", "post"):
-        shutil.copyfile(models / f"{name}.safetensors", tmp / f"{name}.safetensors")
+    _store_half(models / "diffusion.safetensors", tmp / "diffusion.safetensors")
+    shutil.copyfile(models / "post.safetensors", tmp / "post.safetensors")
     (tmp / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     cache_meta = json.loads((run_dir / "cache" / "cache.json").read_text())
     manifest = {

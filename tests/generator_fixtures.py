@@ -34,6 +34,7 @@ TINY_PRESET = {
                        "adversarial_weight": 0.01, "adversarial_start": 3},
         "image_ae_2": {"steps": 4, "batch_size": 1, "patch": [32, 32, 32], "checkpoint_every": 2},
         "seg_ae": {"steps": 4, "batch_size": 1, "patch": [32, 32, 32], "checkpoint_every": 2},
+        "seg_decoder": {"steps": 2, "batch_size": 1, "patch": [32, 32, 32], "checkpoint_every": 2},
         "diffusion": {"steps": 6, "batch_size": 2, "checkpoint_every": 2},
         "post": {"steps": 3, "batch_size": 1, "patch": [32, 32, 32], "checkpoint_every": 2},
     },

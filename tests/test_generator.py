@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from generator_fixtures import ROWS, TINY_GRID
 from vctcore.generator import Generator
@@ -31,8 +32,21 @@ def test_training_resumes_where_it_stopped(trained):
     assert list(log["step"]) == list(range(1, 7))  # step 1 from the first call, 2..6 from the second
     assert {"mw_l1", "vq", "adv_g", "adv_d"} <= set(log.columns)
     # every stage's saved state loads back without unpickling arbitrary objects (weights_only)
-    for stage in ("image_ae_1", "image_ae_2", "seg_ae", "diffusion", "post"):
+    for stage in ("image_ae_1", "image_ae_2", "seg_ae", "seg_decoder", "diffusion", "post"):
         assert load_state(trained["run"] / "state" / f"{stage}.pt")["step"] > 0
+
+
+def test_seg_decoder_stage_moves_only_the_decoder(trained):
+    """The latents were encoded with seg_ae's encoder and codebook: fine-tuning must leave them as they were."""
+    from safetensors.torch import load_file
+
+    before = load_file(str(trained["run"] / "models" / "seg_ae.safetensors"))
+    after = load_file(str(trained["run"] / "models" / "seg_decoder.safetensors"))
+    assert before.keys() == after.keys()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("vq.decoder.") for k in changed)
+    exported = load_file(str(trained["generator"] / "seg_ae.safetensors"))
+    assert all(torch.equal(exported[k], after[k]) for k in after)
 
 
 def test_from_run_reuses_unchanged_stages_and_trains_the_rest(trained, tmp_path):
@@ -51,7 +65,7 @@ def test_from_run_reuses_unchanged_stages_and_trains_the_rest(trained, tmp_path)
     report = train(trained["cohort"], new_run, preset=new_preset, seed=3, from_run=trained["run"])
     assert [r.stage for r in report.results] == ["diffusion", "post"]
     brought = json.loads((new_run / "branched_from.json").read_text())["stages"]
-    assert brought == ["image_ae_1", "image_ae_2", "seg_ae", "latents"]
+    assert brought == ["image_ae_1", "image_ae_2", "seg_ae", "latents", "seg_decoder"]
     old, new = trained["run"] / "models", new_run / "models"
     assert (old / "seg_ae.safetensors").read_bytes() == (new / "seg_ae.safetensors").read_bytes()
     gen = Generator.from_pretrained(report.generator_dir, device="cpu")

@@ -24,6 +24,7 @@ STAGE_DEPENDS: dict[str, tuple[str, ...]] = {
     "image_ae_2": ("image_ae",),
     "seg_ae": ("seg_ae",),
     "latents": ("image_ae", "seg_ae"),
+    "seg_decoder": ("seg_ae",),
     "diffusion": ("image_ae", "seg_ae", "diffusion"),
     "post": ("image_ae", "post"),
 }

@@ -88,7 +88,9 @@ def export_generator(run_dir: Path, out: Path, data: CohortArrays | None = None)
         load_module(ae.levels[i], models / f"image_ae_{i + 1}.safetensors", kind="vq_level")
     save_module(ae, tmp / "image_ae.safetensors", kind="image_ae", config=cfg.to_dict())
     seg = SegAE(cfg.seg_ae)
-    load_module(seg, models / "seg_ae.safetensors", kind="seg_ae")
+    # the fine-tuned decoder (same encoder and codebook) when the preset has that stage
+    tuned = models / "seg_decoder.safetensors"
+    load_module(seg, tuned if tuned.exists() else models / "seg_ae.safetensors", kind="seg_ae")
     save_module(seg, tmp / "seg_ae.safetensors", kind="seg_ae", config=cfg.to_dict())
     _store_half(models / "diffusion.safetensors", tmp / "diffusion.safetensors")
     shutil.copyfile(models / "post.safetensors", tmp / "post.safetensors")

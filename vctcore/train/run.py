@@ -19,7 +19,7 @@ from vctcore.models.config import GeneratorConfig, load_preset
 from vctcore.train.branch import branch_run, link_cache
 from vctcore.train.data import cohort_fingerprint, load_cohort
 from vctcore.train.loop import Progress, StageResult
-from vctcore.train.stages import RUNNERS, STAGES, StageContext
+from vctcore.train.stages import OPTIONAL_STAGES, RUNNERS, STAGES, StageContext
 
 
 @dataclass
@@ -125,6 +125,8 @@ def train(cohort: str | Path, run_dir: str | Path, *, preset: str | Path | Gener
 
 def _done(ctx: StageContext, stage: str) -> bool:
     """A stage is done when its model exists and its saved step reaches the (possibly longer) schedule."""
+    if stage in OPTIONAL_STAGES and stage not in ctx.cfg.schedules:
+        return True
     if stage == "latents":
         done = ctx.run_dir / "latents" / "done.json"
         return done.exists() and json.loads(done.read_text())["done"] >= ctx.latent_count()

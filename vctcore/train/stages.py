@@ -7,8 +7,10 @@
    latent L1 + image multi-window L1 through the frozen level-1 decoder (keeps the stack consistent);
 3. ``seg_ae``      segmentation VQ-VAE on one-hot merged classes: Dice + CE;
 4. ``latents``     encode every training patient to Z = [Z_img, Z_seg] (cached, resumable);
-5. ``diffusion``   conditional latent diffusion (v-prediction, condition dropout, EMA weights);
-6. ``post``        post-processing U-Net on autoencoder reconstructions: L1 (+ perceptual).
+5. ``seg_decoder`` (optional: only when the preset schedules it) keep training the segmentation
+   decoder with the encoder and codebook frozen: the latents stay valid, the decoding improves;
+6. ``diffusion``   conditional latent diffusion (v-prediction, condition dropout, EMA weights);
+7. ``post``        post-processing U-Net on autoencoder reconstructions: L1 (+ perceptual).
 
 Each finished stage leaves ``<run>/models/<stage>.safetensors``; later stages load them frozen.
 """
@@ -36,7 +38,9 @@ from vctcore.models.postprocess import PostProcessor
 from vctcore.train.data import CohortArrays, PatchSampler
 from vctcore.train.loop import Progress, StageResult, run_loop
 
-STAGES = ("image_ae_1", "image_ae_2", "seg_ae", "latents", "diffusion", "post")
+STAGES = ("image_ae_1", "image_ae_2", "seg_ae", "latents", "seg_decoder", "diffusion", "post")
+#: stages that run only when the preset has a schedule for them
+OPTIONAL_STAGES = ("seg_decoder",)
 
 
 @dataclass
@@ -243,6 +247,43 @@ def train_seg_ae(ctx: StageContext) -> StageResult:
     return _finish(ctx, "seg_ae", seg_ae, _run(ctx, "seg_ae", {"seg_ae": seg_ae}, {"seg_ae": opt}, step, sampler), "seg_ae")
 
 
+def train_seg_decoder(ctx: StageContext) -> StageResult:
+    """Fine-tune the segmentation decoder on the frozen encoder's quantised latents (Dice + CE).
+
+    The encoder and codebook do not move, so the cached latents (and a diffusion model trained on
+    them) stay valid; the result replaces ``seg_ae`` at export.
+    """
+    sch = ctx.schedule("seg_decoder")
+    seg_ae = SegAE(ctx.cfg.seg_ae)
+    load_module(seg_ae, ctx.model_path("seg_ae"), kind="seg_ae")
+    seg_ae = _frozen(seg_ae.to(ctx.device))
+    decoder = seg_ae.vq.decoder
+    decoder.train()
+    for p in decoder.parameters():
+        p.requires_grad_(True)
+    model = ctx.wrap(decoder)
+    opt = _adamw(decoder, sch.lr)
+    crit = segmentation_loss()
+    sampler = _sampler(ctx, "seg_decoder", p_class=0.7)
+
+    def step(i: int) -> dict[str, float]:
+        _, seg = sampler.batch(sch.batch_size)
+        y = one_hot(seg.to(ctx.device))
+        with torch.no_grad():
+            z = seg_ae.encode(y)
+        with ctx.autocast():
+            dice_ce = crit(model(z).float(), y)
+        opt.zero_grad(set_to_none=True)
+        dice_ce.backward()
+        opt.step()
+        return {"loss": dice_ce.item(), "dice_ce": dice_ce.item()}
+
+    # only the decoder is trained and saved in the state (train mode on the whole AE would let the
+    # quantiser's EMA move the codebook)
+    result = _run(ctx, "seg_decoder", {"decoder": decoder}, {"decoder": opt}, step, sampler)
+    return _finish(ctx, "seg_decoder", seg_ae, result, "seg_ae")
+
+
 def load_image_ae(ctx: StageContext) -> StackedImageAE:
     ae = StackedImageAE(ctx.cfg.image_ae)
     for i in range(len(ctx.cfg.image_ae.levels)):
@@ -397,5 +438,6 @@ RUNNERS: dict[str, Callable[[StageContext], StageResult]] = {
     "seg_ae": train_seg_ae,
     "latents": encode_latents,
     "diffusion": train_diffusion,
+    "seg_decoder": train_seg_decoder,
     "post": train_post,
 }

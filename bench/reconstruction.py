@@ -1,7 +1,9 @@
 """Autoencoder reconstruction on held-out patients (issue targets: PSNR >= 30 dB over HU [-1000, 1000],
 SSIM >= 0.93, segmentation Dice >= 0.95). Prints JSON.
 
-    python bench/reconstruction.py --checkpoint DIR --cohort HELD_OUT_COHORT [--n 10] [--no-post]
+    python bench/reconstruction.py --checkpoint DIR --cohort HELD_OUT_COHORT [--n 10] [--no-post] [--model-card]
+
+``--model-card`` also writes the figures into the checkpoint's metrics.json and model_card.md.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--n", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-post", action="store_true", help="decode without the post-processing U-Net")
+    ap.add_argument("--model-card", action="store_true", help="record the figures in the checkpoint's model card")
     args = ap.parse_args(argv)
 
     import torch
@@ -42,7 +45,7 @@ def main(argv: list[str] | None = None) -> dict:
         ssim.append(ssim_hu(ct.data, rct.data))
         dice.append(dice_per_class(seg.data, rseg.data))
     d = cohort_dice(dice)
-    return {
+    result = {
         "benchmark": "reconstruction", "checkpoint": str(gen.path), "cohort": args.cohort, "n": len(ids),
         "post_processing": gen.post is not None,
         "psnr_db_mean": round(float(np.mean(psnr)), 3), "psnr_db_min": round(float(np.min(psnr)), 3),
@@ -53,6 +56,19 @@ def main(argv: list[str] | None = None) -> dict:
         "paper": {"psnr_db": 31.06, "ssim": 0.947},
         "seconds_per_patient": round((time.perf_counter() - t) / len(ids), 2),
     }
+    if args.model_card:
+        from vctcore.train.model_card import update_model_card
+
+        where = f"n={len(ids)} held-out patients of {args.cohort}, post-processing {'on' if gen.post else 'off'}"
+        update_model_card(gen.path, {
+            "reconstruction.psnr_db": {"value": result["psnr_db_mean"], "target": ">= 30",
+                                       "definition": f"image AE PSNR over HU [-1000, 1000], mean (min {result['psnr_db_min']}); {where}"},
+            "reconstruction.ssim": {"value": result["ssim_mean"], "target": ">= 0.93",
+                                    "definition": f"image AE SSIM, mean (min {result['ssim_min']}); {where}"},
+            "reconstruction.seg_dice": {"value": result["seg_dice_mean"], "target": ">= 0.95",
+                                        "definition": f"segmentation AE Dice, mean of 16 classes; {where}"},
+        })
+    return result
 
 
 if __name__ == "__main__":

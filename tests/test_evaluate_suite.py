@@ -6,6 +6,7 @@ a random segmentation); the slow test trains a small segmenter first.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -89,6 +90,17 @@ def test_evaluate_generator_end_to_end(tiny_generator, tmp_path):
     # another seed does not mix into this synthetic cohort: one-line error, exit 2
     res = _vct(*args, "--seed", "7")
     assert res.returncode == 2 and res.stderr.count("\n") == 1 and "seed differ" in res.stderr
+    # the headline figures go into a model card, merged with what the card already holds
+    from vctcore.train.model_card import fidelity_card_metrics, update_model_card
+
+    gen = tmp_path / "gen"
+    shutil.copytree(tiny_generator["generator"], gen)
+    update_model_card(gen, {"reconstruction.psnr_db": {"value": 31.5, "target": ">= 30", "definition": "PSNR"}})
+    card = update_model_card(gen, fidelity_card_metrics(second)).read_text()
+    metrics = json.loads((gen / "metrics.json").read_text())
+    assert metrics["reconstruction.psnr_db"]["value"] == 31.5
+    assert metrics["fidelity.joint_seg_dice"]["value"] == second["metrics"]["joint_seg_dice"]["value"]
+    assert "fidelity.organ_volume_corr" in card and "n=3 matched pairs" in card
 
 
 def test_missing_segmenter_is_a_one_line_error(tiny_generator, tmp_path):

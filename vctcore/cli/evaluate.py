@@ -58,6 +58,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
         print(f"{'PASS' if ok else 'FAIL'}  {name:<24} {value:>8}  (target {m['comparison']} {m['target']:g}, "
               f"paper {m['paper']})")
     print(f"wrote {args.out}/fidelity.json in {time.perf_counter() - start:.0f} s")
+    if args.model_card:
+        from vctcore.train.model_card import fidelity_card_metrics, update_model_card
+
+        card = update_model_card(report["checkpoint"]["path"], fidelity_card_metrics(report))
+        print(f"headline figures written to {card}")
     return 0
 
 
@@ -130,6 +135,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="reconstruct (encode + decode) the first N real patients; -1: all, 0: none")
     p.add_argument("--slices", type=int, default=12, help="slices per plane and image for the realism distance")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--model-card", action="store_true",
+                   help="write the headline figures into the checkpoint's metrics.json and model_card.md")
     p.set_defaults(func=run_evaluate)
 
     t = sub.add_parser("train-segmenter", help="train or resume the independent segmenter (3D U-Net)")

@@ -21,6 +21,39 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def fidelity_card_metrics(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Headline figures of a ``vct evaluate-generator`` report as model-card metrics (value, target,
+    definition with n, the paper's value and the report's creation time)."""
+    from vctcore.evaluate.summary import LABELS, context_rows
+
+    metrics: dict[str, dict[str, Any]] = {}
+    n, when = report.get("n"), report.get("created_utc")
+    for key, label in LABELS.items():
+        m = report.get("metrics", {}).get(key)
+        if not m:
+            continue
+        paper = f"; paper {m['paper']:.3g}" if isinstance(m.get("paper"), (int, float)) else ""
+        metrics[f"fidelity.{key}"] = {
+            "value": m.get("value"), "target": f"{m.get('comparison', '')} {m.get('target', '')}".strip(),
+            "pass": m.get("pass"), "definition": f"{label}; n={n} matched pairs{paper} (vct evaluate-generator, {when})"}
+    for row in context_rows(report):
+        if row["value"] is not None:
+            key = "fidelity." + "".join(c if c.isalnum() else "_" for c in row["figure"].lower()).strip("_")
+            metrics[key] = {"value": row["value"], "target": "", "definition": f"{row['figure']}; n={n} ({when})"}
+    return metrics
+
+
+def update_model_card(gen_dir: str | Path, metrics: dict[str, Any], *, notes: str | None = None) -> Path:
+    """Merge ``metrics`` into ``gen_dir/metrics.json`` (same keys replaced) and rewrite the card."""
+    gen_dir = Path(gen_dir)
+    path = gen_dir / "metrics.json"
+    merged = json.loads(path.read_text()) if path.exists() else {}
+    merged.update(metrics)
+    if notes is None and (gen_dir / "notes.md").exists():
+        notes = (gen_dir / "notes.md").read_text()
+    return write_model_card(gen_dir, merged, notes=notes or "")
+
+
 def write_model_card(gen_dir: str | Path, metrics: dict[str, Any] | None = None, *, notes: str = "") -> Path:
     """Write ``model_card.md`` (and ``metrics.json`` when ``metrics`` is given) into ``gen_dir``."""
     gen_dir = Path(gen_dir)

@@ -8,7 +8,8 @@ import streamlit as st
 
 from vctcore.evaluate import EvaluationError, load_report
 from vctcore.evaluate.plots import load_figures
-from vctcore.evaluate.summary import context_rows, find_reports, per_class_rows, provenance, summary_rows
+from vctcore.evaluate.summary import (context_rows, find_reports, per_class_rows, provenance, shipped_reports,
+                                      summary_rows)
 from vctcore.workspace import workspace_root
 
 
@@ -21,14 +22,15 @@ st.caption(
 )
 
 root = workspace_root()
-found = find_reports(root)
+found = find_reports(root) + shipped_reports()
 options = [str(p) for p in found]
 if not options:
     st.info(f"No saved evaluation under {root}. Run `vct evaluate-generator --real {root / 'cohorts' / 'holdout'} "
             f"--n 100 --out {root / 'evaluations' / 'default'}` (about 30 minutes on 2 CPU cores).")
     st.stop()
 choice = st.selectbox("Evaluation", options, key="fid_dir",
-                      format_func=lambda p: str(Path(p).relative_to(root)) if Path(p).is_relative_to(root) else p)
+                      format_func=lambda p: str(Path(p).relative_to(root)) if Path(p).is_relative_to(root)
+                      else f"shipped with the default generator ({p})")
 try:
     report = load_report(choice)
 except EvaluationError as err:

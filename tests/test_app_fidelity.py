@@ -37,7 +37,23 @@ def test_fidelity_page_shows_targets_figures_and_provenance(saved_evaluation, mo
     assert not at.error
 
 
+def test_fidelity_page_offers_the_evaluation_shipped_with_the_default(saved_evaluation, tmp_path, monkeypatch):
+    import shutil
+
+    import vctcore.generator
+
+    shutil.copytree(saved_evaluation / "evaluations" / "tiny", tmp_path / "default" / "fidelity")
+    monkeypatch.setattr(vctcore.generator, "DEFAULT_CHECKPOINT", tmp_path / "default")
+    monkeypatch.setenv("VCT_WORKSPACE", str(tmp_path / "empty-workspace"))
+    at = open_page("pages/fidelity.py")
+    assert at.selectbox(key="fid_dir").value == str(tmp_path / "default" / "fidelity")
+    assert len(at.get("plotly_chart")) == 5 and not at.error
+
+
 def test_fidelity_page_without_an_evaluation_says_how_to_make_one(tmp_path, monkeypatch):
+    import vctcore.generator
+
+    monkeypatch.setattr(vctcore.generator, "DEFAULT_CHECKPOINT", tmp_path / "no-default")
     monkeypatch.setenv("VCT_WORKSPACE", str(tmp_path))
     at = open_page("pages/fidelity.py")
     assert any("vct evaluate-generator" in i.value for i in at.info)

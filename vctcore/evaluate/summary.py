@@ -1,7 +1,8 @@
 """Tables of a saved fidelity report for display (the app's fidelity page, reports): no new numbers.
 
 Saved evaluations are found under ``<workspace>/evaluations/<name>/fidelity.json`` (and any
-``fidelity.json`` up to three folders below the workspace).
+``fidelity.json`` up to three folders below the workspace), plus the one shipped with the default
+generator in ``checkpoints/default/fidelity/``.
 """
 from __future__ import annotations
 
@@ -28,6 +29,14 @@ def find_reports(root: str | Path) -> list[Path]:
     root = Path(root)
     found = {p.parent for depth in range(1, 4) for p in root.glob("/".join(["*"] * depth) + f"/{REPORT}")}
     return sorted(found, key=lambda d: (d / REPORT).stat().st_mtime, reverse=True)
+
+
+def shipped_reports() -> list[Path]:
+    """The evaluation shipped with the default generator (``checkpoints/default/fidelity``), if any."""
+    from vctcore.generator import DEFAULT_CHECKPOINT
+
+    d = DEFAULT_CHECKPOINT / "fidelity"
+    return [d] if (d / REPORT).exists() else []
 
 
 def _num(v: Any) -> float | None:

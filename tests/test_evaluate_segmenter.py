@@ -111,3 +111,20 @@ def test_default_architecture_fits_the_shipping_limit(tmp_path):
 
     path = save_segmenter(SegUNet(SegmenterConfig()), tmp_path, {"training": {}})
     assert path.stat().st_size < 20 * 2**20
+
+
+def test_training_crops_cover_the_top_and_bottom_slices():
+    """Brain and feet sit in the first and last slices: a crop must include them often, not once in Z - patch_z + 1."""
+    from vctcore.evaluate.segmenter_train import augment
+
+    torch.manual_seed(0)
+    z = 40
+    lab = torch.arange(z).view(1, 1, z).expand(4, 4, z).clone()  # label = slice index
+    hu = torch.zeros(1, 4, 4, z)
+    top = bottom = 0
+    for _ in range(1000):
+        _, crop = augment(hu, lab, SegmenterConfig(), max_shift=0, patch_z=10)
+        top += int((crop == z - 1).any())
+        bottom += int((crop == 0).any())
+    # a centre within half a crop of either end: (10 / 2) / 40 = 12.5 %; a uniform start gave 1 / 31 = 3 %
+    assert top > 1000 * 0.09 and bottom > 1000 * 0.09

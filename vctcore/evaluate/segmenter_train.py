@@ -120,7 +120,10 @@ def augment(hu: torch.Tensor, lab: torch.Tensor, cfg: SegmenterConfig, max_shift
             patch_z: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One random crop (``patch_z`` slices) and augmentation of (1, X, Y, Z) HU and (X, Y, Z) labels (torch RNG)."""
     if patch_z is not None and patch_z < lab.shape[2]:
-        z0 = int(torch.randint(0, lab.shape[2] - patch_z + 1, (1,)))
+        # a uniform centre slice, the crop clamped inside: the top and bottom slices (brain, feet) are
+        # covered as often as the middle ones (a uniform start covers the top slice once in Z - patch_z + 1)
+        centre = int(torch.randint(0, lab.shape[2], (1,)))
+        z0 = min(max(centre - patch_z // 2, 0), lab.shape[2] - patch_z)
         hu, lab = hu[..., z0:z0 + patch_z], lab[..., z0:z0 + patch_z]
     r = torch.rand(6)
     x = hu * (0.95 + 0.1 * r[0]) + (r[1] - 0.5) * 40.0

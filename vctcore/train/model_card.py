@@ -36,10 +36,12 @@ def fidelity_card_metrics(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
         metrics[f"fidelity.{key}"] = {
             "value": m.get("value"), "target": f"{m.get('comparison', '')} {m.get('target', '')}".strip(),
             "pass": m.get("pass"), "definition": f"{label}; n={n} matched pairs{paper} (vct evaluate-generator, {when})"}
+    recon_n = (report.get("metrics", {}).get("reconstruction") or {}).get("n", n)
     for row in context_rows(report):
         if row["value"] is not None:
             key = "fidelity." + "".join(c if c.isalnum() else "_" for c in row["figure"].lower()).strip("_")
-            metrics[key] = {"value": row["value"], "target": "", "definition": f"{row['figure']}; n={n} ({when})"}
+            k = recon_n if "econstruct" in row["figure"] else n  # reconstructions: the first --recon-n patients
+            metrics[key] = {"value": row["value"], "target": "", "definition": f"{row['figure']}; n={k} ({when})"}
     return metrics
 
 

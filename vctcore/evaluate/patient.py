@@ -28,14 +28,16 @@ from vctcore.volume import CTVolume, LabelMap, read_ct, read_labels
 Features = dict[str, np.ndarray]
 
 
-def _image_record(ct: CTVolume, segmenter: Segmenter) -> tuple[dict[str, Any], LabelMap, np.ndarray]:
-    """(measurements, sex call and organ statistics, the independent segmentation, the body mask) of one image."""
+def _image_record(ct: CTVolume, segmenter: Segmenter) -> tuple[dict[str, Any], LabelMap, float]:
+    """(measurements, sex call and organ statistics, the independent segmentation, the body's S extent in mm)
+    of one image."""
     mask = body_mask(ct)
     indep = segmenter.segment(ct, mask)
     origin = body_origin_mm(ct, mask)
+    extent_mm = extent_cm(ct, mask) * 10.0
     rec = {"measures": image_measurements(ct, indep, mask), "organs": organ_stats(indep, origin)}
-    rec["sex"] = call_sex(indep, extent_cm(ct, mask) * 10.0).to_dict()
-    return rec, indep, mask
+    rec["sex"] = call_sex(indep, extent_mm).to_dict()
+    return rec, indep, extent_mm
 
 
 def _features(features_net: Segmenter | None, ct: CTVolume, per_plane: int) -> Features | None:
@@ -72,10 +74,10 @@ def evaluate_synthetic(pid: str, patient_dir: Path, requested: dict[str, Any], s
     t0 = time.perf_counter()
     ct = read_ct(patient_dir / "ct.nii.gz")
     joint = read_labels(patient_dir / "seg.nii.gz", names=MERGED_CLASSES, like=ct)
-    image, indep, mask = _image_record(ct, segmenter)
+    image, indep, extent_mm = _image_record(ct, segmenter)
     rec: dict[str, Any] = {"id": pid, "kind": "synthetic", "requested": requested, **image,
                            "joint_dice": dice_per_class(joint.data, indep.data)}
-    rec["sex_joint"] = call_sex(joint, extent_cm(ct, mask) * 10.0).to_dict()
+    rec["sex_joint"] = call_sex(joint, extent_mm).to_dict()
     feats = _features(features_net, ct, per_plane)
     rec["seconds"] = time.perf_counter() - t0
     return rec, feats

@@ -128,31 +128,19 @@ def evaluate_generator(checkpoint: str | Path | None, real: str | Path, out: str
            "features": None if feats_net is None else feats_net.sha256, "recon_n": recon_n, "slices": slices_per_plane,
            "steps": steps, "guidance_scale": guidance_scale, "real": str(real.resolve())}
     cache = _cache_dir(out, key)
-    real_recs, real_feats, recon_feats, syn_recs, syn_feats = [], [], [], [], []
-    progress and progress("real", 0, n)
-    for i, row in table.iterrows():
-        pid = str(row["id"])
-        got = load_cached(cache / "real", pid)
-        if got is None:
-            requested = {k: _clean(v) for k, v in row.items() if k in ATTRIBUTE_NAMES}
-            do_recon = recon_n is None or i < recon_n
-            got = evaluate_real(pid, real / "patients" / pid, requested, seg, feats_net,
-                                gen if do_recon else None, slices_per_plane)
-            save_cached(cache / "real", pid, *got)
-        real_recs.append(got[0]), real_feats.append(got[1]), recon_feats.append(got[2])
-        progress and progress("real", i + 1, n)
-    progress and progress("synthetic", 0, n)
-    for i, row in syn_table.iterrows():
-        sid = str(row["id"])
-        got = load_cached(cache / "synthetic", sid)
-        if got is None:
-            requested = {k: _clean(v) for k, v in row.items() if k in ATTRIBUTE_NAMES}
-            rec, f = evaluate_synthetic(sid, syn_dir / "patients" / sid, requested, seg, feats_net, slices_per_plane)
-            rec["real_id"] = str(row["real_id"])
-            save_cached(cache / "synthetic", sid, rec, f)
-            got = (rec, f, None)
-        syn_recs.append(got[0]), syn_feats.append(got[1])
-        progress and progress("synthetic", i + 1, n)
+
+    def real_one(i: int, pid: str, requested: dict[str, Any], row: pd.Series) -> tuple:
+        do_recon = recon_n is None or i < recon_n
+        return evaluate_real(pid, real / "patients" / pid, requested, seg, feats_net,
+                             gen if do_recon else None, slices_per_plane)
+
+    def synthetic_one(i: int, sid: str, requested: dict[str, Any], row: pd.Series) -> tuple:
+        rec, f = evaluate_synthetic(sid, syn_dir / "patients" / sid, requested, seg, feats_net, slices_per_plane)
+        rec["real_id"] = str(row["real_id"])
+        return rec, f, None
+
+    real_recs, real_feats, recon_feats = _evaluate_rows(table, cache / "real", "real", real_one, progress)
+    syn_recs, syn_feats, _ = _evaluate_rows(syn_table, cache / "synthetic", "synthetic", synthetic_one, progress)
 
     metrics = compute_metrics(real_recs, syn_recs, real_feats, syn_feats, recon_feats)
     flags = pass_flags(metrics)
@@ -180,6 +168,25 @@ def evaluate_generator(checkpoint: str | Path | None, real: str | Path, out: str
         report["plots"] = write_plots(report, real_recs, syn_recs, out / "plots", progress=note("plots"))
     _atomic_text(out / REPORT, json.dumps(report, indent=2))
     return report
+
+
+def _evaluate_rows(rows: pd.DataFrame, cache: Path, stage: str, evaluate: Callable[..., tuple],
+                   progress: Progress | None) -> tuple[list, list, list]:
+    """(records, features, recon features) of every row (column ``id``): from ``cache`` when there, else
+    ``evaluate(i, id, requested attributes, row)`` (then cached); ``progress(stage, done, n)`` per row."""
+    got_all = []
+    progress and progress(stage, 0, len(rows))
+    for i, row in rows.iterrows():
+        pid = str(row["id"])
+        got = load_cached(cache, pid)
+        if got is None:
+            requested = {k: _clean(v) for k, v in row.items() if k in ATTRIBUTE_NAMES}
+            got = evaluate(i, pid, requested, row)
+            save_cached(cache, pid, *got)
+        got_all.append(got)
+        progress and progress(stage, i + 1, len(rows))
+    recs, feats, recon = zip(*got_all) if got_all else ((), (), ())
+    return list(recs), list(feats), list(recon)
 
 
 def _try_unet(path: str | Path | None, device: str):

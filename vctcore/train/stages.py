@@ -254,9 +254,7 @@ def train_seg_decoder(ctx: StageContext) -> StageResult:
     them) stay valid; the result replaces ``seg_ae`` at export.
     """
     sch = ctx.schedule("seg_decoder")
-    seg_ae = SegAE(ctx.cfg.seg_ae)
-    load_module(seg_ae, ctx.model_path("seg_ae"), kind="seg_ae")
-    seg_ae = _frozen(seg_ae.to(ctx.device))
+    seg_ae = load_seg_ae(ctx)
     decoder = seg_ae.vq.decoder
     decoder.train()
     for p in decoder.parameters():

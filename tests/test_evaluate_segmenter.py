@@ -92,6 +92,28 @@ def test_training_saves_loads_and_resumes(toy_cohort, tmp_path):
     assert load_segmenter("unet", out).sha256 == manifest["sha256"]
 
 
+def test_fine_tuning_starts_from_the_given_segmenter(toy_cohort, tmp_path):
+    """``init``: a new run starts from another segmenter's weights (lr 0 keeps them exactly); the manifest
+    names the start; a different architecture is refused by name."""
+    from safetensors.torch import load_file
+
+    base = tmp_path / "base"
+    train_segmenter(toy_cohort, base, cfg=SMALL, train=SegTrainConfig(steps=2, batch_size=1, patch_z=16))
+    frozen = SegTrainConfig(steps=1, batch_size=1, patch_z=16, lr=0.0, init=str(base), seed=5)
+    tuned = train_segmenter(toy_cohort, tmp_path / "tuned", cfg=SMALL, train=frozen).out
+    a, b = load_file(str(base / "segmenter.safetensors")), load_file(str(tuned / "segmenter.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    fresh = train_segmenter(toy_cohort, tmp_path / "fresh", cfg=SMALL,
+                            train=SegTrainConfig(steps=1, batch_size=1, patch_z=16, lr=0.0, seed=5)).out
+    c = load_file(str(fresh / "segmenter.safetensors"))
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+    manifest = json.loads((tuned / "manifest.json").read_text())
+    assert manifest["training"]["init"]["sha256"] == json.loads((base / "manifest.json").read_text())["sha256"]
+    assert manifest["training"]["batch_dice"] is True
+    with pytest.raises(ValueError, match="differs from the one asked for"):
+        train_segmenter(toy_cohort, tmp_path / "other", cfg=SegmenterConfig(channels=(4, 8)), train=frozen)
+
+
 def test_broken_or_missing_segmenter_is_named(toy_cohort, tmp_path):
     with pytest.raises(CheckpointError, match="no independent segmenter"):
         load_unet(tmp_path / "nothing")

@@ -88,6 +88,47 @@ def test_gated_post_processor_starts_as_the_identity():
     assert not torch.equal(PostProcessor(PostConfig(channels=(4, 8)))(x), x)
 
 
+def test_seg_aware_post_processor_trains_alone_and_generates(trained, tmp_path):
+    """A post-processor that also reads the decoded segmentation, trained with the multi-window L1:
+    a new run brings every other stage (diffusion included) and trains post only; the generator feeds
+    it the image plus 17 class probabilities and still returns a (X, Y, Z) HU volume."""
+    import yaml
+
+    from vctcore.train.run import train
+
+    preset = yaml.safe_load(trained["preset"].read_text())
+    preset["post"].update(seg_input=True, window_weights=[1.0, 4.0, 1.0], residual_gate=True)
+    new_preset = tmp_path / "segpost.yaml"
+    new_preset.write_text(yaml.safe_dump(preset))
+    report = train(trained["cohort"], tmp_path / "run", preset=new_preset, seed=3, from_run=trained["run"])
+    assert [r.stage for r in report.results] == ["post"]
+    log = pd.read_csv(tmp_path / "run" / "logs" / "post.csv")
+    assert {"mw_l1", "l1", "l1_before"} <= set(log.columns) and len(log) == 3
+    gen = Generator.from_pretrained(report.generator_dir, device="cpu")
+    assert gen.post.in_channels == 18 and gen.post.net.model[0].conv.unit0.conv.in_channels == 18
+    (p,) = gen.generate(pd.DataFrame([ROWS[0]]), seed=0, steps=2)
+    assert p.ct.shape == TINY_GRID.shape and np.isfinite(p.ct.data).all()
+
+
+def test_seg_aware_post_processor_reads_the_class_probabilities():
+    from vctcore.models.config import PostConfig
+    from vctcore.models.postprocess import PostProcessor, post_input
+
+    torch.manual_seed(0)
+    pp = PostProcessor(PostConfig(channels=(4, 8), seg_input=True)).eval()
+    image = torch.randn(1, 1, 16, 16, 16)
+    logits_a, logits_b = torch.randn(1, 17, 16, 16, 16), torch.randn(1, 17, 16, 16, 16)
+    x = post_input(pp.cfg, image, logits_a)
+    assert x.shape[1] == 18 and torch.allclose(x[:, 1:].sum(1), torch.ones(1, 16, 16, 16))
+    with torch.no_grad():
+        assert pp(x).shape == (1, 1, 16, 16, 16)
+        assert not torch.equal(pp(x), pp(post_input(pp.cfg, image, logits_b)))
+    with pytest.raises(ValueError, match="expects 18 input channels, got 1"):
+        pp(image)
+    # without seg_input the image passes alone
+    assert post_input(PostConfig(), image, logits_a) is image
+
+
 def test_export_manifest_records_provenance(trained):
     gen_dir = trained["second"].generator_dir
     manifest = json.loads((gen_dir / "manifest.json").read_text())

@@ -28,7 +28,7 @@ from vctcore.models.checkpoint import CheckpointError, load_module, sha256_file
 from vctcore.models.conditioning import attribute_bins
 from vctcore.models.config import GeneratorConfig
 from vctcore.models.diffusion import LatentDiffusion
-from vctcore.models.postprocess import PostProcessor
+from vctcore.models.postprocess import PostProcessor, post_input
 from vctcore.devices import autocast
 from vctcore.models.windowed import windowed
 from vctcore.volume import CTVolume, LabelMap, make_affine
@@ -36,7 +36,7 @@ from vctcore.volume import CTVolume, LabelMap, make_affine
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "default"
 #: sliding-window sizes: latent voxels for the decoders, image voxels for post-processing
 DECODE_ROI = (64, 64, 96)
-POST_ROI = (192, 192, 192)
+POST_ROI = (160, 160, 288)  # the default 128 x 96 x 272 grid in one window (no overlap work)
 
 
 @dataclass(frozen=True)
@@ -130,9 +130,9 @@ class Generator:
         c_img = self.cfg.image_ae.levels[-1].embedding_dim
         with autocast(self.device, self.cfg.precision):
             x = windowed(self.ae.decode, z[:, :c_img], DECODE_ROI).float()
-            if self.post is not None:
-                x = windowed(self.post, x, POST_ROI).float()
             logits = windowed(self.seg_ae.decode, z[:, c_img:], DECODE_ROI).float()
+            if self.post is not None:
+                x = windowed(self.post, post_input(self.post.cfg, x, logits), POST_ROI).float()
         hu = unit_to_hu(x, self.cfg.image_ae.hu_clip)[0, 0].float().cpu().numpy()
         seg = logits[0].argmax(0).to(torch.uint8).cpu().numpy()
         return hu, seg

@@ -84,7 +84,7 @@ def run_train_segmenter(args: argparse.Namespace) -> int:
 
     cfg = SegmenterConfig(channels=tuple(int(c) for c in args.channels.split(",")))
     train = SegTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                           patch_z=args.patch_z or None)
+                           patch_z=args.patch_z or None, batch_dice=args.batch_dice, init=args.init)
     try:
         res = train_segmenter(args.cohort, args.out, run=args.run, cfg=cfg, train=train, max_minutes=args.max_minutes,
                               limit=args.limit, threads=args.threads, progress=progress)
@@ -149,6 +149,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--patch-z", type=int, default=64, help="slices per training crop on the segmenter grid (0: whole)")
     t.add_argument("--channels", default="16,32,64,128", help="channels per U-Net level")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--init", default=None, help="segmenter directory whose weights a new run starts from (fine-tune)")
+    t.add_argument("--batch-dice", action=argparse.BooleanOptionalAction, default=True,
+                   help="pool the Dice term over the batch per class (helps organs of a few voxels)")
     t.add_argument("--max-minutes", type=float, default=None, help="stop (resumably) after this wall time")
     t.add_argument("--limit", type=int, default=None, help="use only the first N patients")
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads")

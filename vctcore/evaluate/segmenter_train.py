@@ -10,6 +10,7 @@ model is exported (:func:`save_segmenter`) whenever the run stops.
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,8 +23,8 @@ import torch.nn.functional as F
 
 from vctcore.cohort import package_versions, read_attributes
 from vctcore.evaluate.overlap import cohort_dice, dice_per_class
-from vctcore.evaluate.segmenter import (N_CLASSES, Segmenter, SegmenterConfig, SegUNet, labels_to_work_grid,
-                                        normalise, pad_to_multiple, save_segmenter, to_work_grid)
+from vctcore.evaluate.segmenter import (MANIFEST, N_CLASSES, Segmenter, SegmenterConfig, SegUNet, labels_to_work_grid,
+                                        load_unet, normalise, pad_to_multiple, save_segmenter, to_work_grid)
 from vctcore.labels import MERGED_CLASSES
 from vctcore.models.config import StageSchedule
 from vctcore.train.loop import Progress, run_loop
@@ -35,7 +36,11 @@ STAGE = "segmenter"
 @dataclass(frozen=True)
 class SegTrainConfig:
     """Schedule: ``steps`` of ``batch_size`` crops at learning rate ``lr`` (cosine decay); a crop is the
-    whole X-Y plane and ``patch_z`` slices (None: the whole volume); ``max_shift`` voxels."""
+    whole X-Y plane and ``patch_z`` slices (None: the whole volume); ``max_shift`` voxels.
+    ``batch_dice``: the Dice term pools the whole batch per class (MONAI ``batch=True``) instead of
+    averaging per-crop Dice: a crop where a small organ (kidney, prostate: a few voxels at 12 mm) is
+    absent then adds nothing for it, rather than a near-free 0 loss that dilutes its gradient.
+    ``init``: a segmenter directory whose weights a new run starts from (fine-tuning)."""
 
     steps: int = 3000
     batch_size: int = 2
@@ -44,6 +49,8 @@ class SegTrainConfig:
     max_shift: int = 4
     patch_z: int | None = 64
     seed: int = 0
+    batch_dice: bool = True
+    init: str | None = None
 
 
 @dataclass
@@ -157,7 +164,16 @@ def train_segmenter(cohort: str | Path, out: str | Path, *, run: str | Path | No
     torch.manual_seed(train.seed)
     net = SegUNet(cfg)
     opt = torch.optim.AdamW(net.parameters(), lr=train.lr, weight_decay=1e-5)
-    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, squared_pred=False)
+    init_sha = None
+    if train.init is not None and not (run / "state" / f"{STAGE}.pt").exists():
+        start = load_unet(train.init)  # checked against its manifest's sha256, loaded without pickle
+        if start.cfg != cfg:
+            raise ValueError(f"{train.init}: its network {start.cfg.to_dict()} differs from the one asked for "
+                             f"{cfg.to_dict()}")
+        net.load_state_dict(start.net.state_dict())
+        init_sha = start.sha256
+    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, squared_pred=False,
+                         batch=train.batch_dice)
     schedule = StageSchedule(steps=train.steps, batch_size=train.batch_size, lr=train.lr,
                              checkpoint_every=train.checkpoint_every)
 
@@ -179,12 +195,22 @@ def train_segmenter(cohort: str | Path, out: str | Path, *, run: str | Path | No
                              "patients_fingerprint": _fingerprint(files), "steps": res.step,
                              "total_steps": train.steps, "finished": res.finished, "seconds": round(res.seconds, 1),
                              "batch_size": train.batch_size, "patch_z": train.patch_z, "lr": train.lr,
-                             "seed": train.seed,
+                             "seed": train.seed, "batch_dice": train.batch_dice,
+                             "init": {"path": str(Path(train.init).resolve()), "sha256": init_sha}
+                             if init_sha else _previous_init(out),
                              "last_losses": res.last_losses},
                 "versions": {**package_versions(), "torch": torch.__version__}}
     net.eval()
     save_segmenter(net, out, manifest)
     return SegTrainResult(res.step, res.total, res.finished, res.seconds, res.last_losses, out)
+
+
+def _previous_init(out: Path) -> dict[str, Any] | None:
+    """The ``init`` record of the segmenter this run exported before (a resumed fine-tune keeps it)."""
+    try:
+        return json.loads((out / MANIFEST).read_text())["training"].get("init")
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def holdout_dice(segmenter: Segmenter, cohort: str | Path, n: int = 4) -> dict[str, Any]:

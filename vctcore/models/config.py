@@ -81,11 +81,19 @@ class DiffusionConfig:
 class PostConfig:
     """Post-processing U-Net on decoded images (residual refinement). ``residual_gate``: scale the
     U-Net's correction by a learned scalar that starts at 0, so training starts from the identity
-    (an ungated net first adds noise: L1 0.63 vs 0.04 before it at step 1)."""
+    (an ungated net first adds noise: L1 0.63 vs 0.04 before it at step 1).
+
+    ``seg_input``: the U-Net also sees the class probabilities of the decoded segmentation (the joint
+    latent's Z_seg), so it can restore each tissue's HU where the image decoder smoothed it away (thin
+    bone, small organs in fat). ``window_weights`` (soft, hard, other): train with the multi-window L1
+    of paper eq. 3 and these weights instead of a plain L1 (the HU windows are the image AE's).
+    """
 
     channels: tuple[int, ...] = (8, 16, 32)
     enabled: bool = True
     residual_gate: bool = False
+    seg_input: bool = False
+    window_weights: tuple[float, float, float] | None = None
 
 
 @dataclass(frozen=True)

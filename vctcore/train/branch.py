@@ -26,7 +26,7 @@ STAGE_DEPENDS: dict[str, tuple[str, ...]] = {
     "latents": ("image_ae", "seg_ae"),
     "seg_decoder": ("seg_ae",),
     "diffusion": ("image_ae", "seg_ae", "diffusion"),
-    "post": ("image_ae", "post"),
+    "post": ("image_ae", "seg_ae", "post"),  # seg_ae: a post with seg_input reads the decoded segmentation
 }
 GRID_KEYS = ("grid_shape", "spacing_mm")
 

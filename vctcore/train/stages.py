@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +34,7 @@ from vctcore.models.conditioning import attribute_bins, drop_conditions
 from vctcore.models.config import GeneratorConfig, StageSchedule
 from vctcore.models.diffusion import LatentDiffusion
 from vctcore.models.losses import adversarial_loss, multi_window_l1, perceptual_loss, segmentation_loss
-from vctcore.models.postprocess import PostProcessor
+from vctcore.models.postprocess import PostProcessor, post_input
 from vctcore.train.data import CohortArrays, PatchSampler
 from vctcore.train.loop import Progress, StageResult, run_loop
 
@@ -400,26 +400,48 @@ def train_diffusion(ctx: StageContext, ema_decay: float = 0.995) -> StageResult:
     return _finish(ctx, "diffusion", ema, result, "diffusion")
 
 
+def load_tuned_seg_ae(ctx: StageContext) -> SegAE:
+    """The frozen segmentation AE as the generator will decode with it: the ``seg_decoder`` stage's
+    fine-tuned decoder when the run has one, else the ``seg_ae`` stage's."""
+    tuned = ctx.model_path("seg_decoder")
+    if not tuned.exists():
+        return load_seg_ae(ctx)
+    seg_ae = SegAE(ctx.cfg.seg_ae)
+    load_module(seg_ae, tuned, kind="seg_ae")
+    return _frozen(seg_ae.to(ctx.device))
+
+
 def train_post(ctx: StageContext) -> StageResult:
-    sch = ctx.schedule("post")
+    """Post-processor on autoencoder reconstructions of training patches (the image AE's decode, plus
+    the segmentation AE's class probabilities with ``post.seg_input``): plain L1, or the multi-window
+    L1 with ``post.window_weights`` (+ perceptual)."""
+    sch, pcfg = ctx.schedule("post"), ctx.cfg.post
     ae = load_image_ae(ctx)
-    post = PostProcessor(ctx.cfg.post).to(ctx.device)
+    seg_ae = load_tuned_seg_ae(ctx) if pcfg.seg_input else None
+    window_cfg = replace(ctx.cfg.image_ae, mw_weights=pcfg.window_weights) if pcfg.window_weights else None
+    post = PostProcessor(pcfg).to(ctx.device)
     model = ctx.wrap(post)
     opt = _adamw(post, sch.lr)
     per = perceptual_loss().to(ctx.device) if sch.perceptual_weight > 0 else None
     sampler = _sampler(ctx, "post")
 
     def step(i: int) -> dict[str, float]:
-        _, x = _hu_patches(ctx, sampler, sch.batch_size)
+        ct_hu, seg = sampler.batch(sch.batch_size)
+        x_hu, seg = ct_hu.to(ctx.device), seg.to(ctx.device)
+        x = hu_to_unit(x_hu, ctx.cfg.image_ae.hu_clip)
         with torch.no_grad():
             recon = ae(x)
+            logits = seg_ae.decode(seg_ae.encode(one_hot(seg))) if seg_ae is not None else None
+            inp = post_input(pcfg, recon, logits) if logits is not None else recon
         with ctx.autocast():
-            out = model(recon)
-            l1 = F.l1_loss(out.float(), x)
-            loss = l1
+            out = model(inp).float()
+            l1 = F.l1_loss(out, x)
+            loss = multi_window_l1(out, x, x_hu, window_cfg) if window_cfg is not None else l1
             logs = {"l1": l1.item(), "l1_before": F.l1_loss(recon, x).item()}
+            if window_cfg is not None:
+                logs["mw_l1"] = loss.item()
             if per is not None:
-                p = sch.perceptual_weight * per(out.float(), x)
+                p = sch.perceptual_weight * per(out, x)
                 loss = loss + p
                 logs["perceptual"] = p.item()
         opt.zero_grad(set_to_none=True)

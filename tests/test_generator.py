@@ -97,7 +97,7 @@ def test_seg_aware_post_processor_trains_alone_and_generates(trained, tmp_path):
     from vctcore.train.run import train
 
     preset = yaml.safe_load(trained["preset"].read_text())
-    preset["post"].update(seg_input=True, window_weights=[1.0, 4.0, 1.0], residual_gate=True)
+    preset["post"].update(seg_input=True, window_weights=[1.0, 4.0, 1.0], residual_gate=True, latent_noise=0.5)
     new_preset = tmp_path / "segpost.yaml"
     new_preset.write_text(yaml.safe_dump(preset))
     report = train(trained["cohort"], tmp_path / "run", preset=new_preset, seed=3, from_run=trained["run"])
@@ -127,6 +127,17 @@ def test_seg_aware_post_processor_reads_the_class_probabilities():
         pp(image)
     # without seg_input the image passes alone
     assert post_input(PostConfig(), image, logits_a) is image
+
+
+def test_post_latent_noise_scales_with_the_latent_spread():
+    from vctcore.train.stages import _noisy_latent
+
+    z = torch.randn(4, 3, 6, 6, 6) * torch.tensor([1.0, 10.0, 100.0]).view(1, 3, 1, 1, 1)
+    gen = torch.Generator().manual_seed(0)
+    assert _noisy_latent(z, 0.0, gen) is z
+    d = (_noisy_latent(z, 0.5, gen) - z).std(dim=(0, 2, 3, 4))
+    assert torch.all(d > 0) and torch.all(d / z.std(dim=(0, 2, 3, 4)) < 0.5)
+    assert 50 < float(d[2] / d[0]) < 200  # noise follows each channel's spread
 
 
 def test_export_manifest_records_provenance(trained):

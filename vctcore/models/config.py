@@ -94,6 +94,7 @@ class PostConfig:
     residual_gate: bool = False
     seg_input: bool = False
     window_weights: tuple[float, float, float] | None = None
+    latent_noise: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -411,6 +411,16 @@ def load_tuned_seg_ae(ctx: StageContext) -> SegAE:
     return _frozen(seg_ae.to(ctx.device))
 
 
+def _noisy_latent(z: torch.Tensor, scale: float, gen: torch.Generator) -> torch.Tensor:
+    """``z`` (B, C, X, Y, Z) plus Gaussian noise of std U(0, scale) x the batch's per-channel std of ``z``,
+    one scale per sample (``scale`` 0: ``z`` unchanged)."""
+    if scale <= 0:
+        return z
+    sigma = torch.rand((z.shape[0], 1, 1, 1, 1), generator=gen).to(z.device) * scale
+    noise = torch.randn(z.shape, generator=gen).to(z.device)
+    return z + sigma * z.std(dim=(0, 2, 3, 4), keepdim=True) * noise
+
+
 def train_post(ctx: StageContext) -> StageResult:
     """Post-processor on autoencoder reconstructions of training patches (the image AE's decode, plus
     the segmentation AE's class probabilities with ``post.seg_input``): plain L1, or the multi-window
@@ -424,13 +434,14 @@ def train_post(ctx: StageContext) -> StageResult:
     opt = _adamw(post, sch.lr)
     per = perceptual_loss().to(ctx.device) if sch.perceptual_weight > 0 else None
     sampler = _sampler(ctx, "post")
+    gen = torch.Generator().manual_seed(ctx.seed * 1000 + 70 + ctx.rank)
 
     def step(i: int) -> dict[str, float]:
         ct_hu, seg = sampler.batch(sch.batch_size)
         x_hu, seg = ct_hu.to(ctx.device), seg.to(ctx.device)
         x = hu_to_unit(x_hu, ctx.cfg.image_ae.hu_clip)
         with torch.no_grad():
-            recon = ae(x)
+            recon = ae.decode(_noisy_latent(ae.encode(x), pcfg.latent_noise, gen))
             logits = seg_ae.decode(seg_ae.encode(one_hot(seg))) if seg_ae is not None else None
             inp = post_input(pcfg, recon, logits) if logits is not None else recon
         with ctx.autocast():

@@ -77,6 +77,21 @@ def test_from_run_reuses_unchanged_stages_and_trains_the_rest(trained, tmp_path)
         train(trained["cohort"], tmp_path / "other", preset=new_preset, seed=4, from_run=trained["run"])
 
 
+def test_a_run_started_before_an_option_existed_still_resumes(trained, tmp_path):
+    """run.json written by older code lacks options added since (here the post-processor's): they compare
+    at their defaults, so the run resumes instead of being refused as another architecture."""
+    from vctcore.train.run import train
+
+    run = tmp_path / "old-run"
+    shutil.copytree(trained["run"], run)
+    meta = json.loads((run / "run.json").read_text())
+    for key in ("seg_input", "window_weights", "latent_noise"):
+        del meta["config"]["post"][key]
+    (run / "run.json").write_text(json.dumps(meta))
+    again = train(trained["cohort"], run, preset=trained["preset"], seed=3)
+    assert again.results == [] and again.generator_dir is not None
+
+
 def test_gated_post_processor_starts_as_the_identity():
     import torch
 

@@ -6,6 +6,8 @@ JSON inside each checkpoint so that a checkpoint rebuilds its own architecture.
 """
 from __future__ import annotations
 
+import json
+
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -166,6 +168,12 @@ class GeneratorConfig:
         bad = [s for s in self.grid_shape if s % lat_div]
         if bad:
             raise ValueError(f"grid {self.grid_shape} must be a multiple of {lat_div} on every axis")
+
+
+def normalised_config(d: dict[str, Any]) -> dict[str, Any]:
+    """A stored config (run.json, config.json) as JSON types with every option present: options added to
+    the code after it was written appear at their defaults, so old and new configs compare equal."""
+    return json.loads(json.dumps(GeneratorConfig.from_dict(d).to_dict()))
 
 
 def _tup1(v: Any) -> Any:

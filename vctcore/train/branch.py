@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from vctcore.models.config import GeneratorConfig
+from vctcore.models.config import GeneratorConfig, normalised_config
 
 #: config sections (besides grid_shape and spacing_mm) that each stage's result depends on,
 #: including through the stages it reads
@@ -60,7 +60,7 @@ def link_cache(old_run: str | Path, new_run: str | Path) -> None:
 
 def reusable_stages(old_meta: dict[str, Any], cfg: GeneratorConfig) -> list[str]:
     """Stages of the old run (``run.json`` contents) whose config inputs equal ``cfg``'s."""
-    old, new = old_meta["config"], json.loads(json.dumps(cfg.to_dict()))
+    old, new = normalised_config(old_meta["config"]), json.loads(json.dumps(cfg.to_dict()))
     keep = []
     for stage, sections in STAGE_DEPENDS.items():
         keys = GRID_KEYS + sections

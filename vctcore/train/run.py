@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from vctcore.models.config import GeneratorConfig, load_preset
+from vctcore.models.config import GeneratorConfig, load_preset, normalised_config
 from vctcore.train.branch import branch_run, link_cache
 from vctcore.train.data import cohort_fingerprint, load_cohort
 from vctcore.train.loop import Progress, StageResult
@@ -51,7 +51,8 @@ def _check_run(run_dir: Path, cfg: GeneratorConfig, cohort: Path, fingerprint: s
         meta = json.loads(meta_path.read_text())
         new = json.loads(json.dumps(cfg.to_dict()))
         training_only = ("schedules", "precision")  # may change between runs; the networks may not
-        old_arch = {k: v for k, v in meta["config"].items() if k not in training_only}
+        # through GeneratorConfig, so options added since the run started compare at their defaults
+        old_arch = {k: v for k, v in normalised_config(meta["config"]).items() if k not in training_only}
         if old_arch != {k: v for k, v in new.items() if k not in training_only}:
             raise ValueError(f"{run_dir} was started with a different architecture (preset "
                              f"{meta['config']['name']}); use a new --run directory")

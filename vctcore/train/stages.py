@@ -289,9 +289,10 @@ def load_image_ae(ctx: StageContext) -> StackedImageAE:
     return _frozen(ae.to(ctx.device))
 
 
-def load_seg_ae(ctx: StageContext) -> SegAE:
+def load_seg_ae(ctx: StageContext, stage: str = "seg_ae") -> SegAE:
+    """The frozen segmentation AE as the ``stage`` stage (``seg_ae`` or ``seg_decoder``) saved it."""
     seg_ae = SegAE(ctx.cfg.seg_ae)
-    load_module(seg_ae, ctx.model_path("seg_ae"), kind="seg_ae")
+    load_module(seg_ae, ctx.model_path(stage), kind="seg_ae")
     return _frozen(seg_ae.to(ctx.device))
 
 
@@ -403,12 +404,7 @@ def train_diffusion(ctx: StageContext, ema_decay: float = 0.995) -> StageResult:
 def load_tuned_seg_ae(ctx: StageContext) -> SegAE:
     """The frozen segmentation AE as the generator will decode with it: the ``seg_decoder`` stage's
     fine-tuned decoder when the run has one, else the ``seg_ae`` stage's."""
-    tuned = ctx.model_path("seg_decoder")
-    if not tuned.exists():
-        return load_seg_ae(ctx)
-    seg_ae = SegAE(ctx.cfg.seg_ae)
-    load_module(seg_ae, tuned, kind="seg_ae")
-    return _frozen(seg_ae.to(ctx.device))
+    return load_seg_ae(ctx, "seg_decoder" if ctx.model_path("seg_decoder").exists() else "seg_ae")
 
 
 def _noisy_latent(z: torch.Tensor, scale: float, gen: torch.Generator) -> torch.Tensor:

@@ -27,6 +27,19 @@ def test_presets_load_and_divide_the_grid():
         GeneratorConfig.from_dict(bad)
 
 
+def test_patches_must_pass_through_the_autoencoders():
+    # the paper preset once had an 80 x 80 x 24 post patch: its 16x image AE gave back 16 slices and the
+    # post stage's loss failed on the first GPU run; such presets are refused when they load
+    bad = load_preset("paper").to_dict()
+    bad["schedules"]["post"]["patch"] = [80, 80, 24]
+    with pytest.raises(ValueError, match=r"schedules.post.patch \(80, 80, 24\) must be a multiple of 16"):
+        GeneratorConfig.from_dict(bad)
+    bad = load_preset("cpu").to_dict()
+    bad["schedules"]["image_ae_2"]["patch"] = [64, 64, 66]
+    with pytest.raises(ValueError, match="schedules.image_ae_2.patch .* multiple of 4"):
+        GeneratorConfig.from_dict(bad)
+
+
 def test_config_round_trips_through_json_dict():
     cfg = load_preset("cpu")
     assert GeneratorConfig.from_dict(cfg.to_dict()) == cfg

@@ -15,7 +15,7 @@ def test_torchrun_two_processes_train_and_export(tiny_generator, tmp_path):
     run = tmp_path / "ddp_run"
     res = subprocess.run(
         [str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "vctcore.cli", "train",
-         "--cohort", str(tiny_generator["cohort"]), "--run", str(run), "--preset", str(tiny_generator["preset"]),
+         "--cohort", str(tiny_generator["cohort"]), "--run-dir", str(run), "--preset", str(tiny_generator["preset"]),
          "--device", "cpu", "--threads", "1", "--quiet"],
         capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]

@@ -153,7 +153,9 @@ class Generator:
             seeds = [patient_seed(seed, index_offset + i) for i in rows]
             noise = torch.cat([torch.randn((1, self.cfg.latent_channels, *self.cfg.latent_shape),
                                            generator=torch.Generator().manual_seed(s)) for s in seeds])
-            gen = torch.Generator().manual_seed(seeds[0])
+            # initial noise is drawn on the CPU (the same latents on every device); DDPM's per-step noise
+            # is drawn where the sampling runs, as MONAI's scheduler asks (same seed, same volume per device)
+            gen = torch.Generator(device=self.device).manual_seed(seeds[0])
             with autocast(self.device, self.cfg.precision):
                 z = self.dm.sample(bins_all[rows].to(self.device), noise.to(self.device), steps=steps,
                                    guidance_scale=guidance_scale, sampler=sampler, generator=gen).float()

@@ -48,7 +48,10 @@ def run(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train or resume the conditional CT generator")
     p.add_argument("--cohort", required=True, help="training cohort directory (phantom or real)")
-    p.add_argument("--run", required=True, help="run directory (state, logs, models; resumable)")
+    # --run-dir is the spelling to use under torchrun: torchrun's own parser (torch 2.11) reads "--run"
+    # anywhere on its command line as an ambiguous abbreviation of its --run-path and stops
+    p.add_argument("--run", "--run-dir", dest="run", required=True,
+                   help="run directory (state, logs, models; resumable); spell it --run-dir under torchrun")
     p.add_argument("--preset", default="cpu", help="preset name (cpu, paper) or YAML path")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")

@@ -6,9 +6,9 @@ JSON inside each checkpoint so that a checkpoint rebuilds its own architecture.
 """
 from __future__ import annotations
 
-import json
-
 import dataclasses
+import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -168,6 +168,13 @@ class GeneratorConfig:
         bad = [s for s in self.grid_shape if s % lat_div]
         if bad:
             raise ValueError(f"grid {self.grid_shape} must be a multiple of {lat_div} on every axis")
+        for stage, sch in self.schedules.items():
+            # every patch goes through the image (or segmentation) autoencoder and back, and the post
+            # patch also through the post U-Net: other sizes come back cropped and the loss cannot compare
+            need = math.lcm(f, 2 ** (len(self.post.channels) - 1)) if stage == "post" else f
+            if sch.patch is not None and any(p % need for p in sch.patch):
+                raise ValueError(f"schedules.{stage}.patch {tuple(sch.patch)} must be a multiple of {need} "
+                                 "voxels on every axis (the networks' downsampling)")
 
 
 def normalised_config(d: dict[str, Any]) -> dict[str, Any]:

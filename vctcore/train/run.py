@@ -17,7 +17,7 @@ import torch
 
 from vctcore.models.config import GeneratorConfig, load_preset, normalised_config
 from vctcore.train.branch import branch_run, link_cache
-from vctcore.train.data import cohort_fingerprint, load_cohort
+from vctcore.train.data import CohortArrays, cohort_fingerprint, load_cohort
 from vctcore.train.loop import Progress, StageResult
 from vctcore.train.stages import OPTIONAL_STAGES, RUNNERS, STAGES, StageContext
 
@@ -43,6 +43,23 @@ def _distributed(device: torch.device) -> tuple[int, int, Callable]:
     rank = dist.get_rank()
     ids = [device.index] if device.type == "cuda" else None
     return rank, world, lambda m: DistributedDataParallel(m, device_ids=ids)
+
+
+def _sync(world: int) -> None:
+    """Barrier across DDP ranks (no-op in a single process)."""
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def _rank_device(dev: torch.device) -> torch.device:
+    """Under torchrun each process takes the GPU of its LOCAL_RANK: a bare "cuda" would put every rank on GPU 0."""
+    if dev.type == "cuda" and dev.index is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    if dev.type == "cuda" and dev.index is not None:
+        torch.cuda.set_device(dev)
+    return dev
 
 
 def _check_run(run_dir: Path, cfg: GeneratorConfig, cohort: Path, fingerprint: str, seed: int) -> None:
@@ -94,15 +111,27 @@ def train(cohort: str | Path, run_dir: str | Path, *, preset: str | Path | Gener
     cohort, run_dir = Path(cohort), Path(run_dir)
     deadline = time.monotonic() + 60 * max_minutes if max_minutes else None
     torch.manual_seed(seed)
-    if from_run is not None:
-        link_cache(from_run, run_dir)
-    data = load_cohort(cohort, cfg.grid_shape, run_dir / "cache", limit=limit,
-                       progress=(lambda d, n: progress("load", d, n, {})) if progress else None)
-    fingerprint = cohort_fingerprint(cohort, [str(i) for i in data.table["id"]])
-    if from_run is not None:
-        branch_run(from_run, run_dir, cfg, fingerprint, seed)
-    _check_run(run_dir, cfg, cohort, fingerprint, seed)
+    dev = _rank_device(dev)
     rank, world, wrap = _distributed(dev)
+
+    def prepare() -> tuple[CohortArrays, str]:
+        if from_run is not None and rank == 0:
+            link_cache(from_run, run_dir)
+        data = load_cohort(cohort, cfg.grid_shape, run_dir / "cache", limit=limit,
+                           progress=(lambda d, n: progress("load", d, n, {})) if progress else None)
+        fingerprint = cohort_fingerprint(cohort, [str(i) for i in data.table["id"]])
+        if from_run is not None and rank == 0:
+            branch_run(from_run, run_dir, cfg, fingerprint, seed)
+        _check_run(run_dir, cfg, cohort, fingerprint, seed)
+        return data, fingerprint
+
+    # under DDP rank 0 writes the cohort cache, the branch and run.json; the others then read them
+    # (two ranks building the same cache raced on its final rename)
+    if rank == 0:
+        data, fingerprint = prepare()
+    _sync(world)
+    if rank != 0:
+        data, fingerprint = prepare()
     ctx = StageContext(cfg=cfg, data=data, run_dir=run_dir, device=dev, seed=seed, deadline=deadline,
                        progress=progress, rank=rank, world=world, wrap=wrap)
     wanted = list(stages) if stages else list(STAGES)
@@ -114,6 +143,7 @@ def train(cohort: str | Path, run_dir: str | Path, *, preset: str | Path | Gener
         if stage not in wanted or _done(ctx, stage):
             continue
         res = RUNNERS[stage](ctx)
+        _sync(world)  # rank 0 writes the stage's model; the next stage reads it on every rank
         results.append(res)
         if not res.finished:
             return TrainReport(results, None)

@@ -12,6 +12,7 @@ from vctcore import render
 from vctcore.generator import DEFAULT_CHECKPOINT, Generator
 from vctcore.labels import MERGED_CLASSES
 from vctcore.phantom.builder import build_phantom
+from vctcore.population import PopulationSpec
 
 CLASS = {name: value for value, name in MERGED_CLASSES.items()}
 ARTIFACTS = DEFAULT_CHECKPOINT.parents[1] / "test-artifacts"
@@ -22,10 +23,15 @@ def patients():
     if not (DEFAULT_CHECKPOINT / "manifest.json").exists():
         pytest.skip(f"no default generator shipped in {DEFAULT_CHECKPOINT} yet (train one: README, vct train)")
     gen = Generator.from_pretrained(device="cpu")
-    table = pd.DataFrame([{k: row[k] for k in ("sex", "age_years", "height_cm", "weight_kg")} for row in ROWS])
+    drawn = PopulationSpec.from_yaml(REFERENCE_POPULATION).sample(N_DRAWN, seed=0)
+    table = pd.concat([pd.DataFrame([{k: row[k] for k in CONDITIONS} for row in ROWS]), drawn[list(CONDITIONS)]],
+                      ignore_index=True)
     return gen.generate(table, seed=0)
 
 
+CONDITIONS = ("sex", "age_years", "height_cm", "weight_kg")
+REFERENCE_POPULATION = DEFAULT_CHECKPOINT.parents[1] / "assets" / "populations" / "adult_reference.yaml"
+N_DRAWN = 4  # patients drawn from the reference population beside the two fixed ones below
 #: the generated patients' attributes, completed for a phantom of the same person (drawn beside them)
 ROWS = [
     {"sex": "M", "age_years": 45, "height_cm": 180, "weight_kg": 85, "bfp_pct": 24, "mmp_pct": 38, "bone_density_hu": 170},
@@ -49,24 +55,31 @@ def _centroid_z(seg: np.ndarray, name: str) -> float:
 
 
 def test_generated_patients_look_like_bodies(patients):
+    """Every patient: one body, organs in head-to-foot order, air lungs, dense bone, air outside. Soft-organ
+    attenuation is checked over the cohort: the liver median HU must be liver-like (0-150) in at least 5 of the
+    6 patients and in their median. A single sample may miss: the shipped model does so in about 5% of patients
+    (95 of 100 in the n=100 fidelity run), mostly small female livers that keep fat-like voxels."""
     ARTIFACTS.mkdir(exist_ok=True)
+    liver_hu = []
     for i, p in enumerate(patients):
         hu, seg = p.ct.data, p.seg.data
         body = hu > -500
         frac = body.mean()
-        assert 0.03 < frac < 0.4, f"body fills {frac:.1%} of the grid"
+        assert 0.03 < frac < 0.4, f"patient {i}: body fills {frac:.1%} of the grid"
         lab, n = ndimage.label(body)
         largest = np.bincount(lab.ravel())[1:].max()
-        assert largest > 0.9 * body.sum(), "the body is not one connected piece"
+        assert largest > 0.9 * body.sum(), f"patient {i}: the body is not one connected piece"
         # head above chest above abdomen above pelvis
         assert _centroid_z(seg, "brain") > _centroid_z(seg, "heart") > _centroid_z(seg, "liver") \
-            > _centroid_z(seg, "urinary_bladder")
+            > _centroid_z(seg, "urinary_bladder"), f"patient {i}: organs out of order"
         # tissue attenuation where the segmentation says the organ is
         lungs = np.isin(seg, [CLASS["lung_upper_lobes"], CLASS["lung_lower_lobes"], CLASS["lung_middle_lobe"]])
-        assert np.median(hu[lungs]) < -500
-        assert 0 < np.median(hu[seg == CLASS["liver"]]) < 150
-        assert np.median(hu[seg == CLASS["bone"]]) > 120
-        assert np.median(hu[~body]) < -900  # air outside
+        assert np.median(hu[lungs]) < -500, f"patient {i}: lungs are not air-filled"
+        assert np.median(hu[seg == CLASS["bone"]]) > 120, f"patient {i}: bone is not dense"
+        assert np.median(hu[~body]) < -900, f"patient {i}: no air outside the body"  # air outside
+        liver_hu.append(float(np.median(hu[seg == CLASS["liver"]])))
+        if i >= len(ROWS):
+            continue
         # generated (left) beside a phantom of the same attributes (right): the mid-slices of both cut the
         # head and feet apart from the trunk (bent neck, knees up), so that is not a generator fault
         ph = build_phantom(ROWS[i], seed=0)
@@ -75,9 +88,12 @@ def test_generated_patients_look_like_bodies(patients):
         h = max(gen.shape[0], real.shape[0])
         pair = [np.pad(t, ((0, h - t.shape[0]), (0, 12), (0, 0))) for t in (gen, real)]
         Image.fromarray(np.concatenate(pair, axis=1)).save(ARTIFACTS / f"generated_{i}_{p.attributes['sex']}.png")
+    liver_like = [0 < v < 150 for v in liver_hu]
+    assert sum(liver_like) >= len(liver_hu) - 1 and 0 < np.median(liver_hu) < 150, \
+        f"liver median HU per patient {[round(v) for v in liver_hu]}: not liver-like"
 
 
 def test_conditioning_on_sex_shows_in_the_segmentation(patients):
-    male, female = patients
+    male, female = patients[:2]
     prostate = CLASS["prostate"]
     assert (male.seg.data == prostate).sum() > (female.seg.data == prostate).sum()

@@ -52,7 +52,11 @@ def _check_report(out: Path, n: int) -> dict:
     for files in report["plots"].values():
         assert (out / files["json"]).exists() and (out / files["png"]).stat().st_size > 1000
     table = pd.read_csv(out / "patients.csv")
-    assert len(table) == n and {"real_id", "synthetic_id", "real_weight_kg", "synthetic_sex_called"} <= set(table)
+    assert len(table) == n and {"real_id", "synthetic_id", "real_weight_kg", "synthetic_sex_called",
+                                "real_sex_image", "synthetic_p_male"} <= set(table)
+    # the shipped image sex classifier decides the sex check, and the report names it
+    assert report["metrics"]["sex_correct"]["caller"] == "image sex classifier"
+    assert len(report["sex_classifier"]["sha256"]) == 64 and report["sex_classifier"]["validation"]["accuracy"] > 0.9
     syn = pd.read_csv(out / "synthetic" / "attributes.csv")
     assert list(syn["real_id"]) == [f"P{i:04d}" for i in range(n)]  # one-to-one matching
     assert list(syn["sex"]) == [r["sex"] for r in ROWS[:n]]
@@ -110,6 +114,11 @@ def test_missing_segmenter_is_a_one_line_error(tiny_generator, tmp_path):
                "--out", str(tmp_path / "o"), "--segmenter", "unet", "--segmenter-path", str(tmp_path / "none"),
                "--quiet")
     assert res.returncode == 2 and res.stderr.count("\n") == 1 and "vct train-segmenter" in res.stderr
+    seg = write_untrained_segmenter(tmp_path / "seg")
+    res = _vct("evaluate-generator", "--checkpoint", str(tiny_generator["generator"]), "--real", str(real), "--n", "1",
+               "--out", str(tmp_path / "o"), "--segmenter", "unet", "--segmenter-path", str(seg),
+               "--sex-classifier", str(tmp_path / "none"), "--quiet")
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "vct train-sex-classifier" in res.stderr
 
 
 @pytest.mark.slow

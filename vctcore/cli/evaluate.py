@@ -34,6 +34,45 @@ class _StageBars:
             self.bar = None
 
 
+def _sex_classifier_path(arg: str):
+    from vctcore.evaluate.sex_classifier import DEFAULT_SEX_CLASSIFIER
+
+    return {"none": None, "default": DEFAULT_SEX_CLASSIFIER}.get(arg, arg)
+
+
+def run_train_sex_classifier(args: argparse.Namespace) -> int:
+    import torch
+
+    from vctcore.evaluate.sex_classifier import SexTrainConfig, train_sex_classifier
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.steps < 1:
+        raise CLIError(f"--steps must be at least 1, got {args.steps}")
+    bar = {"last": 0.0}
+
+    def progress(stage: str, done: int, total: int, losses: dict) -> None:
+        now = time.monotonic()
+        if args.quiet or (done < total and now - bar["last"] < 10):
+            return
+        bar["last"] = now
+        parts = " ".join(f"{k}={v:.4g}" for k, v in losses.items())
+        print(f"{stage:<6} {done:>5}/{total:<5} {parts}", file=sys.stderr, flush=True)
+
+    try:
+        clf = train_sex_classifier(args.cohort, args.out, val=args.val, limit=args.limit, progress=progress,
+                                   train=SexTrainConfig(steps=args.steps, seed=args.seed))
+    except (ValueError, FileNotFoundError) as err:
+        raise CLIError(str(err)) from None
+    t = clf.manifest["training"]
+    print(f"sex classifier written to {args.out}: train accuracy {t['train_accuracy']:.3f} on {t['n_patients']} "
+          f"patients in {t['seconds']:.0f} s")
+    if "validation" in clf.manifest:
+        v = clf.manifest["validation"]
+        print(f"validation accuracy {v['accuracy']:.3f} on {v['n_patients']} patients of {v['cohort']}")
+    return 0
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
     from vctcore.evaluate import EvaluationError, evaluate_generator
     from vctcore.models.checkpoint import CheckpointError
@@ -47,7 +86,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
                                     steps=args.steps, guidance_scale=args.guidance, segmenter=args.segmenter,
                                     segmenter_path=args.segmenter_path,
                                     recon_n=None if args.recon_n < 0 else args.recon_n,
-                                    slices_per_plane=args.slices, progress=bars)
+                                    slices_per_plane=args.slices, progress=bars,
+                                    sex_classifier=_sex_classifier_path(args.sex_classifier))
     except (EvaluationError, CheckpointError, FileNotFoundError, ValueError) as err:
         raise CLIError(str(err)) from None
     finally:
@@ -131,6 +171,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="independent segmenter: auto = TotalSegmentator when its weights are installed "
                         "(slow on CPU), else the U-Net")
     p.add_argument("--segmenter-path", default=None, help="U-Net segmenter directory (default: checkpoints/segmenter)")
+    p.add_argument("--sex-classifier", default="default",
+                   help="image sex classifier directory that decides the sex check (default: the shipped "
+                        "checkpoints/sex_classifier); none: the segmentation rule decides")
     p.add_argument("--recon-n", type=int, default=40,
                    help="reconstruct (encode + decode) the first N real patients; -1: all, 0: none")
     p.add_argument("--slices", type=int, default=12, help="slices per plane and image for the realism distance")
@@ -160,3 +203,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--log-seconds", type=float, default=30.0)
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=run_train_segmenter)
+
+    c = sub.add_parser("train-sex-classifier", help="train the image sex classifier of the fidelity suite",
+                       description="Train a small 3D ResNet that reads a whole CT and calls its sex, on real "
+                                   "CT only; the fidelity suite's sex check uses it. A few minutes on 2 cores.")
+    c.add_argument("--cohort", required=True, help="real cohort directory (attributes.csv with sex + patients/)")
+    c.add_argument("--out", required=True, help="model directory (sex_classifier.safetensors + manifest.json)")
+    c.add_argument("--val", default=None, help="held-out real cohort: its accuracy goes into the manifest")
+    c.add_argument("--steps", type=int, default=400, help="training steps (batches of 4 volumes)")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--limit", type=int, default=None, help="use only the first N patients")
+    c.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: all cores)")
+    c.add_argument("--quiet", action="store_true")
+    c.set_defaults(func=run_train_sex_classifier)

@@ -58,6 +58,31 @@ def _halves(n: int) -> tuple[list[int], list[int]]:
     return list(range(k)), list(range(k, n))
 
 
+def _sex_correct(real: Sequence[dict], syn: Sequence[dict]) -> dict[str, Any]:
+    """Share of synthetic images whose sex is the requested one. The image classifier decides when every
+    record has its call (``sex_image``); else the segmentation rule (``sex``) does. ``real_value`` is the
+    same caller on the real images (its floor)."""
+    requested = [str(s["requested"].get("sex")) for s in syn]
+    requested_real = [str(r["requested"].get("sex")) for r in real]
+    rule = {"value": sex_accuracy([s["sex"]["sex"] for s in syn], requested),
+            "real_value": sex_accuracy([r["sex"]["sex"] for r in real], requested_real)}
+    joint = sex_accuracy([s["sex_joint"]["sex"] for s in syn], requested)
+    if all("sex_image" in rec for rec in [*real, *syn]):
+        return judged("sex_correct", sex_accuracy([s["sex_image"]["sex"] for s in syn], requested), n=len(syn),
+                      real_value=sex_accuracy([r["sex_image"]["sex"] for r in real], requested_real),
+                      caller="image sex classifier", segmentation_rule_value=rule["value"],
+                      segmentation_rule_real_value=rule["real_value"], joint_seg_value=joint,
+                      note="sex called by the image sex classifier (trained on real CT only) on the synthetic image; "
+                           "real_value: the same classifier on the real images (its floor); segmentation_rule_*: "
+                           "the prostate/pelvis rule on the independent segmentation; joint_seg_value: that rule "
+                           "on the generator's own segmentation")
+    return judged("sex_correct", rule["value"], n=len(syn), real_value=rule["real_value"],
+                  caller="segmentation rule", joint_seg_value=joint,
+                  note="sex called from the independent segmentation of the synthetic image; real_value: the same "
+                       "call on the real images (checks the caller), joint_seg_value: from the generator's own "
+                       "segmentation")
+
+
 def compute_metrics(real: Sequence[dict], syn: Sequence[dict], real_feats: Sequence[dict | None],
                     syn_feats: Sequence[dict | None], recon_feats: Sequence[dict | None]) -> dict[str, Any]:
     """All cohort metrics from matched record lists (``real[i]`` <-> ``syn[i]``) and slice features."""
@@ -74,14 +99,7 @@ def compute_metrics(real: Sequence[dict], syn: Sequence[dict], real_feats: Seque
     out["organ_centroid_corr"] = judged("organ_centroid_corr", anat["centroid"]["mean"], **{
         k: anat["centroid"][k] for k in ("per_axis", "per_class", "qq_mean", "qq_per_axis")})
     out.update(_conditioning(real, syn))
-    called = [s["sex"]["sex"] for s in syn]
-    requested = [str(s["requested"].get("sex")) for s in syn]
-    out["sex_correct"] = judged(
-        "sex_correct", sex_accuracy(called, requested), n=len(called),
-        real_value=sex_accuracy([r["sex"]["sex"] for r in real], [str(r["requested"].get("sex")) for r in real]),
-        joint_seg_value=sex_accuracy([s["sex_joint"]["sex"] for s in syn], requested),
-        note="sex called from the independent segmentation of the synthetic image; real_value: the same call on "
-             "the real images (checks the caller), joint_seg_value: from the generator's own segmentation")
+    out["sex_correct"] = _sex_correct(real, syn)
     for attr in ("bfp_pct", "mmp_pct"):
         asked = [float(s["requested"].get(attr, math.nan)) for s in syn]
         out[f"{attr[:3]}_mae"] = judged(

@@ -4,7 +4,8 @@ A real patient: the independent segmentation of its CT (Dice against its own lab
 volumes and centroids, measurements, sex call), and, when the generator's grid matches, its
 autoencoder reconstruction (PSNR, SSIM, measurements of the reconstructed image). A synthetic
 patient: the independent segmentation of its CT against the generator's joint segmentation (Dice),
-organ statistics, measurements and sex calls (independent and joint segmentation).
+organ statistics, measurements and sex calls (independent and joint segmentation, and the image sex
+classifier when one is given: record key ``sex_image``).
 """
 from __future__ import annotations
 
@@ -22,21 +23,25 @@ from vctcore.evaluate.realism import PLANES, slice_features
 from vctcore.evaluate.recon import can_reconstruct, psnr_hu, reconstruct, ssim_hu
 from vctcore.evaluate.segmenter import Segmenter
 from vctcore.evaluate.sex import call_sex
+from vctcore.evaluate.sex_classifier import SexClassifier
 from vctcore.labels import MERGED_CLASSES
 from vctcore.volume import CTVolume, LabelMap, read_ct, read_labels
 
 Features = dict[str, np.ndarray]
 
 
-def _image_record(ct: CTVolume, segmenter: Segmenter) -> tuple[dict[str, Any], LabelMap, float]:
-    """(measurements, sex call and organ statistics, the independent segmentation, the body's S extent in mm)
-    of one image."""
+def _image_record(ct: CTVolume, segmenter: Segmenter, sex_clf: SexClassifier | None = None
+                  ) -> tuple[dict[str, Any], LabelMap, float]:
+    """(measurements, sex calls and organ statistics, the independent segmentation, the body's S extent in
+    mm) of one image."""
     mask = body_mask(ct)
     indep = segmenter.segment(ct, mask)
     origin = body_origin_mm(ct, mask)
     extent_mm = extent_cm(ct, mask) * 10.0
     rec = {"measures": image_measurements(ct, indep, mask), "organs": organ_stats(indep, origin)}
     rec["sex"] = call_sex(indep, extent_mm).to_dict()
+    if sex_clf is not None:
+        rec["sex_image"] = sex_clf.call(ct)
     return rec, indep, extent_mm
 
 
@@ -45,13 +50,13 @@ def _features(features_net: Segmenter | None, ct: CTVolume, per_plane: int) -> F
 
 
 def evaluate_real(pid: str, patient_dir: Path, requested: dict[str, Any], segmenter: Segmenter,
-                  features_net: Segmenter | None, generator=None, per_plane: int = 16
-                  ) -> tuple[dict[str, Any], Features | None, Features | None]:
+                  features_net: Segmenter | None, generator=None, per_plane: int = 16,
+                  sex_clf: SexClassifier | None = None) -> tuple[dict[str, Any], Features | None, Features | None]:
     """(record, features of the CT, features of its reconstruction or None) of one real patient."""
     t0 = time.perf_counter()
     ct = read_ct(patient_dir / "ct.nii.gz")
     truth = read_labels(patient_dir / "seg.nii.gz", names=MERGED_CLASSES, like=ct)
-    image, indep, _ = _image_record(ct, segmenter)
+    image, indep, _ = _image_record(ct, segmenter, sex_clf)
     rec: dict[str, Any] = {"id": pid, "kind": "real", "requested": requested, **image,
                            "segmenter_dice": dice_per_class(indep.data, truth.data)}
     feats = _features(features_net, ct, per_plane)
@@ -62,19 +67,20 @@ def evaluate_real(pid: str, patient_dir: Path, requested: dict[str, Any], segmen
     else:
         rct, rseg = reconstruct(generator, ct, truth)
         rec["recon"] = {"psnr_db": psnr_hu(ct.data, rct.data), "ssim": ssim_hu(ct.data, rct.data),
-                        "seg_dice": dice_per_class(rseg.data, truth.data), **_image_record(rct, segmenter)[0]}
+                        "seg_dice": dice_per_class(rseg.data, truth.data), **_image_record(rct, segmenter, sex_clf)[0]}
         recon_feats = _features(features_net, rct, per_plane)
     rec["seconds"] = time.perf_counter() - t0
     return rec, feats, recon_feats
 
 
 def evaluate_synthetic(pid: str, patient_dir: Path, requested: dict[str, Any], segmenter: Segmenter,
-                       features_net: Segmenter | None, per_plane: int = 16) -> tuple[dict[str, Any], Features | None]:
+                       features_net: Segmenter | None, per_plane: int = 16,
+                       sex_clf: SexClassifier | None = None) -> tuple[dict[str, Any], Features | None]:
     """(record, features) of one generated patient (``ct.nii.gz`` + joint ``seg.nii.gz``)."""
     t0 = time.perf_counter()
     ct = read_ct(patient_dir / "ct.nii.gz")
     joint = read_labels(patient_dir / "seg.nii.gz", names=MERGED_CLASSES, like=ct)
-    image, indep, extent_mm = _image_record(ct, segmenter)
+    image, indep, extent_mm = _image_record(ct, segmenter, sex_clf)
     rec: dict[str, Any] = {"id": pid, "kind": "synthetic", "requested": requested, **image,
                            "joint_dice": dice_per_class(joint.data, indep.data)}
     rec["sex_joint"] = call_sex(joint, extent_mm).to_dict()

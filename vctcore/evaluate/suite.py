@@ -8,7 +8,7 @@
 
 Synthetic patient i is generated from the attributes of real patient i (one-to-one), with the seed
 ``patient_seed(seed, i)``. A rerun with the same checkpoint and seed reuses the synthetic cohort and
-every cached record; a different checkpoint, seed or segmenter starts the cache afresh.
+every cached record; a different checkpoint, seed, segmenter or sex classifier starts the cache afresh.
 """
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from vctcore.cohort import _atomic_text, package_versions, read_attributes
 from vctcore.evaluate.metrics import compute_metrics, pass_flags
 from vctcore.evaluate.patient import evaluate_real, evaluate_synthetic, load_cached, save_cached
 from vctcore.evaluate.segmenter import load_segmenter, load_unet
+from vctcore.evaluate.sex_classifier import DEFAULT_SEX_CLASSIFIER, load_sex_classifier
 
 Progress = Callable[[str, int, int], None]
 SCHEMA = "vct-fidelity/1"
@@ -90,13 +91,15 @@ def evaluate_generator(checkpoint: str | Path | None, real: str | Path, out: str
                        seed: int = 0, device: str = "cpu", steps: int | None = None,
                        guidance_scale: float | None = None, segmenter: str = "auto",
                        segmenter_path: str | Path | None = None, recon_n: int | None = 40, slices_per_plane: int = 12,
-                       plots: bool = True, progress: Progress | None = None) -> dict[str, Any]:
+                       plots: bool = True, sex_classifier: str | Path | None = DEFAULT_SEX_CLASSIFIER,
+                       progress: Progress | None = None) -> dict[str, Any]:
     """Run the fidelity suite; returns the report written to ``out/fidelity.json``.
 
     ``recon_n``: reconstruct (encode + decode) the first ``recon_n`` real patients (None: all, 0: none);
     a reconstruction costs about as much as evaluating two images, so the default keeps n=100 within
     the 30-minute budget on 2 CPU cores. ``slices_per_plane``: slices per plane and image for the
-    realism distance.
+    realism distance. ``sex_classifier``: directory of the image sex classifier that decides the sex check
+    (None: the segmentation rule of :mod:`vctcore.evaluate.sex` decides).
 
     ``progress(stage, done, total)`` is called per patient in the stages "generate", "real",
     "synthetic" and once per figure in "plots".
@@ -114,6 +117,7 @@ def evaluate_generator(checkpoint: str | Path | None, real: str | Path, out: str
     gen = Generator.from_pretrained(checkpoint, device=device)
     seg = load_segmenter(segmenter, segmenter_path, device=str(gen.device))
     feats_net = seg if seg.net is not None else _try_unet(segmenter_path, str(gen.device))
+    sex_clf = None if sex_classifier is None else load_sex_classifier(sex_classifier)
     note = (lambda stage: (lambda d, t, *_: progress(stage, d, t))) if progress else (lambda stage: None)
 
     syn_dir = out / "synthetic"
@@ -125,17 +129,19 @@ def evaluate_generator(checkpoint: str | Path | None, real: str | Path, out: str
                                 provenance={"matched_to": str(real.resolve())}, progress=note("generate"))
 
     key = {"checkpoint_sha256": gen.checkpoint_sha256, "seed": seed, "segmenter": seg.manifest.get("sha256", seg.kind),
-           "features": None if feats_net is None else feats_net.sha256, "recon_n": recon_n, "slices": slices_per_plane,
+           "features": None if feats_net is None else feats_net.sha256,
+           "sex_classifier": None if sex_clf is None else sex_clf.sha256, "recon_n": recon_n, "slices": slices_per_plane,
            "steps": steps, "guidance_scale": guidance_scale, "real": str(real.resolve())}
     cache = _cache_dir(out, key)
 
     def real_one(i: int, pid: str, requested: dict[str, Any], row: pd.Series) -> tuple:
         do_recon = recon_n is None or i < recon_n
         return evaluate_real(pid, real / "patients" / pid, requested, seg, feats_net,
-                             gen if do_recon else None, slices_per_plane)
+                             gen if do_recon else None, slices_per_plane, sex_clf)
 
     def synthetic_one(i: int, sid: str, requested: dict[str, Any], row: pd.Series) -> tuple:
-        rec, f = evaluate_synthetic(sid, syn_dir / "patients" / sid, requested, seg, feats_net, slices_per_plane)
+        rec, f = evaluate_synthetic(sid, syn_dir / "patients" / sid, requested, seg, feats_net, slices_per_plane,
+                                    sex_clf)
         rec["real_id"] = str(row["real_id"])
         return rec, f, None
 
@@ -156,6 +162,9 @@ def evaluate_generator(checkpoint: str | Path | None, real: str | Path, out: str
         "real_cohort": {"path": str(real.resolve()), "ids": [str(i) for i in table["id"]]},
         "segmenter": {"kind": seg.kind, "path": None if seg.path is None else str(seg.path),
                       "sha256": seg.manifest.get("sha256"), "training": seg.manifest.get("training")},
+        "sex_classifier": None if sex_clf is None else {
+            "path": str(sex_clf.path), "sha256": sex_clf.sha256, "training": sex_clf.manifest.get("training"),
+            "validation": sex_clf.manifest.get("validation")},
         "metrics": metrics, "passed": flags, "all_passed": all(flags.values()),
         "timing": {"seconds": time.perf_counter() - t0,
                    "real_eval_s_per_patient": _mean_s(real_recs), "synthetic_eval_s_per_patient": _mean_s(syn_recs)},
@@ -211,6 +220,9 @@ def _patients_table(real: list[dict], syn: list[dict]) -> pd.DataFrame:
                     row[f"{tag}_{k}"] = v
             if "sex" in rec:
                 row[f"{tag}_sex_called"] = rec["sex"]["sex"]
+            if "sex_image" in rec:
+                row[f"{tag}_sex_image"] = rec["sex_image"]["sex"]
+                row[f"{tag}_p_male"] = rec["sex_image"]["p_male"]
         row["synthetic_sex_joint"] = s["sex_joint"]["sex"]
         vals = [v for v in s["joint_dice"].values() if v is not None and math.isfinite(v)]
         row["joint_dice_mean"] = sum(vals) / len(vals) if vals else math.nan

@@ -33,6 +33,7 @@ def fidelity_card_metrics(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
         if not m:
             continue
         paper = f"; paper {m['paper']:.3g}" if isinstance(m.get("paper"), (int, float)) else ""
+        label = f"{label} ({m['caller']})" if m.get("caller") else label  # which checker decided
         metrics[f"fidelity.{key}"] = {
             "value": m.get("value"), "target": f"{m.get('comparison', '')} {m.get('target', '')}".strip(),
             "pass": m.get("pass"), "definition": f"{label}; n={n} matched pairs{paper} (vct evaluate-generator, {when})"}

@@ -40,7 +40,12 @@ class PostProcessor(nn.Module):
         return x[:, :1] + (self.gate * r if self.gate is not None else r)
 
 
-def post_input(cfg: PostConfig, image: torch.Tensor, seg_logits: torch.Tensor) -> torch.Tensor:
+def post_input(cfg: PostConfig, image: torch.Tensor, seg_logits: torch.Tensor | None) -> torch.Tensor:
     """The post-processor's input: the decoded image (B, 1, X, Y, Z), followed by the softmax of the
-    decoded segmentation's logits (B, 17, X, Y, Z) when ``cfg.seg_input``."""
-    return torch.cat([image, seg_logits.float().softmax(1).to(image.dtype)], dim=1) if cfg.seg_input else image
+    decoded segmentation's logits (B, 17, X, Y, Z) when ``cfg.seg_input`` (``seg_logits`` may be None
+    otherwise)."""
+    if not cfg.seg_input:
+        return image
+    if seg_logits is None:
+        raise ValueError("this post-processor reads the segmentation (seg_input) but got no segmentation logits")
+    return torch.cat([image, seg_logits.float().softmax(1).to(image.dtype)], dim=1)

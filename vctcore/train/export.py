@@ -22,6 +22,7 @@ from vctcore.models.autoencoders import SegAE, StackedImageAE
 from vctcore.models.checkpoint import load_module, save_module, sha256_file
 from vctcore.models.config import GeneratorConfig
 from vctcore.train.data import CohortArrays
+from vctcore.train.stages import tuned_seg_ae_file
 
 WEIGHT_FILES = ("image_ae.safetensors", "seg_ae.safetensors", "diffusion.safetensors", "post.safetensors")
 
@@ -89,8 +90,7 @@ def export_generator(run_dir: Path, out: Path, data: CohortArrays | None = None)
     save_module(ae, tmp / "image_ae.safetensors", kind="image_ae", config=cfg.to_dict())
     seg = SegAE(cfg.seg_ae)
     # the fine-tuned decoder (same encoder and codebook) when the preset has that stage
-    tuned = models / "seg_decoder.safetensors"
-    load_module(seg, tuned if tuned.exists() else models / "seg_ae.safetensors", kind="seg_ae")
+    load_module(seg, tuned_seg_ae_file(models), kind="seg_ae")
     save_module(seg, tmp / "seg_ae.safetensors", kind="seg_ae", config=cfg.to_dict())
     _store_half(models / "diffusion.safetensors", tmp / "diffusion.safetensors")
     shutil.copyfile(models / "post.safetensors", tmp / "post.safetensors")

@@ -401,10 +401,16 @@ def train_diffusion(ctx: StageContext, ema_decay: float = 0.995) -> StageResult:
     return _finish(ctx, "diffusion", ema, result, "diffusion")
 
 
+def tuned_seg_ae_file(models: Path) -> Path:
+    """The segmentation AE weights in a run's ``models`` folder that the generator decodes with: the
+    ``seg_decoder`` stage's fine-tuned decoder when the run has one, else the ``seg_ae`` stage's."""
+    tuned = models / "seg_decoder.safetensors"
+    return tuned if tuned.exists() else models / "seg_ae.safetensors"
+
+
 def load_tuned_seg_ae(ctx: StageContext) -> SegAE:
-    """The frozen segmentation AE as the generator will decode with it: the ``seg_decoder`` stage's
-    fine-tuned decoder when the run has one, else the ``seg_ae`` stage's."""
-    return load_seg_ae(ctx, "seg_decoder" if ctx.model_path("seg_decoder").exists() else "seg_ae")
+    """The frozen segmentation AE as the generator will decode with it (:func:`tuned_seg_ae_file`)."""
+    return load_seg_ae(ctx, tuned_seg_ae_file(ctx.run_dir / "models").stem)
 
 
 def _noisy_latent(z: torch.Tensor, scale: float, gen: torch.Generator) -> torch.Tensor:
@@ -439,7 +445,7 @@ def train_post(ctx: StageContext) -> StageResult:
         with torch.no_grad():
             recon = ae.decode(_noisy_latent(ae.encode(x), pcfg.latent_noise, gen))
             logits = seg_ae.decode(seg_ae.encode(one_hot(seg))) if seg_ae is not None else None
-            inp = post_input(pcfg, recon, logits) if logits is not None else recon
+            inp = post_input(pcfg, recon, logits)
         with ctx.autocast():
             out = model(inp).float()
             l1 = F.l1_loss(out, x)

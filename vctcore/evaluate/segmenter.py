@@ -27,7 +27,7 @@ from monai.networks.blocks import Convolution, ResidualUnit
 from torch import nn
 
 from vctcore.labels import MERGED_CLASSES, totalsegmentator_lookup
-from vctcore.models.checkpoint import CheckpointError, load_module, save_module, sha256_file
+from vctcore.models.checkpoint import CheckpointError, load_module, save_module, sha256_file, verified_manifest
 from vctcore.volume import CTVolume, LabelMap
 
 N_CLASSES = len(MERGED_CLASSES)  # 17: background + 16 organ classes
@@ -211,14 +211,11 @@ def load_unet(path: str | Path = DEFAULT_SEGMENTER, device: str = "cpu") -> Segm
     weights = root / WEIGHTS
     if not weights.exists():
         raise CheckpointError(ERR_NO_SEGMENTER.format(path=root, what=f"{WEIGHTS} is missing"))
-    manifest = json.loads((root / MANIFEST).read_text()) if (root / MANIFEST).exists() else {}
-    if manifest.get("sha256") and sha256_file(weights) != manifest["sha256"]:
-        raise CheckpointError(f"{weights}: sha256 differs from {root / MANIFEST} (corrupt or modified file)")
+    manifest = verified_manifest(weights, root / MANIFEST)
     cfg = SegmenterConfig.from_dict(json.loads(read_metadata(weights).get("config", "{}")))
     net = SegUNet(cfg)
     load_module(net, weights, kind="segmenter")
     dev = resolve_device(device)
-    manifest.setdefault("sha256", sha256_file(weights))
     return Segmenter("unet", net.to(dev).eval(), cfg, root, manifest, dev)
 
 

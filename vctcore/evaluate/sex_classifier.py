@@ -26,7 +26,8 @@ from monai.networks.nets import ResNet
 from torch import nn
 
 from vctcore.cohort import package_versions, read_attributes
-from vctcore.models.checkpoint import CheckpointError, load_module, read_metadata, save_module, sha256_file
+from vctcore.models.checkpoint import (CheckpointError, load_module, read_metadata, save_module, sha256_file,
+                                       verified_manifest)
 from vctcore.volume import CTVolume, read_ct
 
 WEIGHTS = "sex_classifier.safetensors"
@@ -96,13 +97,10 @@ def load_sex_classifier(path: str | Path = DEFAULT_SEX_CLASSIFIER) -> SexClassif
     if not weights.exists():
         raise CheckpointError(f"{weights}: no sex classifier there; train one with `vct train-sex-classifier "
                               f"--cohort DIR --out {root}`")
-    manifest = json.loads((root / MANIFEST).read_text()) if (root / MANIFEST).exists() else {}
-    if manifest.get("sha256") and sha256_file(weights) != manifest["sha256"]:
-        raise CheckpointError(f"{weights}: sha256 differs from {root / MANIFEST} (corrupt or modified file)")
+    manifest = verified_manifest(weights, root / MANIFEST)
     cfg = SexClassifierConfig.from_dict(json.loads(read_metadata(weights).get("config", "{}")))
     net = build_net(cfg)
     load_module(net, weights, kind="sex_classifier")
-    manifest.setdefault("sha256", sha256_file(weights))
     return SexClassifier(net.eval(), cfg, root, manifest)
 
 

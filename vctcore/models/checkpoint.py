@@ -31,6 +31,17 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def verified_manifest(weights: Path, manifest: Path) -> dict[str, Any]:
+    """The JSON ``manifest`` of a single-file model (empty when absent) with ``sha256`` set; CheckpointError
+    naming ``weights`` when the manifest records another sha256 (a corrupt or modified file)."""
+    meta = json.loads(manifest.read_text()) if manifest.exists() else {}
+    digest = sha256_file(weights)
+    if meta.get("sha256") and digest != meta["sha256"]:
+        raise CheckpointError(f"{weights}: sha256 differs from {manifest} (corrupt or modified file)")
+    meta["sha256"] = digest
+    return meta
+
+
 def save_module(module: nn.Module, path: str | os.PathLike, *, kind: str, config: dict[str, Any]) -> Path:
     """Write ``module``'s weights to ``path`` (safetensors, atomic) with kind and config as metadata."""
     path = Path(path)

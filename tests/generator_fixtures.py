@@ -75,3 +75,10 @@ def _half(ct: CTVolume, seg: LabelMap) -> tuple[CTVolume, LabelMap]:
 def write_tiny_preset(path: Path) -> Path:
     path.write_text(yaml.safe_dump(TINY_PRESET))
     return path
+
+
+def flip_byte(path: Path, offset: int = -3) -> None:
+    """Corrupt a model file in place: invert one byte (near the end: inside the tensor data)."""
+    blob = bytearray(path.read_bytes())
+    blob[offset] ^= 0xFF
+    path.write_bytes(bytes(blob))

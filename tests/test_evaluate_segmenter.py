@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
+from generator_fixtures import flip_byte
 from vctcore.cohort import CohortWriter
 from vctcore.evaluate.realism import slice_features
 from vctcore.evaluate.segmenter import (N_CLASSES, SegmenterConfig, SegUNet, labels_to_work_grid, load_segmenter,
@@ -119,9 +120,7 @@ def test_broken_or_missing_segmenter_is_named(toy_cohort, tmp_path):
         load_unet(tmp_path / "nothing")
     out = tmp_path / "seg"
     train_segmenter(toy_cohort, out, cfg=SMALL, train=SegTrainConfig(steps=1, batch_size=1, patch_z=16))
-    blob = bytearray((out / "segmenter.safetensors").read_bytes())
-    blob[-3] ^= 0xFF
-    (out / "segmenter.safetensors").write_bytes(bytes(blob))
+    flip_byte(out / "segmenter.safetensors")
     with pytest.raises(CheckpointError, match="sha256 differs"):
         load_unet(out)
     with pytest.raises(ValueError, match="auto, unet or totalsegmentator"):

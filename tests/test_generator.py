@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from generator_fixtures import ROWS, TINY_GRID
+from generator_fixtures import ROWS, TINY_GRID, flip_byte
 from vctcore.generator import Generator
 from vctcore.models.checkpoint import CheckpointError, load_state
 from vctcore.train.stages import STAGES
@@ -217,9 +217,7 @@ def test_bad_checkpoints_are_refused_with_the_file_named(trained, tmp_path):
     src = trained["second"].generator_dir
     tampered = tmp_path / "tampered"
     shutil.copytree(src, tampered)
-    blob = bytearray((tampered / "diffusion.safetensors").read_bytes())
-    blob[-5] ^= 0xFF
-    (tampered / "diffusion.safetensors").write_bytes(bytes(blob))
+    flip_byte(tampered / "diffusion.safetensors", -5)
     with pytest.raises(CheckpointError, match="diffusion.safetensors: sha256 differs"):
         Generator.from_pretrained(tampered)
     truncated = tmp_path / "truncated"

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from generator_fixtures import flip_byte
 from vctcore.cohort import CohortWriter
 from vctcore.evaluate.metrics import _sex_correct
 from vctcore.evaluate.sex_classifier import (DEFAULT_SEX_CLASSIFIER, SexTrainConfig, load_sex_classifier,
@@ -52,9 +53,7 @@ def test_training_needs_both_sexes_and_known_values(tiny_generator, tmp_path):
 def test_tampered_or_missing_classifier_is_refused_by_name(tmp_path):
     copy = tmp_path / "clf"
     shutil.copytree(DEFAULT_SEX_CLASSIFIER, copy)
-    blob = bytearray((copy / "sex_classifier.safetensors").read_bytes())
-    blob[-3] ^= 0xFF
-    (copy / "sex_classifier.safetensors").write_bytes(bytes(blob))
+    flip_byte(copy / "sex_classifier.safetensors")
     with pytest.raises(CheckpointError, match="sex_classifier.safetensors: sha256 differs"):
         load_sex_classifier(copy)
     with pytest.raises(CheckpointError, match="vct train-sex-classifier"):

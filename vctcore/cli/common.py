@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -23,6 +24,23 @@ def load_population(path: str | Path):
         return PopulationSpec.from_yaml(spec_path)
     except ValueError as err:
         raise CLIError(f"population spec {spec_path}: {err}") from None
+
+
+def loss_printer(quiet: bool, every_s: float) -> Callable[[str, int, int, dict], None]:
+    """A training progress callback ``(stage, done, total, losses)`` that prints one stderr line at most
+    every ``every_s`` seconds (and at each stage's end): elapsed time, stage, step and losses."""
+    start = time.monotonic()
+    last = {"t": 0.0}
+
+    def progress(stage: str, done: int, total: int, losses: dict) -> None:
+        now = time.monotonic()
+        if quiet or (done < total and now - last["t"] < every_s):
+            return
+        last["t"] = now
+        parts = " ".join(f"{k}={v:.4g}" for k, v in losses.items())
+        print(f"[{now - start:7.0f}s] {stage} {done:>6}/{total:<6} {parts}", file=sys.stderr, flush=True)
+
+    return progress
 
 
 def progress_bar(total: int, desc: str, unit: str, quiet: bool) -> tuple[Callable[..., None], Callable[[], None]]:

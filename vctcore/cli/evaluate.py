@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from vctcore.cli.common import CLIError
+from vctcore.cli.common import CLIError, loss_printer
 
 STAGE_NAMES = {"generate": "generating", "real": "real patients", "synthetic": "synthetic patients",
                "plots": "plots"}
@@ -49,18 +49,9 @@ def run_train_sex_classifier(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     if args.steps < 1:
         raise CLIError(f"--steps must be at least 1, got {args.steps}")
-    bar = {"last": 0.0}
-
-    def progress(stage: str, done: int, total: int, losses: dict) -> None:
-        now = time.monotonic()
-        if args.quiet or (done < total and now - bar["last"] < 10):
-            return
-        bar["last"] = now
-        parts = " ".join(f"{k}={v:.4g}" for k, v in losses.items())
-        print(f"{stage:<6} {done:>5}/{total:<5} {parts}", file=sys.stderr, flush=True)
-
     try:
-        clf = train_sex_classifier(args.cohort, args.out, val=args.val, limit=args.limit, progress=progress,
+        clf = train_sex_classifier(args.cohort, args.out, val=args.val, limit=args.limit,
+                                   progress=loss_printer(args.quiet, 10.0),
                                    train=SexTrainConfig(steps=args.steps, seed=args.seed))
     except (ValueError, FileNotFoundError) as err:
         raise CLIError(str(err)) from None
@@ -111,17 +102,7 @@ def run_train_segmenter(args: argparse.Namespace) -> int:
     from vctcore.evaluate.segmenter_train import SegTrainConfig, holdout_dice, train_segmenter
     from vctcore.models.checkpoint import CheckpointError
 
-    start = time.monotonic()
-    last = {"t": 0.0}
-
-    def progress(stage: str, done: int, total: int, losses: dict) -> None:
-        now = time.monotonic()
-        if args.quiet or (done < total and now - last["t"] < args.log_seconds):
-            return
-        last["t"] = now
-        parts = " ".join(f"{k}={v:.4g}" for k, v in losses.items())
-        print(f"[{now - start:7.0f}s] {stage} {done:>6}/{total:<6} {parts}", file=sys.stderr, flush=True)
-
+    progress = loss_printer(args.quiet, args.log_seconds)
     cfg = SegmenterConfig(channels=tuple(int(c) for c in args.channels.split(",")))
     train = SegTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                            patch_z=args.patch_z or None, batch_dice=args.batch_dice, init=args.init)

@@ -26,6 +26,7 @@ from monai.networks.nets import ResNet
 from torch import nn
 
 from vctcore.cohort import package_versions, read_attributes
+from vctcore.evaluate.segmenter import normalise, to_work_grid
 from vctcore.models.checkpoint import (CheckpointError, load_module, read_metadata, save_module, sha256_file,
                                        verified_manifest)
 from vctcore.volume import CTVolume, read_ct
@@ -59,12 +60,9 @@ def build_net(cfg: SexClassifierConfig) -> nn.Module:
 
 
 def to_input(hu: np.ndarray, spacing_mm: tuple[float, ...], cfg: SexClassifierConfig) -> torch.Tensor:
-    """CT (X, Y, Z) HU -> (1, 1, X', Y', Z') float32 on the working grid, mapped to [-1, 1]."""
-    x = torch.from_numpy(np.ascontiguousarray(hu, dtype=np.float32))[None, None]
-    size = [max(8, int(round(n * s / t))) for n, s, t in zip(hu.shape, spacing_mm, cfg.spacing_mm)]
-    x = F.interpolate(x, size=size, mode="trilinear", align_corners=False)
-    lo, hi = cfg.hu_window
-    return (x.clamp(lo, hi) - lo) / (hi - lo) * 2.0 - 1.0
+    """CT (X, Y, Z) HU -> (1, 1, X', Y', Z') float32 on the working grid, mapped to [-1, 1]: the
+    independent segmenter's resampling and windowing, with this config's grid and window."""
+    return normalise(to_work_grid(hu, spacing_mm, cfg), cfg)
 
 
 @dataclass

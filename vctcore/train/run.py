@@ -114,7 +114,7 @@ def train(cohort: str | Path, run_dir: str | Path, *, preset: str | Path | Gener
     dev = _rank_device(dev)
     rank, world, wrap = _distributed(dev)
 
-    def prepare() -> tuple[CohortArrays, str]:
+    def prepare() -> CohortArrays:
         if from_run is not None and rank == 0:
             link_cache(from_run, run_dir)
         data = load_cohort(cohort, cfg.grid_shape, run_dir / "cache", limit=limit,
@@ -123,15 +123,15 @@ def train(cohort: str | Path, run_dir: str | Path, *, preset: str | Path | Gener
         if from_run is not None and rank == 0:
             branch_run(from_run, run_dir, cfg, fingerprint, seed)
         _check_run(run_dir, cfg, cohort, fingerprint, seed)
-        return data, fingerprint
+        return data
 
     # under DDP rank 0 writes the cohort cache, the branch and run.json; the others then read them
     # (two ranks building the same cache raced on its final rename)
     if rank == 0:
-        data, fingerprint = prepare()
+        data = prepare()
     _sync(world)
     if rank != 0:
-        data, fingerprint = prepare()
+        data = prepare()
     ctx = StageContext(cfg=cfg, data=data, run_dir=run_dir, device=dev, seed=seed, deadline=deadline,
                        progress=progress, rank=rank, world=world, wrap=wrap)
     wanted = list(stages) if stages else list(STAGES)

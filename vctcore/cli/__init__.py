@@ -10,7 +10,8 @@ from vctcore.cli.common import CLIError
 
 #: subcommands, in help order, and the vctcore.cli module of each (the module name by default)
 COMMANDS = ("phantom", "measure", "train", "generate", "evaluate-generator")
-MODULES = {"evaluate-generator": "evaluate"}  # vctcore.cli.evaluate also registers train-segmenter
+MODULES = {"evaluate-generator": "evaluate"}  # vctcore.cli.evaluate also registers
+# train-segmenter, train-segmenter-refiner and train-sex-classifier
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -98,8 +98,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_train_segmenter(args: argparse.Namespace) -> int:
-    from vctcore.evaluate.segmenter import SegmenterConfig, load_unet
-    from vctcore.evaluate.segmenter_train import SegTrainConfig, holdout_dice, train_segmenter
+    from vctcore.evaluate.segmenter import SegmenterConfig
+    from vctcore.evaluate.segmenter_train import SegTrainConfig, train_segmenter
     from vctcore.models.checkpoint import CheckpointError
 
     progress = loss_printer(args.quiet, args.log_seconds)
@@ -111,8 +111,39 @@ def run_train_segmenter(args: argparse.Namespace) -> int:
                               limit=args.limit, threads=args.threads, progress=progress)
     except (ValueError, FileNotFoundError, CheckpointError) as err:
         raise CLIError(str(err)) from None
+    return _report_segmenter("segmenter", res, args)
+
+
+def run_train_segmenter_refiner(args: argparse.Namespace) -> int:
+    from vctcore.evaluate.segmenter import refiner_config
+    from vctcore.evaluate.segmenter_refine import RefineTrainConfig, train_refiner
+    from vctcore.models.checkpoint import CheckpointError
+
+    progress = loss_printer(args.quiet, args.log_seconds)
+    try:
+        patch = tuple(int(v) for v in args.patch.split(","))
+        if len(patch) != 3 or min(patch) < 8:
+            raise ValueError
+    except ValueError:
+        raise CLIError(f"--patch must be three sizes of at least 8 voxels, e.g. 64,64,64; got {args.patch!r}") from None
+    cfg = refiner_config(channels=tuple(int(c) for c in args.channels.split(",")))
+    train = RefineTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, patch=patch, seed=args.seed)
+    try:
+        res = train_refiner(args.cohort, args.segmenter, args.out, run=args.run, cfg=cfg, train=train,
+                            max_minutes=args.max_minutes, limit=args.limit, threads=args.threads, progress=progress)
+    except (ValueError, FileNotFoundError, CheckpointError) as err:
+        raise CLIError(str(err)) from None
+    return _report_segmenter("refiner", res, args)
+
+
+def _report_segmenter(what: str, res, args: argparse.Namespace) -> int:
+    """Print where a (refiner) training stopped and, with ``--holdout``, the held-out Dice (also written
+    to the manifest)."""
+    from vctcore.evaluate.segmenter import load_unet
+    from vctcore.evaluate.segmenter_train import holdout_dice
+
     state = "done" if res.finished else "paused"
-    print(f"segmenter: {state} at step {res.step}/{res.total} ({res.seconds / 60:.1f} min in total); "
+    print(f"{what}: {state} at step {res.step}/{res.total} ({res.seconds / 60:.1f} min in total); "
           f"written to {res.out}")
     if args.holdout:
         dice = holdout_dice(load_unet(res.out), args.holdout, n=args.holdout_n)
@@ -184,6 +215,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--log-seconds", type=float, default=30.0)
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=run_train_segmenter)
+
+    r = sub.add_parser("train-segmenter-refiner", help="add a full-resolution refiner to a trained segmenter",
+                       description="Train the second stage of a cascade segmenter: a small U-Net on the 6 x 6 x 8 mm "
+                                   "grid that reads the CT and the frozen coarse segmenter's class probabilities. "
+                                   "OUT gets the coarse weights unchanged plus refiner.safetensors. Rerun to resume.")
+    r.add_argument("--cohort", required=True, help="training cohort (ct.nii.gz + seg.nii.gz per patient)")
+    r.add_argument("--segmenter", required=True, help="the trained coarse segmenter directory")
+    r.add_argument("--out", required=True, help="the cascade's directory (must differ from --segmenter)")
+    r.add_argument("--run", default=None, help="state, cache and logs (default: OUT/run-refiner)")
+    r.add_argument("--steps", type=int, default=2000, help="total steps")
+    r.add_argument("--batch-size", type=int, default=2)
+    r.add_argument("--lr", type=float, default=2e-3)
+    r.add_argument("--patch", default="64,64,64", help="crop size X,Y,Z in voxels of the refiner grid")
+    r.add_argument("--channels", default="8,16,32,64", help="channels per refiner U-Net level")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--max-minutes", type=float, default=None, help="stop (resumably) after this wall time")
+    r.add_argument("--limit", type=int, default=None, help="use only the first N patients")
+    r.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    r.add_argument("--holdout", default=None, help="cohort whose first patients give the held-out Dice")
+    r.add_argument("--holdout-n", type=int, default=4)
+    r.add_argument("--log-seconds", type=float, default=30.0)
+    r.add_argument("--quiet", action="store_true")
+    r.set_defaults(func=run_train_segmenter_refiner)
 
     c = sub.add_parser("train-sex-classifier", help="train the image sex classifier of the fidelity suite",
                        description="Train a small 3D ResNet that reads a whole CT and calls its sex, on real "

@@ -128,7 +128,7 @@ def evaluate_generator(checkpoint: str | Path | None, real: str | Path, out: str
     syn_table = generate_cohort(gen, request, seed=seed, out=syn_dir, steps=steps, guidance_scale=guidance_scale,
                                 provenance={"matched_to": str(real.resolve())}, progress=note("generate"))
 
-    key = {"checkpoint_sha256": gen.checkpoint_sha256, "seed": seed, "segmenter": seg.manifest.get("sha256", seg.kind),
+    key = {"checkpoint_sha256": gen.checkpoint_sha256, "seed": seed, "segmenter": seg.digests if seg.kind == "unet" else seg.kind,
            "features": None if feats_net is None else feats_net.sha256,
            "sex_classifier": None if sex_clf is None else sex_clf.sha256, "recon_n": recon_n, "slices": slices_per_plane,
            "steps": steps, "guidance_scale": guidance_scale, "real": str(real.resolve())}
@@ -161,7 +161,8 @@ def evaluate_generator(checkpoint: str | Path | None, real: str | Path, out: str
                        "synthetic_cohort": str(syn_dir), "patient_seeds": [patient_seed(seed, i) for i in range(n)]},
         "real_cohort": {"path": str(real.resolve()), "ids": [str(i) for i in table["id"]]},
         "segmenter": {"kind": seg.kind, "path": None if seg.path is None else str(seg.path),
-                      "sha256": seg.manifest.get("sha256"), "training": seg.manifest.get("training")},
+                      "sha256": seg.manifest.get("sha256"), "training": seg.manifest.get("training"),
+                      "refiner": seg.manifest.get("refiner"), "holdout_dice": seg.manifest.get("holdout_dice")},
         "sex_classifier": None if sex_clf is None else {
             "path": str(sex_clf.path), "sha256": sex_clf.sha256, "training": sex_clf.manifest.get("training"),
             "validation": sex_clf.manifest.get("validation")},

@@ -167,6 +167,17 @@ def _record_holdout(out, dice: dict) -> None:
     path.write_text(json.dumps(manifest, indent=2, default=str))
 
 
+def _segmenter_run_args(p: argparse.ArgumentParser) -> None:
+    """Options that train-segmenter and train-segmenter-refiner share: time budget, data, threads, hold-out, output."""
+    p.add_argument("--max-minutes", type=float, default=None, help="stop (resumably) after this wall time")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N patients")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--holdout", default=None, help="cohort whose first patients give the held-out Dice")
+    p.add_argument("--holdout-n", type=int, default=4)
+    p.add_argument("--log-seconds", type=float, default=30.0)
+    p.add_argument("--quiet", action="store_true")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate-generator", help="fidelity suite: synthetic vs matched real patients",
                        description="Generate one synthetic patient per real row (same attributes), segment and "
@@ -207,13 +218,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--init", default=None, help="segmenter directory whose weights a new run starts from (fine-tune)")
     t.add_argument("--batch-dice", action=argparse.BooleanOptionalAction, default=True,
                    help="pool the Dice term over the batch per class (helps organs of a few voxels)")
-    t.add_argument("--max-minutes", type=float, default=None, help="stop (resumably) after this wall time")
-    t.add_argument("--limit", type=int, default=None, help="use only the first N patients")
-    t.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    t.add_argument("--holdout", default=None, help="cohort whose first patients give the held-out Dice")
-    t.add_argument("--holdout-n", type=int, default=4)
-    t.add_argument("--log-seconds", type=float, default=30.0)
-    t.add_argument("--quiet", action="store_true")
+    _segmenter_run_args(t)
     t.set_defaults(func=run_train_segmenter)
 
     r = sub.add_parser("train-segmenter-refiner", help="add a full-resolution refiner to a trained segmenter",
@@ -230,13 +235,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--patch", default="64,64,64", help="crop size X,Y,Z in voxels of the refiner grid")
     r.add_argument("--channels", default="8,16,32,64", help="channels per refiner U-Net level")
     r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--max-minutes", type=float, default=None, help="stop (resumably) after this wall time")
-    r.add_argument("--limit", type=int, default=None, help="use only the first N patients")
-    r.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    r.add_argument("--holdout", default=None, help="cohort whose first patients give the held-out Dice")
-    r.add_argument("--holdout-n", type=int, default=4)
-    r.add_argument("--log-seconds", type=float, default=30.0)
-    r.add_argument("--quiet", action="store_true")
+    _segmenter_run_args(r)
     r.set_defaults(func=run_train_segmenter_refiner)
 
     c = sub.add_parser("train-sex-classifier", help="train the image sex classifier of the fidelity suite",

@@ -243,6 +243,9 @@ def test_refiner_cli_refuses_bad_arguments_in_one_line(toy_cohort, tmp_path):
     res = vct("--cohort", str(toy_cohort), "--segmenter", str(tmp_path / "none"), "--out", str(tmp_path / "o"),
               "--patch", "64,64")
     assert res.returncode == 2 and res.stderr.count("\n") == 1 and "--patch must be three sizes" in res.stderr
+    res = vct("--cohort", str(toy_cohort), "--segmenter", str(tmp_path / "none"), "--out", str(tmp_path / "o"),
+              "--channels", "8,x")
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "--channels must be positive" in res.stderr
     res = vct("--cohort", str(toy_cohort), "--segmenter", str(tmp_path / "none"), "--out", str(tmp_path / "o"))
     assert res.returncode == 2 and res.stderr.count("\n") == 1 and "no independent segmenter" in res.stderr
 

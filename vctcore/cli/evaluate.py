@@ -126,7 +126,13 @@ def run_train_segmenter_refiner(args: argparse.Namespace) -> int:
             raise ValueError
     except ValueError:
         raise CLIError(f"--patch must be three sizes of at least 8 voxels, e.g. 64,64,64; got {args.patch!r}") from None
-    cfg = refiner_config(channels=tuple(int(c) for c in args.channels.split(",")))
+    try:
+        channels = tuple(int(c) for c in args.channels.split(","))
+        if not channels or min(channels) < 1:
+            raise ValueError
+    except ValueError:
+        raise CLIError(f"--channels must be positive integers, e.g. 8,16,32,64; got {args.channels!r}") from None
+    cfg = refiner_config(channels=channels)
     train = RefineTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, patch=patch, seed=args.seed)
     try:
         res = train_refiner(args.cohort, args.segmenter, args.out, run=args.run, cfg=cfg, train=train,

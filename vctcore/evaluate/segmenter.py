@@ -85,7 +85,8 @@ class SegUNet(nn.Module):
         ch = cfg.channels
         res = dict(spatial_dims=3, subunits=max(cfg.num_res_units, 1), norm="INSTANCE")
         self.down = nn.ModuleList(
-            [ResidualUnit(in_channels=cfg.in_channels if i == 0 else ch[i - 1], out_channels=c, strides=1 if i == 0 else 2, **res)
+            [ResidualUnit(in_channels=cfg.in_channels if i == 0 else ch[i - 1], out_channels=c,
+                          strides=1 if i == 0 else 2, **res)
              for i, c in enumerate(ch)])
         self.up = nn.ModuleList(
             [Convolution(3, ch[i], ch[i - 1], strides=2, kernel_size=3, is_transposed=True, output_padding=1)

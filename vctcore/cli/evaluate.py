@@ -103,7 +103,7 @@ def run_train_segmenter(args: argparse.Namespace) -> int:
     from vctcore.models.checkpoint import CheckpointError
 
     progress = loss_printer(args.quiet, args.log_seconds)
-    cfg = SegmenterConfig(channels=tuple(int(c) for c in args.channels.split(",")))
+    cfg = SegmenterConfig(channels=_int_list(args.channels, "--channels must be positive integers, e.g. 16,32,64,128"))
     train = SegTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                            patch_z=args.patch_z or None, batch_dice=args.batch_dice, init=args.init)
     try:
@@ -120,19 +120,8 @@ def run_train_segmenter_refiner(args: argparse.Namespace) -> int:
     from vctcore.models.checkpoint import CheckpointError
 
     progress = loss_printer(args.quiet, args.log_seconds)
-    try:
-        patch = tuple(int(v) for v in args.patch.split(","))
-        if len(patch) != 3 or min(patch) < 8:
-            raise ValueError
-    except ValueError:
-        raise CLIError(f"--patch must be three sizes of at least 8 voxels, e.g. 64,64,64; got {args.patch!r}") from None
-    try:
-        channels = tuple(int(c) for c in args.channels.split(","))
-        if not channels or min(channels) < 1:
-            raise ValueError
-    except ValueError:
-        raise CLIError(f"--channels must be positive integers, e.g. 8,16,32,64; got {args.channels!r}") from None
-    cfg = refiner_config(channels=channels)
+    patch = _int_list(args.patch, "--patch must be three sizes of at least 8 voxels, e.g. 64,64,64", minimum=8, count=3)
+    cfg = refiner_config(channels=_int_list(args.channels, "--channels must be positive integers, e.g. 8,16,32,64"))
     train = RefineTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, patch=patch, seed=args.seed)
     try:
         res = train_refiner(args.cohort, args.segmenter, args.out, run=args.run, cfg=cfg, train=train,
@@ -140,6 +129,18 @@ def run_train_segmenter_refiner(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError, CheckpointError) as err:
         raise CLIError(str(err)) from None
     return _report_segmenter("refiner", res, args)
+
+
+def _int_list(text: str, what: str, minimum: int = 1, count: int | None = None) -> tuple[int, ...]:
+    """Comma-separated integers, each at least ``minimum`` (``count`` of them when given); CLIError
+    ``what`` and the text otherwise."""
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if not values or min(values) < minimum or (count is not None and len(values) != count):
+        raise CLIError(f"{what}; got {text!r}")
+    return values
 
 
 def _report_segmenter(what: str, res, args: argparse.Namespace) -> int:

@@ -35,7 +35,8 @@ from monai.networks.blocks import Convolution, ResidualUnit
 from torch import nn
 
 from vctcore.labels import MERGED_CLASSES, totalsegmentator_lookup
-from vctcore.models.checkpoint import CheckpointError, load_module, save_module, sha256_file, verified_manifest
+from vctcore.models.checkpoint import (CheckpointError, check_sha256, load_module, save_module, sha256_file,
+                                       verified_manifest)
 from vctcore.volume import CTVolume, LabelMap
 
 N_CLASSES = len(MERGED_CLASSES)  # 17: background + 16 organ classes
@@ -207,6 +208,16 @@ class Segmenter:
         return y[0, :, :size[0], :size[1], :size[2]]
 
     @torch.no_grad()
+    def coarse_probabilities(self, hu: np.ndarray, spacing_mm: tuple[float, ...],
+                             size: tuple[int, ...] | None = None) -> torch.Tensor:
+        """(1, n_classes, ...) class probabilities of the coarse network, on its grid or, with ``size``,
+        up-sampled trilinearly to that (X, Y, Z) shape: what a refiner reads."""
+        probs = self.coarse_logits(hu, spacing_mm).softmax(0)[None]
+        if size is not None:
+            probs = F.interpolate(probs, size=tuple(size), mode="trilinear", align_corners=False)
+        return probs
+
+    @torch.no_grad()
     def logits(self, hu: np.ndarray, spacing_mm: tuple[float, ...],
                box: tuple[slice, slice, slice] | None = None) -> torch.Tensor:
         """(n_classes, X', Y', Z') logits of a CT (X, Y, Z) in HU, on the last stage's grid (the refiner's
@@ -214,14 +225,12 @@ class Segmenter:
         refiner on the CT's own grid, refine only that region; the logits then cover just the box."""
         from vctcore.devices import autocast
 
-        coarse = self.coarse_logits(hu, spacing_mm)
         if self.refiner is None:
-            return coarse
+            return self.coarse_logits(hu, spacing_mm)
         rcfg = self.refiner.cfg
         x = normalise(to_work_grid(hu, spacing_mm, rcfg), rcfg)
-        probs = coarse.softmax(0)[None]
+        probs = self.coarse_probabilities(hu, spacing_mm, None if box is None else x.shape[2:])
         if box is not None:
-            probs = F.interpolate(probs, size=x.shape[2:], mode="trilinear", align_corners=False)
             x, probs = x[(..., *box)], probs[(..., *box)]
         x, size = pad_to_multiple(refine_input(x, probs), rcfg.multiple, value=-1.0)
         with autocast(self.device, "bf16"):
@@ -248,6 +257,7 @@ class Segmenter:
         voxels outside ``body`` (default :func:`vctcore.evaluate.anatomy.body_mask`) are background."""
         from vctcore.evaluate.anatomy import body_mask
 
+        body = body_mask(ct) if body is None else body
         if self.kind == "totalsegmentator":
             from vctcore.measure.backends import run_totalsegmentator
 
@@ -256,9 +266,7 @@ class Segmenter:
             known = totalsegmentator_lookup("total")
             lut[:len(known)] = known
             data = lut[ts.data]
-            body = body_mask(ct) if body is None else body
         else:
-            body = body_mask(ct) if body is None else body
             box = self._refine_box(ct, body)
             y = self.logits(np.asarray(ct.data, dtype=np.float32), ct.spacing_mm, box)
             if box is not None:
@@ -331,8 +339,7 @@ def _load_refiner(root: Path, manifest: dict[str, Any]) -> SegUNet | None:
     path = root / REFINER
     if not path.exists():
         raise CheckpointError(f"{path}: missing; {root / MANIFEST} names a cascade refiner")
-    if sha256_file(path) != entry.get("sha256"):
-        raise CheckpointError(f"{path}: sha256 differs from {root / MANIFEST} (corrupt or modified file)")
+    check_sha256(path, entry.get("sha256"), root / MANIFEST)
     refiner = SegUNet(SegmenterConfig.from_dict(json.loads(read_metadata(path).get("config", "{}"))))
     load_module(refiner, path, kind="segmenter_refiner")
     return refiner

@@ -59,8 +59,7 @@ class _Patient:
 
 def coarse_probabilities(coarse: Segmenter, hu: np.ndarray, spacing_mm: Sequence[float]) -> torch.Tensor:
     """(C, X, Y, Z) uint8 coarse class probabilities x 255 of a CT (X, Y, Z) in HU, up-sampled to its grid."""
-    probs = coarse.coarse_logits(hu, tuple(spacing_mm)).softmax(0)[None]
-    probs = torch.nn.functional.interpolate(probs, size=hu.shape, mode="trilinear", align_corners=False)[0]
+    probs = coarse.coarse_probabilities(hu, tuple(spacing_mm), hu.shape)[0]
     return (probs * 255.0).round().to(torch.uint8)
 
 

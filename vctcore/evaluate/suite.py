@@ -128,7 +128,8 @@ def evaluate_generator(checkpoint: str | Path | None, real: str | Path, out: str
     syn_table = generate_cohort(gen, request, seed=seed, out=syn_dir, steps=steps, guidance_scale=guidance_scale,
                                 provenance={"matched_to": str(real.resolve())}, progress=note("generate"))
 
-    key = {"checkpoint_sha256": gen.checkpoint_sha256, "seed": seed, "segmenter": seg.digests if seg.kind == "unet" else seg.kind,
+    key = {"checkpoint_sha256": gen.checkpoint_sha256, "seed": seed,
+           "segmenter": seg.digests if seg.kind == "unet" else seg.kind,
            "features": None if feats_net is None else feats_net.sha256,
            "sex_classifier": None if sex_clf is None else sex_clf.sha256, "recon_n": recon_n, "slices": slices_per_plane,
            "steps": steps, "guidance_scale": guidance_scale, "real": str(real.resolve())}

@@ -31,14 +31,20 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def check_sha256(weights: Path, expected: str | None, manifest: Path) -> str:
+    """sha256 of ``weights``; CheckpointError naming it when it is not ``expected``, the digest that
+    ``manifest`` records for it (a corrupt or modified file)."""
+    digest = sha256_file(weights)
+    if digest != expected:
+        raise CheckpointError(f"{weights}: sha256 differs from {manifest} (corrupt or modified file)")
+    return digest
+
+
 def verified_manifest(weights: Path, manifest: Path) -> dict[str, Any]:
     """The JSON ``manifest`` of a single-file model (empty when absent) with ``sha256`` set; CheckpointError
     naming ``weights`` when the manifest records another sha256 (a corrupt or modified file)."""
     meta = json.loads(manifest.read_text()) if manifest.exists() else {}
-    digest = sha256_file(weights)
-    if meta.get("sha256") and digest != meta["sha256"]:
-        raise CheckpointError(f"{weights}: sha256 differs from {manifest} (corrupt or modified file)")
-    meta["sha256"] = digest
+    meta["sha256"] = check_sha256(weights, meta["sha256"], manifest) if meta.get("sha256") else sha256_file(weights)
     return meta
 
 

@@ -442,9 +442,11 @@ def train_post(ctx: StageContext) -> StageResult:
         ct_hu, seg = sampler.batch(sch.batch_size)
         x_hu, seg = ct_hu.to(ctx.device), seg.to(ctx.device)
         x = hu_to_unit(x_hu, ctx.cfg.image_ae.hu_clip)
-        with torch.no_grad():
-            recon = ae.decode(_noisy_latent(ae.encode(x), pcfg.latent_noise, gen))
-            logits = seg_ae.decode(seg_ae.encode(one_hot(seg))) if seg_ae is not None else None
+        # the frozen autoencoders run under the same autocast as at generation (Generator.decode);
+        # on 2 cores this halves their cost (0.33 -> 0.16 s per batch of two 64^3 patches)
+        with torch.no_grad(), ctx.autocast():
+            recon = ae.decode(_noisy_latent(ae.encode(x), pcfg.latent_noise, gen)).float()
+            logits = seg_ae.decode(seg_ae.encode(one_hot(seg))).float() if seg_ae is not None else None
             inp = post_input(pcfg, recon, logits)
         with ctx.autocast():
             out = model(inp).float()

@@ -34,13 +34,14 @@ def main(argv: list[str] | None = None) -> dict:
     from vctcore.volume import read_ct, read_labels
 
     gen = Generator.from_pretrained(args.checkpoint, device="cpu", post=not args.no_post)
-    ids = [str(i) for i in read_attributes(args.cohort)["id"]][: args.n]
+    table = read_attributes(args.cohort).iloc[: args.n]
+    ids = [str(i) for i in table["id"]]
     psnr, ssim, dice = [], [], []
     t = time.perf_counter()
-    for pid in ids:
+    for pid, (_, attrs) in zip(ids, table.iterrows()):
         ct = read_ct(f"{args.cohort}/patients/{pid}/ct.nii.gz")
         seg = read_labels(f"{args.cohort}/patients/{pid}/seg.nii.gz")
-        rct, rseg = reconstruct(gen, ct, seg)
+        rct, rseg = reconstruct(gen, ct, seg, attrs.to_dict())
         psnr.append(psnr_hu(ct.data, rct.data))
         ssim.append(ssim_hu(ct.data, rct.data))
         dice.append(dice_per_class(seg.data, rseg.data))

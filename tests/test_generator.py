@@ -144,6 +144,69 @@ def test_seg_aware_post_processor_reads_the_class_probabilities():
     assert post_input(PostConfig(), image, logits_a) is image
 
 
+def test_post_conditions_are_one_hot_bins_with_none_for_missing():
+    from vctcore.attributes import bin_labels
+    from vctcore.models.postprocess import condition_channels, post_conditions
+
+    names = ("sex", "age_years")
+    assert condition_channels(names) == len(bin_labels("sex")) + len(bin_labels("age_years")) == 13
+    c = post_conditions(names, {"sex": ["M", "F", None], "age_years": [45, 85, None]})
+    n_sex = len(bin_labels("sex"))
+    assert c.shape == (3, 13) and torch.equal(c.sum(1), torch.full((3,), 2.0))
+    assert [bin_labels("sex")[i] for i in c[:, :n_sex].argmax(1)] == ["M", "F", "none"]
+    assert [bin_labels("age_years")[i] for i in c[:, n_sex:].argmax(1)] == ["40-50", "80-90", "none"]
+    # a column the table lacks is "none" for every row
+    assert torch.equal(post_conditions(names, {"sex": ["F"]})[0, n_sex:], torch.eye(10)[0])
+
+
+def test_attribute_conditioned_post_processor_reads_the_conditions():
+    from vctcore.models.config import PostConfig
+    from vctcore.models.postprocess import PostProcessor, post_conditions, post_input
+
+    torch.manual_seed(0)
+    cfg = PostConfig(channels=(4, 8), seg_input=True, condition_on=("sex", "age_years"))
+    pp = PostProcessor(cfg).eval()
+    image, logits = torch.randn(1, 1, 16, 16, 16), torch.randn(1, 17, 16, 16, 16)
+    young = post_conditions(cfg.condition_on, {"sex": ["F"], "age_years": [25]})
+    old = post_conditions(cfg.condition_on, {"sex": ["F"], "age_years": [85]})
+    x = post_input(cfg, image, logits, young)
+    assert pp.in_channels == x.shape[1] == 1 + 17 + 13
+    assert torch.equal(x[0, 18:, 3, 5, 7], young[0]) and torch.equal(x[0, 18:, 0, 0, 0], young[0])
+    with torch.no_grad():
+        assert not torch.equal(pp(x), pp(post_input(cfg, image, logits, old)))
+    with pytest.raises(ValueError, match="reads the attributes sex, age_years as conditions of shape"):
+        post_input(cfg, image, logits, None)
+
+
+def test_attribute_conditioned_post_processor_trains_alone_and_generates(trained, tmp_path):
+    """post.condition_on retrains post only; generation and reconstruction feed each patient's
+    attributes to it, and different attributes give a different image from the same latent."""
+    import yaml
+
+    from vctcore.evaluate.recon import reconstruct
+    from vctcore.train.run import train
+    from vctcore.volume import read_ct, read_labels
+
+    preset = yaml.safe_load(trained["preset"].read_text())
+    preset["post"].update(seg_input=True, residual_gate=False, condition_on=["sex", "age_years"])
+    new_preset = tmp_path / "condpost.yaml"
+    new_preset.write_text(yaml.safe_dump(preset))
+    report = train(trained["cohort"], tmp_path / "run", preset=new_preset, seed=3, from_run=trained["run"])
+    assert [r.stage for r in report.results] == ["post"]
+    gen = Generator.from_pretrained(report.generator_dir, device="cpu")
+    assert gen.post.cfg.condition_on == ("sex", "age_years") and gen.post.in_channels == 31
+    (p,) = gen.generate(pd.DataFrame([ROWS[0]]), seed=0, steps=2)
+    assert p.ct.shape == TINY_GRID.shape and np.isfinite(p.ct.data).all()
+    z = torch.randn((1, gen.cfg.latent_channels, *gen.cfg.latent_shape), generator=torch.Generator().manual_seed(0))
+    young, old = gen.decode(z, {"sex": "F", "age_years": 25})[0], gen.decode(z, {"sex": "F", "age_years": 85})[0]
+    assert not np.array_equal(young, old)
+    assert np.array_equal(gen.decode(z)[0], gen.decode(z, {"bfp_pct": 30})[0])  # no conditions read: "none"
+    pdir = trained["cohort"] / "patients" / "P0000"
+    ct, seg = read_ct(pdir / "ct.nii.gz"), read_labels(pdir / "seg.nii.gz")
+    rct, _ = reconstruct(gen, ct, seg, ROWS[0])
+    assert rct.shape == ct.shape and not np.array_equal(rct.data, reconstruct(gen, ct, seg)[0].data)
+
+
 def test_post_latent_noise_scales_with_the_latent_spread():
     from vctcore.train.stages import _noisy_latent
 

@@ -13,7 +13,7 @@ batch size, and the same seed and attributes give the same volume on the same de
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from vctcore.models.checkpoint import CheckpointError, load_module, sha256_file
 from vctcore.models.conditioning import attribute_bins
 from vctcore.models.config import GeneratorConfig
 from vctcore.models.diffusion import LatentDiffusion
-from vctcore.models.postprocess import PostProcessor, post_input
+from vctcore.models.postprocess import PostProcessor, post_conditions, post_input
 from vctcore.devices import autocast
 from vctcore.models.windowed import windowed
 from vctcore.volume import CTVolume, LabelMap, make_affine
@@ -125,14 +125,19 @@ class Generator:
         return msgs
 
     @torch.no_grad()
-    def decode(self, z: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """Joint latent (1, C, *latent) -> (HU float32 (X, Y, Z), merged classes uint8 (X, Y, Z))."""
+    def decode(self, z: torch.Tensor, attributes: Mapping[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Joint latent (1, C, *latent) -> (HU float32 (X, Y, Z), merged classes uint8 (X, Y, Z)).
+
+        ``attributes`` (one patient's, e.g. ``{"sex": "F", "age_years": 62}``) reach a post-processor
+        that reads them (``post.condition_on``); missing ones count as "none"."""
         c_img = self.cfg.image_ae.levels[-1].embedding_dim
         with autocast(self.device, self.cfg.precision):
             x = windowed(self.ae.decode, z[:, :c_img], DECODE_ROI).float()
             logits = windowed(self.seg_ae.decode, z[:, c_img:], DECODE_ROI).float()
             if self.post is not None:
-                x = windowed(self.post, post_input(self.post.cfg, x, logits), POST_ROI).float()
+                names = self.post.cfg.condition_on
+                conds = post_conditions(names, {k: [(attributes or {}).get(k)] for k in names}) if names else None
+                x = windowed(self.post, post_input(self.post.cfg, x, logits, conds), POST_ROI).float()
         hu = unit_to_hu(x, self.cfg.image_ae.hu_clip)[0, 0].float().cpu().numpy()
         seg = logits[0].argmax(0).to(torch.uint8).cpu().numpy()
         return hu, seg
@@ -160,8 +165,8 @@ class Generator:
                 z = self.dm.sample(bins_all[rows].to(self.device), noise.to(self.device), steps=steps,
                                    guidance_scale=guidance_scale, sampler=sampler, generator=gen).float()
             for j, i in enumerate(rows):
-                hu, seg = self.decode(z[j:j + 1])
                 attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in table.iloc[i].items()}
+                hu, seg = self.decode(z[j:j + 1], attrs)
                 pid = str(attrs.get("id", f"S{index_offset + i:04d}"))
                 out.append(GeneratedPatient(pid, CTVolume(hu, affine), LabelMap(seg, affine, {k: v for k, v in MERGED_CLASSES.items() if k}),
                                             attrs, seeds[j]))

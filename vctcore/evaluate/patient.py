@@ -65,7 +65,7 @@ def evaluate_real(pid: str, patient_dir: Path, requested: dict[str, Any], segmen
     if why:
         rec["recon"] = {"skipped": why}
     else:
-        rct, rseg = reconstruct(generator, ct, truth)
+        rct, rseg = reconstruct(generator, ct, truth, requested)
         rec["recon"] = {"psnr_db": psnr_hu(ct.data, rct.data), "ssim": ssim_hu(ct.data, rct.data),
                         "seg_dice": dice_per_class(rseg.data, truth.data), **_image_record(rct, segmenter, sex_clf)[0]}
         recon_feats = _features(features_net, rct, per_plane)

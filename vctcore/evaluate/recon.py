@@ -7,6 +7,9 @@ VQ-VAE, 1.5 mm): PSNR 31.06 dB, SSIM 0.9472.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
@@ -42,9 +45,11 @@ def can_reconstruct(generator, ct: CTVolume) -> str:
 
 
 @torch.no_grad()
-def reconstruct(generator, ct: CTVolume, seg: LabelMap) -> tuple[CTVolume, LabelMap]:
+def reconstruct(generator, ct: CTVolume, seg: LabelMap, attributes: Mapping[str, Any] | None = None
+                ) -> tuple[CTVolume, LabelMap]:
     """CT (HU) and merged segmentation after encode + decode by ``generator`` (a vctcore Generator);
-    the grids must match (:func:`can_reconstruct`)."""
+    the grids must match (:func:`can_reconstruct`). ``attributes``: the patient's, for a post-processor
+    that reads them (else "none")."""
     from vctcore.models.encode import encode_patient
 
     why = can_reconstruct(generator, ct)
@@ -54,5 +59,5 @@ def reconstruct(generator, ct: CTVolume, seg: LabelMap) -> tuple[CTVolume, Label
     x = torch.from_numpy(np.asarray(ct.data, dtype=np.float32))[None, None].to(dev)
     s = torch.from_numpy(np.asarray(seg.data, dtype=np.int64))[None].to(dev)
     z = encode_patient(generator.ae, generator.seg_ae, x, s, generator.cfg)
-    hu, lab = generator.decode(z)
+    hu, lab = generator.decode(z, attributes)
     return CTVolume(hu, ct.affine), LabelMap(lab, ct.affine, {k: v for k, v in MERGED_CLASSES.items() if k})

@@ -89,6 +89,10 @@ class PostConfig:
     latent's Z_seg), so it can restore each tissue's HU where the image decoder smoothed it away (thin
     bone, small organs in fat). ``window_weights`` (soft, hard, other): train with the multi-window L1
     of paper eq. 3 and these weights instead of a plain L1 (the HU windows are the image AE's).
+
+    ``condition_on``: patient attributes the U-Net also reads, as constant one-hot channels of their
+    conditioning bins ("none" included): patient-level properties that the 24 mm image latent does not
+    carry (e.g. the age trend of trabecular bone density) can then be restored.
     """
 
     channels: tuple[int, ...] = (8, 16, 32)
@@ -97,6 +101,7 @@ class PostConfig:
     seg_input: bool = False
     window_weights: tuple[float, float, float] | None = None
     latent_noise: float = 0.0
+    condition_on: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -3,17 +3,25 @@
 A residual MONAI ``UNet`` on the decoded image in network units: f(x) = x + g * UNet(x), with an
 optional learned gate g that starts at 0 (``PostConfig.residual_gate``). With
 ``PostConfig.seg_input`` the input also carries the decoded segmentation's class probabilities
-(channels 1..17, background first), and only the image channel 0 is refined. The paper
+(channels 1..17, background first), and with ``PostConfig.condition_on`` the one-hot conditioning bins
+of those patient attributes as constant channels (after the class probabilities); only the image
+channel 0 is refined. The paper
 uses the diffusion U-Net's architecture without conditioning; on the 2-core preset a lighter
 U-Net keeps full-resolution convolutions affordable (channels from the preset).
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
 import torch
 from monai.networks.nets import UNet
 from torch import nn
 
+from vctcore.attributes import bin_labels
 from vctcore.models.autoencoders import N_SEG_CLASSES
+from vctcore.models.conditioning import attribute_bins
 from vctcore.models.config import PostConfig
 
 
@@ -31,7 +39,7 @@ class PostProcessor(nn.Module):
 
     @property
     def in_channels(self) -> int:
-        return 1 + N_SEG_CLASSES if self.cfg.seg_input else 1
+        return 1 + (N_SEG_CLASSES if self.cfg.seg_input else 0) + condition_channels(self.cfg.condition_on)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[1] != self.in_channels:
@@ -40,12 +48,45 @@ class PostProcessor(nn.Module):
         return x[:, :1] + (self.gate * r if self.gate is not None else r)
 
 
-def post_input(cfg: PostConfig, image: torch.Tensor, seg_logits: torch.Tensor | None) -> torch.Tensor:
+def condition_channels(names: Sequence[str]) -> int:
+    """Number of one-hot channels for the attributes ``names`` (their bins, "none" included)."""
+    return sum(len(bin_labels(n)) for n in names)
+
+
+def post_conditions(names: Sequence[str], table: pd.DataFrame | Mapping[str, Sequence]) -> torch.Tensor:
+    """(N, condition_channels(names)) float one-hot of each row's conditioning bins; missing columns or
+    values give the "none" bin."""
+    return bins_one_hot(names, attribute_bins(table, names))
+
+
+def bins_one_hot(names: Sequence[str], bins: np.ndarray) -> torch.Tensor:
+    """Bin indices (N, len(names)) int -> (N, condition_channels(names)) float one-hot, attribute after
+    attribute."""
+    bins = np.asarray(bins, dtype=np.int64)
+    out = np.zeros((bins.shape[0], condition_channels(names)), dtype=np.float32)
+    start = 0
+    for j, name in enumerate(names):
+        out[np.arange(bins.shape[0]), start + bins[:, j]] = 1.0
+        start += len(bin_labels(name))
+    return torch.from_numpy(out)
+
+
+def post_input(cfg: PostConfig, image: torch.Tensor, seg_logits: torch.Tensor | None,
+               conditions: torch.Tensor | None = None) -> torch.Tensor:
     """The post-processor's input: the decoded image (B, 1, X, Y, Z), followed by the softmax of the
     decoded segmentation's logits (B, 17, X, Y, Z) when ``cfg.seg_input`` (``seg_logits`` may be None
-    otherwise)."""
-    if not cfg.seg_input:
-        return image
-    if seg_logits is None:
-        raise ValueError("this post-processor reads the segmentation (seg_input) but got no segmentation logits")
-    return torch.cat([image, seg_logits.float().softmax(1).to(image.dtype)], dim=1)
+    otherwise), followed by ``conditions`` (B, condition_channels) broadcast over the volume when
+    ``cfg.condition_on``."""
+    parts = [image]
+    if cfg.seg_input:
+        if seg_logits is None:
+            raise ValueError("this post-processor reads the segmentation (seg_input) but got no segmentation logits")
+        parts.append(seg_logits.float().softmax(1).to(image.dtype))
+    if cfg.condition_on:
+        want = (image.shape[0], condition_channels(cfg.condition_on))
+        if conditions is None or tuple(conditions.shape) != want:
+            got = "none" if conditions is None else tuple(conditions.shape)
+            raise ValueError(f"this post-processor reads the attributes {', '.join(cfg.condition_on)} "
+                             f"as conditions of shape {want}; got {got}")
+        parts.append(conditions.to(image.device, image.dtype)[:, :, None, None, None].expand(-1, -1, *image.shape[2:]))
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)

@@ -136,11 +136,17 @@ class PatchSampler:
 
     def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(ct (B, 1, *patch) float32 HU, seg (B, *patch) int64)."""
-        cts, segs = [], []
+        ct, seg, _ = self.batch_with_index(size)
+        return ct, seg
+
+    def batch_with_index(self, size: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+        """As :meth:`batch`, plus each patch's patient (row of ``data.table``), int64 (B,)."""
+        cts, segs, idx = [], [], []
         px, py, pz = self.patch
         for _ in range(size):
             i = int(self.rng.integers(len(self.data)))
             x, y, z = self._corner(i)
             cts.append(np.asarray(self.data.ct[i, x:x + px, y:y + py, z:z + pz], dtype=np.float32))
             segs.append(np.asarray(self.data.seg[i, x:x + px, y:y + py, z:z + pz], dtype=np.int64))
-        return torch.from_numpy(np.stack(cts))[:, None], torch.from_numpy(np.stack(segs))
+            idx.append(i)
+        return torch.from_numpy(np.stack(cts))[:, None], torch.from_numpy(np.stack(segs)), np.asarray(idx, dtype=np.int64)

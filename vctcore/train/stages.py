@@ -34,7 +34,7 @@ from vctcore.models.conditioning import attribute_bins, drop_conditions
 from vctcore.models.config import GeneratorConfig, StageSchedule
 from vctcore.models.diffusion import LatentDiffusion
 from vctcore.models.losses import adversarial_loss, multi_window_l1, perceptual_loss, segmentation_loss
-from vctcore.models.postprocess import PostProcessor, post_input
+from vctcore.models.postprocess import PostProcessor, bins_one_hot, post_input
 from vctcore.train.data import CohortArrays, PatchSampler
 from vctcore.train.loop import Progress, StageResult, run_loop
 
@@ -438,16 +438,25 @@ def train_post(ctx: StageContext) -> StageResult:
     sampler = _sampler(ctx, "post")
     gen = torch.Generator().manual_seed(ctx.seed * 1000 + 70 + ctx.rank)
 
+    # the attributes as the post-processor reads them, dropped to "none" as often as the diffusion's
+    # conditions are, so that it also serves requests without them
+    bins_all = attribute_bins(ctx.data.table, pcfg.condition_on)
+    dcfg = ctx.cfg.diffusion
+
     def step(i: int) -> dict[str, float]:
-        ct_hu, seg = sampler.batch(sch.batch_size)
+        ct_hu, seg, idx = sampler.batch_with_index(sch.batch_size)
         x_hu, seg = ct_hu.to(ctx.device), seg.to(ctx.device)
+        conds = None
+        if pcfg.condition_on:
+            bins = drop_conditions(torch.from_numpy(bins_all[idx]), dcfg.condition_dropout, dcfg.attribute_dropout, gen)
+            conds = bins_one_hot(pcfg.condition_on, bins.numpy())
         x = hu_to_unit(x_hu, ctx.cfg.image_ae.hu_clip)
         # the frozen autoencoders run under the same autocast as at generation (Generator.decode);
         # on 2 cores this halves their cost (0.33 -> 0.16 s per batch of two 64^3 patches)
         with torch.no_grad(), ctx.autocast():
             recon = ae.decode(_noisy_latent(ae.encode(x), pcfg.latent_noise, gen)).float()
             logits = seg_ae.decode(seg_ae.encode(one_hot(seg))).float() if seg_ae is not None else None
-            inp = post_input(pcfg, recon, logits)
+            inp = post_input(pcfg, recon, logits, conds)
         with ctx.autocast():
             out = model(inp).float()
             l1 = F.l1_loss(out, x)

@@ -8,8 +8,8 @@ import pytest
 
 from vctcore.attributes import bin_index, bin_labels
 from vctcore.evaluate.anatomy import AXES, ORGANS, anatomy_correlations, body_origin_mm, organ_stats, pearson
-from vctcore.evaluate.conditioning import bin_z_scores, conditioning_checks, fit_height, mae
-from vctcore.evaluate.metrics import judged, pass_flags
+from vctcore.evaluate.conditioning import bin_z_scores, conditioning_checks, fit_line, mae
+from vctcore.evaluate.metrics import composition_mae, judged, pass_flags
 from vctcore.evaluate.overlap import cohort_dice, dice_per_class, mean_dice
 from vctcore.evaluate.realism import frechet_distance, plane_distances, slice_positions
 from vctcore.evaluate.recon import psnr_hu, ssim_hu
@@ -150,11 +150,26 @@ def test_conditioning_checks_bin_by_the_requested_attribute():
 
 
 def test_height_fit_and_mae():
-    slope, intercept = fit_height([170, 180, 190], [160, 170, 180])
+    slope, intercept = fit_line([170, 180, 190], [160, 170, 180])
     assert (slope, intercept) == pytest.approx((1.0, -10.0))
-    assert fit_height([170], [160]) == (1.0, 0.0)
+    assert fit_line([170], [160]) == (1.0, 0.0)
     assert mae([1, 2, np.nan], [2, 4, 5]) == pytest.approx(1.5)
     assert math.isnan(mae([np.nan], [1]))
+
+
+def test_composition_mae_is_calibrated_on_the_real_images():
+    """A measurement 8 points high on every real image: a synthetic image measured like its real match
+    scores 0 after calibration (8 before); one that measures the recorded value (so differs from its
+    real match by 8) scores 8 (0 before)."""
+    recorded = [30.0, 35.0, 40.0, 45.0]
+    real = [{"requested": {"mmp_pct": v}, "measures": {"mmp_pct": v + 8}} for v in recorded]
+    like_real = [{"requested": {"mmp_pct": v}, "measures": {"mmp_pct": v + 8}} for v in recorded]
+    like_recorded = [{"requested": {"mmp_pct": v}, "measures": {"mmp_pct": v}} for v in recorded]
+    a, b = composition_mae("mmp_pct", real, like_real), composition_mae("mmp_pct", real, like_recorded)
+    assert a["value"] == pytest.approx(0.0, abs=1e-9) and a["uncalibrated_value"] == pytest.approx(8.0)
+    assert b["value"] == pytest.approx(8.0) and b["uncalibrated_value"] == pytest.approx(0.0, abs=1e-9)
+    assert a["real_floor"] == pytest.approx(0.0, abs=1e-9) and a["uncalibrated_real_floor"] == pytest.approx(8.0)
+    assert a["calibration"] == pytest.approx({"slope": 1.0, "intercept": -8.0}) and a["pass"] and not b["pass"]
 
 
 def test_targets_pass_and_fail():

@@ -68,8 +68,10 @@ def context_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
         ("Realism distance floor, real vs real", (real.get("floor_real_vs_real") or {}).get("mean"), None),
         ("Realism distance, reconstructed vs real", (real.get("reconstructed") or {}).get("mean"), None),
         ("Sex correct on real images (caller check)", m.get("sex_correct", {}).get("real_value"), None),
-        ("BFP MAE on real images (measurement floor)", m.get("bfp_mae", {}).get("real_floor"), None),
-        ("MMP MAE on real images (measurement floor)", m.get("mmp_mae", {}).get("real_floor"), None),
+        ("BFP MAE on real images (measurement floor, calibrated)", m.get("bfp_mae", {}).get("real_floor"), None),
+        ("MMP MAE on real images (measurement floor, calibrated)", m.get("mmp_mae", {}).get("real_floor"), None),
+        ("BFP MAE before the measurement's calibration", m.get("bfp_mae", {}).get("uncalibrated_value"), None),
+        ("MMP MAE before the measurement's calibration", m.get("mmp_mae", {}).get("uncalibrated_value"), None),
     ]
     return [{"figure": name, "value": _num(v), "paper": _num(p)} for name, v, p in rows]
 

@@ -207,6 +207,52 @@ def test_attribute_conditioned_post_processor_trains_alone_and_generates(trained
     assert rct.shape == ct.shape and not np.array_equal(rct.data, reconstruct(gen, ct, seg)[0].data)
 
 
+def test_warm_started_diffusion_reads_new_attributes_and_keeps_the_old_weights(trained, tmp_path):
+    """A diffusion that also reads BFP and MMP, warm-started from the old run: only the diffusion trains;
+    before its first step every old tensor is in place and only the two new embedding tables are
+    fresh; the generator it exports answers BFP; --warm-start without --from-run is refused."""
+    import yaml
+    from safetensors.torch import load_file
+
+    from vctcore.models.checkpoint import load_matching
+    from vctcore.models.conditioning import attribute_bins
+    from vctcore.models.diffusion import LatentDiffusion
+    from vctcore.models.config import load_preset
+    from vctcore.train.run import train
+
+    old_names = list(load_preset(trained["preset"]).diffusion.condition_on)
+    preset = yaml.safe_load(trained["preset"].read_text())
+    preset["diffusion"]["condition_on"] = [*old_names, "bfp_pct", "mmp_pct"]
+    new_preset = tmp_path / "bfpmmp.yaml"
+    new_preset.write_text(yaml.safe_dump(preset))
+    cfg = load_preset(new_preset)
+    dm = LatentDiffusion(cfg.diffusion, cfg.latent_channels)
+    n_old = len(old_names)
+    fresh = load_matching(dm, trained["run"] / "models" / "diffusion.safetensors", kind="diffusion")
+    assert fresh == [f"embed.tables.{n_old}.weight", f"embed.tables.{n_old + 1}.weight"]
+    old = load_file(str(trained["run"] / "models" / "diffusion.safetensors"))
+    assert all(torch.equal(dm.state_dict()[k], v) for k, v in old.items())
+    with pytest.raises(CheckpointError, match="holds a 'post' model"):
+        load_matching(dm, trained["run"] / "models" / "post.safetensors", kind="diffusion")
+
+    with pytest.raises(ValueError, match="needs --from-run"):
+        train(trained["cohort"], tmp_path / "x", preset=new_preset, seed=3, warm_start=["diffusion"])
+    report = train(trained["cohort"], tmp_path / "run", preset=new_preset, seed=3, from_run=trained["run"],
+                   warm_start=["diffusion"])
+    assert [r.stage for r in report.results] == ["diffusion"]
+    assert json.loads((tmp_path / "run" / "branched_from.json").read_text())["warm_start"] == ["diffusion"]
+    gen = Generator.from_pretrained(report.generator_dir, device="cpu")
+    assert gen.cfg.diffusion.condition_on[-2:] == ("bfp_pct", "mmp_pct")
+    # the denoiser's prediction (fp32) depends on the BFP bin; tiny weights make the change small
+    bins = torch.from_numpy(attribute_bins(pd.DataFrame([{**ROWS[0], "bfp_pct": v} for v in (12.0, 45.0)]),
+                                           gen.cfg.diffusion.condition_on))
+    z_t = torch.randn((1, gen.cfg.latent_channels, *gen.cfg.latent_shape), generator=torch.Generator().manual_seed(0))
+    t = torch.tensor([500])
+    with torch.no_grad():
+        lean, fat = gen.dm(z_t, t, bins[:1]), gen.dm(z_t, t, bins[1:])
+    assert not torch.equal(lean, fat)
+
+
 def test_post_latent_noise_scales_with_the_latent_spread():
     from vctcore.train.stages import _noisy_latent
 

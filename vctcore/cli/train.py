@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         report = train(args.cohort, args.run, preset=args.preset, seed=args.seed, device=args.device,
                        stages=stages, max_minutes=args.max_minutes, limit=args.limit, progress=progress,
-                       from_run=args.from_run)
+                       from_run=args.from_run, warm_start=tuple(filter(None, (args.warm_start or "").split(","))))
     except (ValueError, FileNotFoundError, CheckpointError) as err:
         raise CLIError(str(err)) from None
     for r in report.results:
@@ -58,6 +58,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--from-run", default=None,
                    help="start this (new) run from the finished stages of an earlier run that this preset leaves "
                         "unchanged (e.g. keep the autoencoders, retrain a wider diffusion U-Net)")
+    p.add_argument("--warm-start", default=None,
+                   help="with --from-run: comma-separated stages (diffusion) that, retrained because their config "
+                        "changed (e.g. new conditioning attributes), start from the earlier run's weights where they fit")
     p.add_argument("--stages", default=None, help="comma-separated subset of stages to run")
     p.add_argument("--max-minutes", type=float, default=None, help="stop (resumably) after this wall time")
     p.add_argument("--limit", type=int, default=None, help="use only the first N patients")

@@ -105,6 +105,27 @@ def load_module(module: nn.Module, path: str | os.PathLike, *, kind: str) -> dic
     return json.loads(meta.get("config", "{}"))
 
 
+def load_matching(module: nn.Module, path: str | os.PathLike, *, kind: str) -> list[str]:
+    """Warm start: load the tensors of ``kind`` from ``path`` into ``module`` wherever the name and shape
+    match, leaving the rest as initialised (e.g. embeddings of conditioning attributes that the old
+    model did not read). Returns the names of ``module``'s entries left as initialised; CheckpointError
+    when nothing matches."""
+    path = Path(path)
+    meta = read_metadata(path)
+    if meta.get("kind") != kind:
+        raise CheckpointError(f"{path}: holds a {meta.get('kind')!r} model, expected {kind!r}")
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, RuntimeError) as err:
+        raise CheckpointError(f"{path}: corrupt or truncated safetensors file ({err})") from None
+    own = module.state_dict()
+    fit = {k: v for k, v in state.items() if k in own and tuple(own[k].shape) == tuple(v.shape)}
+    if not fit:
+        raise CheckpointError(f"{path}: no tensor fits the {kind} architecture of this config")
+    module.load_state_dict(fit, strict=False)
+    return [k for k in own if k not in fit]
+
+
 def save_state(state: dict[str, Any], path: str | os.PathLike) -> None:
     """Resumable training state (tensors, numbers, strings, dicts, lists only), written atomically."""
     path = Path(path)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,10 +71,11 @@ def reusable_stages(old_meta: dict[str, Any], cfg: GeneratorConfig) -> list[str]
 
 
 def branch_run(old_run: str | Path, new_run: str | Path, cfg: GeneratorConfig, cohort_fingerprint: str,
-               seed: int) -> list[str]:
+               seed: int, warm_start: Sequence[str] = ()) -> list[str]:
     """Bring the reusable finished stages of ``old_run`` into the new (empty) ``new_run``.
 
-    Returns the stages brought over. Rerunning with the same ``old_run`` (to resume) brings nothing
+    Returns the stages brought over; ``warm_start`` (stages that start from the old run's weights) is
+    recorded beside them in ``branched_from.json``. Rerunning with the same ``old_run`` (to resume) brings nothing
     more; refuses a different cohort or seed, and a ``new_run`` started otherwise (two histories).
     """
     old_run, new_run = Path(old_run), Path(new_run)
@@ -103,5 +105,6 @@ def branch_run(old_run: str | Path, new_run: str | Path, cfg: GeneratorConfig, c
                 _link_or_copy(f, new_run / f.relative_to(old_run), link=False)
         brought.append(stage)
     (new_run / "branched_from.json").write_text(json.dumps(
-        {"run": str(old_run.resolve()), "stages": brought, "old_config": old_meta["config"]}, indent=2))
+        {"run": str(old_run.resolve()), "stages": brought, "warm_start": list(warm_start),
+         "old_config": old_meta["config"]}, indent=2))
     return brought

@@ -19,7 +19,7 @@ from vctcore.models.config import GeneratorConfig, load_preset, normalised_confi
 from vctcore.train.branch import branch_run, link_cache
 from vctcore.train.data import CohortArrays, cohort_fingerprint, load_cohort
 from vctcore.train.loop import Progress, StageResult
-from vctcore.train.stages import OPTIONAL_STAGES, RUNNERS, STAGES, StageContext
+from vctcore.train.stages import OPTIONAL_STAGES, RUNNERS, STAGES, WARM_STAGES, StageContext
 
 
 @dataclass
@@ -96,17 +96,23 @@ def _check_run(run_dir: Path, cfg: GeneratorConfig, cohort: Path, fingerprint: s
 def train(cohort: str | Path, run_dir: str | Path, *, preset: str | Path | GeneratorConfig = "cpu", seed: int = 0,
           device: torch.device | str = "cpu", stages: Sequence[str] | None = None, max_minutes: float | None = None,
           limit: int | None = None, progress: Progress | None = None,
-          from_run: str | Path | None = None) -> TrainReport:
+          from_run: str | Path | None = None, warm_start: Sequence[str] = ()) -> TrainReport:
     """Train (or continue training) every stage not yet finished; export when all are done.
 
     ``max_minutes`` bounds this call's wall time: the running stage saves and returns.
     ``limit`` uses only the first ``limit`` patients of the cohort.
     ``from_run`` starts a new run from the unchanged finished stages of an earlier one
-    (:func:`vctcore.train.branch.branch_run`).
+    (:func:`vctcore.train.branch.branch_run`); ``warm_start`` names stages (so far: diffusion) that, when
+    retrained, start from ``from_run``'s weights wherever they fit (:func:`vctcore.train.stages.warm_start`).
     """
     from vctcore.devices import resolve_device
 
     cfg = preset if isinstance(preset, GeneratorConfig) else load_preset(preset)
+    warm_start = tuple(warm_start)
+    if warm_start and from_run is None:
+        raise ValueError("--warm-start needs --from-run (the run whose weights the stages start from)")
+    if [s for s in warm_start if s not in WARM_STAGES]:
+        raise ValueError(f"--warm-start: stages that can warm-start: {', '.join(WARM_STAGES)}; got {', '.join(warm_start)}")
     dev = resolve_device(device) if isinstance(device, str) else device
     cohort, run_dir = Path(cohort), Path(run_dir)
     deadline = time.monotonic() + 60 * max_minutes if max_minutes else None
@@ -121,7 +127,7 @@ def train(cohort: str | Path, run_dir: str | Path, *, preset: str | Path | Gener
                            progress=(lambda d, n: progress("load", d, n, {})) if progress else None)
         fingerprint = cohort_fingerprint(cohort, [str(i) for i in data.table["id"]])
         if from_run is not None and rank == 0:
-            branch_run(from_run, run_dir, cfg, fingerprint, seed)
+            branch_run(from_run, run_dir, cfg, fingerprint, seed, warm_start)
         _check_run(run_dir, cfg, cohort, fingerprint, seed)
         return data
 
@@ -133,7 +139,8 @@ def train(cohort: str | Path, run_dir: str | Path, *, preset: str | Path | Gener
     if rank != 0:
         data = prepare()
     ctx = StageContext(cfg=cfg, data=data, run_dir=run_dir, device=dev, seed=seed, deadline=deadline,
-                       progress=progress, rank=rank, world=world, wrap=wrap)
+                       progress=progress, rank=rank, world=world, wrap=wrap,
+                       warm_from=Path(from_run) if warm_start else None, warm_stages=warm_start)
     wanted = list(stages) if stages else list(STAGES)
     unknown = [s for s in wanted if s not in STAGES]
     if unknown:

@@ -29,7 +29,7 @@ from monai.networks.nets import PatchDiscriminator
 from torch import nn
 
 from vctcore.models.autoencoders import SegAE, StackedImageAE, build_vq_level, hu_to_unit, one_hot, quantise
-from vctcore.models.checkpoint import load_module, save_module
+from vctcore.models.checkpoint import load_matching, load_module, save_module
 from vctcore.models.conditioning import attribute_bins, drop_conditions
 from vctcore.models.config import GeneratorConfig, StageSchedule
 from vctcore.models.diffusion import LatentDiffusion
@@ -41,6 +41,8 @@ from vctcore.train.loop import Progress, StageResult, run_loop
 STAGES = ("image_ae_1", "image_ae_2", "seg_ae", "latents", "seg_decoder", "diffusion", "post")
 #: stages that run only when the preset has a schedule for them
 OPTIONAL_STAGES = ("seg_decoder",)
+#: stages that ``vct train --warm-start`` can start from an earlier run's weights
+WARM_STAGES = ("diffusion",)
 
 
 @dataclass
@@ -57,6 +59,9 @@ class StageContext:
     rank: int = 0
     world: int = 1
     wrap: Callable[[nn.Module], nn.Module] = lambda m: m
+    #: ``vct train --warm-start``: stages that start from this earlier run's weights where they fit
+    warm_from: Path | None = None
+    warm_stages: tuple[str, ...] = ()
 
     def model_path(self, stage: str) -> Path:
         return self.run_dir / "models" / f"{stage}.safetensors"
@@ -366,6 +371,7 @@ def train_diffusion(ctx: StageContext, ema_decay: float = 0.995) -> StageResult:
     flat = torch.from_numpy(np.array(z_all[: min(len(z_all), 64)])).transpose(0, 1).reshape(z_all.shape[1], -1)
     dm.latent_mean.copy_(flat.mean(1))
     dm.latent_std.copy_(flat.std(1).clamp_min(1e-3))
+    warm_start(ctx, "diffusion", dm, "diffusion")
     dm = dm.to(ctx.device)
     ema = _frozen(copy.deepcopy(dm))
     model = ctx.wrap(dm)
@@ -399,6 +405,22 @@ def train_diffusion(ctx: StageContext, ema_decay: float = 0.995) -> StageResult:
 
     result = _run(ctx, "diffusion", {"dm": dm, "ema": ema}, {"dm": opt}, step, rng)
     return _finish(ctx, "diffusion", ema, result, "diffusion")
+
+
+def warm_start(ctx: StageContext, stage: str, module: nn.Module, kind: str) -> None:
+    """With ``vct train --from-run OLD --warm-start STAGE``: a stage retrained because its config changed
+    (say, the diffusion now also reads BFP and MMP) starts from OLD's weights of that stage wherever
+    names and shapes fit (:func:`load_matching`); a resumed stage then loads its own state over them.
+    The old run's normalisation buffers must match (the same latents), so they are checked."""
+    if ctx.warm_from is None or stage not in ctx.warm_stages:
+        return
+    before = {k: v.clone() for k, v in module.state_dict().items() if k.startswith("latent_")}
+    fresh = load_matching(module, ctx.warm_from / "models" / f"{stage}.safetensors", kind=kind)
+    for k, v in before.items():
+        if not torch.allclose(module.state_dict()[k], v, rtol=1e-4, atol=1e-5):
+            raise ValueError(f"--warm-start {stage}: {ctx.warm_from} normalised other latents ({k} differs)")
+    if ctx.progress is not None:
+        ctx.progress(stage, 0, ctx.schedule(stage).steps, {"warm_fresh_tensors": float(len(fresh))})
 
 
 def tuned_seg_ae_file(models: Path) -> Path:

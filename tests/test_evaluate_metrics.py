@@ -172,6 +172,36 @@ def test_composition_mae_is_calibrated_on_the_real_images():
     assert a["calibration"] == pytest.approx({"slope": 1.0, "intercept": -8.0}) and a["pass"] and not b["pass"]
 
 
+def test_paired_ceiling_is_the_share_the_attributes_explain():
+    """Liver volume = 20 mL per cm of height + noise of the same spread: R^2 about 0.5; spleen volume by
+    sex alone: about 1; kidney volume pure noise: about 0; an organ nobody has: NaN, left out."""
+    from vctcore.evaluate.ceiling import attribute_matrix, explained_share, paired_ceilings
+
+    rng = np.random.default_rng(0)
+    n = 400
+    height = rng.normal(170, 10, n)
+    sex = rng.choice(["F", "M"], n)
+    requested = [{"sex": s, "height_cm": h, "age_years": 50.0} for s, h in zip(sex, height)]
+    organs = []
+    for s, h in zip(sex, height):
+        rec = {name: {"volume_ml": 0.0, "centroid_mm": None} for name in ORGANS.values()}
+        rec["liver"] = {"volume_ml": 20 * h + rng.normal(0, 200), "centroid_mm": [h, rng.normal(), 0.0]}
+        rec["spleen"] = {"volume_ml": 300.0 if s == "M" else 200.0, "centroid_mm": [0.0, 0.0, h]}
+        rec["kidney"] = {"volume_ml": rng.normal(150, 20), "centroid_mm": [0.0, 0.0, 0.0]}
+        organs.append(rec)
+    x = attribute_matrix(requested, ["sex", "age_years", "height_cm"])
+    assert x.shape == (n, 3) and np.allclose(x[:, 1], 0.0)  # a constant attribute is a zero column
+    assert explained_share([o["liver"]["volume_ml"] for o in organs], x) == pytest.approx(0.5, abs=0.08)
+    assert explained_share([o["spleen"]["volume_ml"] for o in organs], x) == pytest.approx(1.0, abs=1e-3)
+    assert explained_share([o["kidney"]["volume_ml"] for o in organs], x) < 0.05
+    assert math.isnan(explained_share([1.0] * 10, x[:10]))  # too few patients
+    res = paired_ceilings(organs, requested, ["sex", "age_years", "height_cm"])
+    assert res["volume_per_class"]["liver"] == pytest.approx(0.5, abs=0.08)
+    assert res["centroid_per_axis"]["S"] == pytest.approx(1.0, abs=1e-3)  # the spleen alone: others are constant
+    assert res["centroid_per_axis"]["A"] < 0.05
+    assert math.isnan(res["volume_per_class"]["brain"]) and math.isfinite(res["volume"])
+
+
 def test_targets_pass_and_fail():
     assert judged("joint_seg_dice", 0.85)["pass"] and not judged("joint_seg_dice", 0.7)["pass"]
     assert judged("weight_z", 0.4)["pass"] and not judged("weight_z", 0.6)["pass"]

@@ -1,7 +1,7 @@
 """Benchmark: seconds per generated patient at the default grid, peak memory, and the 1000-step
 DDPM baseline in the same run. Prints JSON.
 
-    python bench/generate.py [--checkpoint DIR] [--n 5] [--steps K] [--guidance G] [--device cpu|cuda]
+    python bench/generate.py [--checkpoint DIR] [--n 5] [--steps K] [--sampler ddim|dpm++] [--guidance G] [--device cpu|cuda]
                              [--threads 2] [--ddpm-n 1] [--no-ddpm]
 """
 from __future__ import annotations
@@ -23,6 +23,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--checkpoint", default=None)
     ap.add_argument("--n", type=int, default=5)
     ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--sampler", default=None, help="ddim or dpm++ (default: the checkpoint's)")
     ap.add_argument("--guidance", type=float, default=None)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
@@ -40,11 +41,11 @@ def main(argv: list[str] | None = None) -> dict:
     gen = Generator.from_pretrained(args.checkpoint, device=args.device)
     load_s = time.perf_counter() - t0
     table = PopulationSpec.from_yaml("assets/populations/adult_reference.yaml").sample(args.n + 1, seed=0)
-    gen.generate(table.iloc[:1], seed=99, steps=args.steps, guidance_scale=args.guidance)  # warm-up
+    gen.generate(table.iloc[:1], seed=99, steps=args.steps, guidance_scale=args.guidance, sampler=args.sampler)  # warm-up
     sync = torch.cuda.synchronize if gen.device.type == "cuda" else (lambda: None)
     sync()
     t = time.perf_counter()
-    gen.generate(table.iloc[1:], seed=0, steps=args.steps, guidance_scale=args.guidance)
+    gen.generate(table.iloc[1:], seed=0, steps=args.steps, guidance_scale=args.guidance, sampler=args.sampler)
     sync()
     per = (time.perf_counter() - t) / args.n
     out = {
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> dict:
         "threads": args.threads, "grid_shape": list(gen.cfg.grid_shape), "latent_shape": list(gen.cfg.latent_shape),
         "steps": args.steps or gen.cfg.diffusion.sample_steps,
         "guidance": gen.cfg.diffusion.guidance_scale if args.guidance is None else args.guidance,
-        "sampler": "ddim", "n": args.n, "s_per_patient": round(per, 3), "target_s": 5.0, "load_s": round(load_s, 2),
+        "sampler": args.sampler or gen.cfg.diffusion.sampler, "n": args.n, "s_per_patient": round(per, 3), "target_s": 5.0, "load_s": round(load_s, 2),
         "peak_rss_mb": round(_peak_rss_mb(), 1), "target_rss_mb": 4096,
     }
     if gen.device.type == "cuda":

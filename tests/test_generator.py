@@ -306,8 +306,38 @@ def test_generation_is_deterministic_and_well_formed(trained):
     assert np.allclose(batched[1].ct.data, a[1].ct.data, atol=1.0)
 
 
+def test_dpm_solver_sampler_is_deterministic_and_a_checkpoint_can_default_to_it(trained, tmp_path):
+    """sampler="dpm++" gives the same volume for the same seed and another one than DDIM; a checkpoint
+    whose config names it samples with it by default; an unknown sampler in a config is refused."""
+    from vctcore.models.checkpoint import sha256_file
+
+    gen = Generator.from_pretrained(trained["second"].generator_dir, device="cpu")
+    table = pd.DataFrame(ROWS[:1])
+    a, b = gen.generate(table, seed=5, sampler="dpm++"), gen.generate(table, seed=5, sampler="dpm++")
+    assert np.array_equal(a[0].ct.data, b[0].ct.data)
+    assert not np.array_equal(a[0].ct.data, gen.generate(table, seed=5, sampler="ddim")[0].ct.data)
+    with pytest.raises(ValueError, match="sampler must be one of ddim, dpm"):
+        gen.generate(table, seed=5, sampler="euler")
+
+    def with_sampler(name: str):
+        d = tmp_path / name
+        shutil.copytree(trained["second"].generator_dir, d)
+        cfg = json.loads((d / "config.json").read_text())
+        cfg["diffusion"]["sampler"] = name
+        (d / "config.json").write_text(json.dumps(cfg))
+        manifest = json.loads((d / "manifest.json").read_text())
+        manifest["files"]["config.json"] = sha256_file(d / "config.json")
+        (d / "manifest.json").write_text(json.dumps(manifest))
+        return d
+
+    dpm = Generator.from_pretrained(with_sampler("dpm++"), device="cpu")
+    assert np.array_equal(dpm.generate(table, seed=5)[0].ct.data, a[0].ct.data)
+    with pytest.raises(CheckpointError, match="diffusion.sampler must be one of"):
+        Generator.from_pretrained(with_sampler("euler"), device="cpu")
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-@pytest.mark.parametrize("sampler", ["ddim", "ddpm"])
+@pytest.mark.parametrize("sampler", ["ddim", "dpm++", "ddpm"])
 def test_cuda_generation_is_deterministic(trained, sampler):
     # DDPM draws noise at every step; the first GPU run found it drawing from a CPU generator
     gen = Generator.from_pretrained(trained["second"].generator_dir, device="cuda")

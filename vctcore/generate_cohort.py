@@ -20,7 +20,7 @@ Progress = Callable[[int, int, str], None]
 
 
 def generate_cohort(generator: Generator, table: pd.DataFrame, *, seed: int, out: str | os.PathLike,
-                    steps: int | None = None, guidance_scale: float | None = None,
+                    steps: int | None = None, guidance_scale: float | None = None, sampler: str | None = None,
                     provenance: dict | None = None, progress: Progress | None = None) -> pd.DataFrame:
     """Generate one patient per row of ``table`` into ``out``; returns the written attribute table."""
     table = table.reset_index(drop=True).copy()
@@ -31,6 +31,7 @@ def generate_cohort(generator: Generator, table: pd.DataFrame, *, seed: int, out
         "maker": "vctcore.generator", "n": len(table), "seed": seed,
         "steps": steps or generator.cfg.diffusion.sample_steps,
         "guidance_scale": generator.cfg.diffusion.guidance_scale if guidance_scale is None else guidance_scale,
+        "sampler": sampler or generator.cfg.diffusion.sampler,
         "checkpoint": str(generator.path), "checkpoint_sha256": generator.checkpoint_sha256,
         "device": str(generator.device), "support_warnings": warnings, **(provenance or {})})
     try:
@@ -45,7 +46,8 @@ def generate_cohort(generator: Generator, table: pd.DataFrame, *, seed: int, out
             done += 1
             continue
         row = table.iloc[[i]]
-        (p,) = generator.generate(row, seed=seed, steps=steps, guidance_scale=guidance_scale, index_offset=i)
+        (p,) = generator.generate(row, seed=seed, steps=steps, guidance_scale=guidance_scale, sampler=sampler,
+                                  index_offset=i)
         writer.add(pid, ct=p.ct, seg=p.seg)
         done += 1
         writer.write_attributes(table.iloc[: i + 1])

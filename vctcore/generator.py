@@ -143,7 +143,7 @@ class Generator:
         return hu, seg
 
     def generate(self, table: pd.DataFrame, *, seed: int = 0, guidance_scale: float | None = None,
-                 steps: int | None = None, batch_size: int = 1, sampler: str = "ddim",
+                 steps: int | None = None, batch_size: int = 1, sampler: str | None = None,
                  progress: Callable[[int, int], None] | None = None, index_offset: int = 0
                  ) -> list[GeneratedPatient]:
         """One synthetic patient per row of ``table`` (conditioning columns as in vctcore.attributes;

@@ -7,6 +7,7 @@ import sys
 import time
 
 from vctcore.cli.common import CLIError, loss_printer
+from vctcore.models.config import SAMPLERS
 
 STAGE_NAMES = {"generate": "generating", "real": "real patients", "synthetic": "synthetic patients",
                "plots": "plots"}
@@ -74,7 +75,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     try:
         report = evaluate_generator(args.checkpoint, args.real, args.out, n=args.n, seed=args.seed, device=args.device,
-                                    steps=args.steps, guidance_scale=args.guidance, segmenter=args.segmenter,
+                                    steps=args.steps, guidance_scale=args.guidance, sampler=args.sampler,
+                                    segmenter=args.segmenter,
                                     segmenter_path=args.segmenter_path,
                                     recon_n=None if args.recon_n < 0 else args.recon_n,
                                     slices_per_plane=args.slices, progress=bars,
@@ -195,8 +197,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output directory (rerun to resume)")
     p.add_argument("--seed", type=int, default=0, help="generation seed")
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the checkpoint's)")
+    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the checkpoint's)")
     p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale")
+    p.add_argument("--sampler", default=None, choices=SAMPLERS, help="default: the checkpoint's")
     p.add_argument("--segmenter", default="auto", choices=("auto", "unet", "totalsegmentator"),
                    help="independent segmenter: auto = TotalSegmentator when its weights are installed "
                         "(slow on CPU), else the U-Net")

@@ -6,6 +6,7 @@ import sys
 import time
 
 from vctcore.cli.common import DEFAULT_POPULATION, CLIError, load_population, progress_bar
+from vctcore.models.config import SAMPLERS
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     try:
         generate_cohort(gen, table, seed=args.seed, out=args.out, steps=args.steps, guidance_scale=args.guidance,
-                        provenance={"population": spec.to_dict()}, progress=update)
+                        sampler=args.sampler, provenance={"population": spec.to_dict()}, progress=update)
     except OSError as err:
         raise CLIError(f"writing {args.out}: {err}") from None
     finally:
@@ -47,7 +48,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output cohort directory (rerun to resume)")
     p.add_argument("--checkpoint", default=None, help="generator directory (default: checkpoints/default)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the checkpoint's)")
+    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the checkpoint's)")
     p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale")
+    p.add_argument("--sampler", default=None, choices=SAMPLERS,
+                   help="ddim, dpm++ (DPM-Solver++(2M)) or ddpm (1000 steps); default: the checkpoint's")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)

@@ -62,7 +62,8 @@ def _clean(o: Any) -> Any:
     return o
 
 
-def _check_synthetic(out: Path, gen, seed: int, steps: int | None, guidance: float | None) -> None:
+def _check_synthetic(out: Path, gen, seed: int, steps: int | None, guidance: float | None,
+                     sampler: str | None = None) -> None:
     """EvaluationError when ``out`` holds a synthetic cohort made differently (resuming would mix them)."""
     prov = out / "cohort.json"
     if not prov.exists():
@@ -70,10 +71,12 @@ def _check_synthetic(out: Path, gen, seed: int, steps: int | None, guidance: flo
     old = json.loads(prov.read_text())
     want = {"checkpoint_sha256": gen.checkpoint_sha256, "seed": seed,
             "steps": steps or gen.cfg.diffusion.sample_steps,
-            "guidance_scale": gen.cfg.diffusion.guidance_scale if guidance is None else guidance}
-    differ = [k for k, v in want.items() if old.get(k) != v]
+            "guidance_scale": gen.cfg.diffusion.guidance_scale if guidance is None else guidance,
+            "sampler": sampler or gen.cfg.diffusion.sampler}
+    # cohorts written before the sampler was recorded were sampled with DDIM
+    differ = [k for k, v in want.items() if old.get(k, "ddim" if k == "sampler" else None) != v]
     if differ:
-        raise EvaluationError(f"{out} holds a synthetic cohort of another checkpoint, seed, steps or guidance "
+        raise EvaluationError(f"{out} holds a synthetic cohort of another checkpoint, seed, steps, guidance or sampler "
                               f"({', '.join(differ)} differ); choose a new --out or delete it")
 
 
@@ -89,7 +92,7 @@ def _cache_dir(out: Path, key: dict[str, Any]) -> Path:
 
 def evaluate_generator(checkpoint: str | Path | None, real: str | Path, out: str | Path, *, n: int = 100,
                        seed: int = 0, device: str = "cpu", steps: int | None = None,
-                       guidance_scale: float | None = None, segmenter: str = "auto",
+                       guidance_scale: float | None = None, sampler: str | None = None, segmenter: str = "auto",
                        segmenter_path: str | Path | None = None, recon_n: int | None = 40, slices_per_plane: int = 12,
                        plots: bool = True, sex_classifier: str | Path | None = DEFAULT_SEX_CLASSIFIER,
                        progress: Progress | None = None) -> dict[str, Any]:
@@ -121,18 +124,20 @@ def evaluate_generator(checkpoint: str | Path | None, real: str | Path, out: str
     note = (lambda stage: (lambda d, t, *_: progress(stage, d, t))) if progress else (lambda stage: None)
 
     syn_dir = out / "synthetic"
-    _check_synthetic(syn_dir, gen, seed, steps, guidance_scale)
+    _check_synthetic(syn_dir, gen, seed, steps, guidance_scale, sampler)
     request = table[[c for c in table.columns if c in ATTRIBUTE_NAMES]].copy()
     request["real_id"] = table["id"].astype(str)
     progress and progress("generate", 0, n)
     syn_table = generate_cohort(gen, request, seed=seed, out=syn_dir, steps=steps, guidance_scale=guidance_scale,
+                                sampler=sampler,
                                 provenance={"matched_to": str(real.resolve())}, progress=note("generate"))
 
     key = {"checkpoint_sha256": gen.checkpoint_sha256, "seed": seed,
            "segmenter": seg.digests if seg.kind == "unet" else seg.kind,
            "features": None if feats_net is None else feats_net.sha256,
            "sex_classifier": None if sex_clf is None else sex_clf.sha256, "recon_n": recon_n, "slices": slices_per_plane,
-           "steps": steps, "guidance_scale": guidance_scale, "real": str(real.resolve())}
+           "steps": steps, "guidance_scale": guidance_scale, **({"sampler": sampler} if sampler else {}),
+           "real": str(real.resolve())}
     cache = _cache_dir(out, key)
 
     def real_one(i: int, pid: str, requested: dict[str, Any], row: pd.Series) -> tuple:
@@ -158,6 +163,7 @@ def evaluate_generator(checkpoint: str | Path | None, real: str | Path, out: str
         "checkpoint": {"path": str(gen.path), "sha256": gen.checkpoint_sha256,
                        "training": gen.manifest.get("training", {}).get("n_patients")},
         "generation": {"steps": gen_prov.get("steps"), "guidance_scale": gen_prov.get("guidance_scale"),
+                       "sampler": gen_prov.get("sampler", "ddim"),
                        "support_warnings": gen_prov.get("support_warnings", []),
                        "synthetic_cohort": str(syn_dir), "patient_seeds": [patient_seed(seed, i) for i in range(n)]},
         "real_cohort": {"path": str(real.resolve()), "ids": [str(i) for i in table["id"]]},

@@ -56,6 +56,11 @@ class SegAEConfig:
     level: VQLevel
 
 
+#: ``ddim`` (deterministic), ``dpm++`` (DPM-Solver++(2M), deterministic, fewer steps for the same
+#: fidelity) and ``ddpm`` (the 1000-step ancestral baseline)
+SAMPLERS = ("ddim", "dpm++", "ddpm")
+
+
 @dataclass(frozen=True)
 class DiffusionConfig:
     """Latent diffusion U-Net and sampler defaults."""
@@ -77,6 +82,12 @@ class DiffusionConfig:
     prediction_type: str = "v_prediction"
     sample_steps: int = 20
     guidance_scale: float = 2.0
+    #: the default sampler at generation (one of SAMPLERS)
+    sampler: str = "ddim"
+
+    def __post_init__(self) -> None:
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"diffusion.sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
 
 
 @dataclass(frozen=True)

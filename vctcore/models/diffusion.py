@@ -20,7 +20,8 @@ from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
 from torch import nn
 
 from vctcore.models.conditioning import AttributeEmbedding
-from vctcore.models.config import DiffusionConfig
+from vctcore.models.config import SAMPLERS, DiffusionConfig
+from vctcore.models.samplers import dpm_solver_pp_2m
 
 
 def space_to_depth(z: torch.Tensor, p: int) -> torch.Tensor:
@@ -94,30 +95,50 @@ class LatentDiffusion(nn.Module):
             return DDIMScheduler(clip_sample=False, **common)
         if kind == "ddpm":
             return DDPMScheduler(clip_sample=False, **common)
-        raise ValueError(f"sampler must be 'ddim' or 'ddpm', got {kind!r}")
+        raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {kind!r}")
+
+    def predict_x0(self, out: torch.Tensor, z_t: torch.Tensor, t: int, alphas_cumprod: torch.Tensor) -> torch.Tensor:
+        """The clean-latent estimate from a model output (v or eps, per ``cfg.prediction_type``)."""
+        a = alphas_cumprod[t].to(z_t.device, torch.float32)
+        alpha, sigma = a.sqrt(), (1 - a).sqrt()
+        if self.cfg.prediction_type == "v_prediction":
+            return alpha * z_t - sigma * out
+        return (z_t - sigma * out) / alpha
 
     @torch.no_grad()
     def sample(self, bins: torch.Tensor, noise: torch.Tensor, *, steps: int | None = None,
-               guidance_scale: float | None = None, sampler: str = "ddim", generator: torch.Generator | None = None,
+               guidance_scale: float | None = None, sampler: str | None = None, generator: torch.Generator | None = None,
                progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
         """Denormalised latents (B, C, X, Y, Z) from initial ``noise`` (B, C, X, Y, Z) and bins (B, n_attributes).
 
-        DDIM (eta = 0) is deterministic given ``noise``; DDPM also draws from ``generator``.
+        DDIM (eta = 0) and DPM-Solver++ are deterministic given ``noise``; DDPM also draws from ``generator``.
         """
         steps = steps or self.cfg.sample_steps
+        sampler = sampler or self.cfg.sampler
         g = self.cfg.guidance_scale if guidance_scale is None else guidance_scale
-        sched = self.sample_scheduler(sampler)
-        sched.set_timesteps(num_inference_steps=steps if sampler == "ddim" else self.cfg.train_timesteps)
-        z = noise
+        if sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
         both = torch.cat([torch.zeros_like(bins), bins]) if g != 1.0 else bins
         context = self.embed(both)
-        timesteps = list(sched.timesteps)
-        for i, t in enumerate(timesteps):
+
+        def guided(z: torch.Tensor, t: int) -> torch.Tensor:
             tt = torch.full((both.shape[0],), int(t), device=z.device, dtype=torch.long)
             out = self.denoise(torch.cat([z, z]) if g != 1.0 else z, tt, context)
             if g != 1.0:
                 out_u, out_c = out.chunk(2)
                 out = out_u + g * (out_c - out_u)
+            return out
+
+        if sampler == "dpm++":
+            acp = self.train_scheduler().alphas_cumprod
+            return self.denormalise(dpm_solver_pp_2m(lambda z, t: self.predict_x0(guided(z, t), z, t, acp),
+                                                     noise, acp, steps, progress))
+        sched = self.sample_scheduler(sampler)
+        sched.set_timesteps(num_inference_steps=steps if sampler == "ddim" else self.cfg.train_timesteps)
+        z = noise
+        timesteps = list(sched.timesteps)
+        for i, t in enumerate(timesteps):
+            out = guided(z, int(t))
             if sampler == "ddpm":
                 z, _ = sched.step(out, int(t), z, generator=generator)
             else:

@@ -253,6 +253,30 @@ def test_warm_started_diffusion_reads_new_attributes_and_keeps_the_old_weights(t
     assert not torch.equal(lean, fat)
 
 
+def test_sampling_defaults_change_without_retraining(trained, tmp_path):
+    """A preset that changes only the diffusion's sampler and steps: a finished run resumes (no new
+    architecture error, nothing trains) and re-exports with them; --from-run reuses the diffusion."""
+    import yaml
+
+    from vctcore.train.run import train
+
+    preset = yaml.safe_load(trained["preset"].read_text())
+    preset["diffusion"].update(sampler="dpm++", sample_steps=7)
+    new_preset = tmp_path / "dpm.yaml"
+    new_preset.write_text(yaml.safe_dump(preset))
+    run = tmp_path / "run"
+    shutil.copytree(trained["run"], run)
+    report = train(trained["cohort"], run, preset=new_preset, seed=3)
+    assert report.results == [] and report.generator_dir is not None
+    cfg = json.loads((report.generator_dir / "config.json").read_text())["diffusion"]
+    assert (cfg["sampler"], cfg["sample_steps"]) == ("dpm++", 7)
+    history = json.loads((run / "run.json").read_text())["schedule_history"]
+    assert history[-1]["diffusion_sampling"]["sampler"] == "ddim"
+    branched = train(trained["cohort"], tmp_path / "branch", preset=new_preset, seed=3, from_run=trained["run"])
+    assert branched.results == [] and "diffusion" in json.loads(
+        (tmp_path / "branch" / "branched_from.json").read_text())["stages"]
+
+
 def test_post_latent_noise_scales_with_the_latent_spread():
     from vctcore.train.stages import _noisy_latent
 

@@ -193,6 +193,18 @@ class GeneratorConfig:
                                  "voxels on every axis (the networks' downsampling)")
 
 
+#: diffusion options that only set generation's defaults: a run may change them without retraining
+SAMPLING_KEYS = ("sample_steps", "guidance_scale", "sampler")
+
+
+def without_sampling(d: dict[str, Any]) -> dict[str, Any]:
+    """A config dict without the diffusion section's ``SAMPLING_KEYS`` (for comparing what training made)."""
+    out = dict(d)
+    if isinstance(out.get("diffusion"), dict):
+        out["diffusion"] = {k: v for k, v in out["diffusion"].items() if k not in SAMPLING_KEYS}
+    return out
+
+
 def normalised_config(d: dict[str, Any]) -> dict[str, Any]:
     """A stored config (run.json, config.json) as JSON types with every option present: options added to
     the code after it was written appear at their defaults, so old and new configs compare equal."""

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from vctcore.models.config import GeneratorConfig, normalised_config
+from vctcore.models.config import GeneratorConfig, normalised_config, without_sampling
 
 #: config sections (besides grid_shape and spacing_mm) that each stage's result depends on,
 #: including through the stages it reads
@@ -61,7 +61,9 @@ def link_cache(old_run: str | Path, new_run: str | Path) -> None:
 
 def reusable_stages(old_meta: dict[str, Any], cfg: GeneratorConfig) -> list[str]:
     """Stages of the old run (``run.json`` contents) whose config inputs equal ``cfg``'s."""
-    old, new = normalised_config(old_meta["config"]), json.loads(json.dumps(cfg.to_dict()))
+    # the diffusion's sampling defaults do not change what its training made
+    old = without_sampling(normalised_config(old_meta["config"]))
+    new = without_sampling(json.loads(json.dumps(cfg.to_dict())))
     keep = []
     for stage, sections in STAGE_DEPENDS.items():
         keys = GRID_KEYS + sections

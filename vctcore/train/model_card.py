@@ -15,6 +15,10 @@ from typing import Any
 from vctcore.models.checkpoint import sha256_file
 
 
+#: how the model card names each sampler of vctcore.models.config.SAMPLERS
+SAMPLER_NAMES = {"ddim": "DDIM", "dpm++": "DPM-Solver++(2M)", "ddpm": "DDPM"}
+
+
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
@@ -87,7 +91,8 @@ def write_model_card(gen_dir: str | Path, metrics: dict[str, Any] | None = None,
         f"compression {2 ** sum(len(lv['channels']) for lv in cfg['image_ae']['levels'])}x per axis.",
         f"- Cohort: {tr.get('n_patients')} patients from `{tr.get('cohort')}` (fingerprint "
         f"`{tr.get('cohort_fingerprint')}`), seed {tr.get('seed')}, started {tr.get('started')}.",
-        f"- Conditioning: {', '.join(cfg['diffusion']['condition_on'])}; sampler DDIM "
+        f"- Conditioning: {', '.join(cfg['diffusion']['condition_on'])}; sampler "
+        f"{SAMPLER_NAMES.get(cfg['diffusion'].get('sampler', 'ddim'), cfg['diffusion'].get('sampler'))} "
         f"{cfg['diffusion']['sample_steps']} steps, guidance {cfg['diffusion']['guidance_scale']}.",
         "",
         "| stage | steps | minutes | final loss (mean of last 50) |",

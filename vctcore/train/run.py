@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from vctcore.models.config import GeneratorConfig, load_preset, normalised_config
+from vctcore.models.config import SAMPLING_KEYS, GeneratorConfig, load_preset, normalised_config, without_sampling
 from vctcore.train.branch import branch_run, link_cache
 from vctcore.train.data import CohortArrays, cohort_fingerprint, load_cohort
 from vctcore.train.loop import Progress, StageResult
@@ -69,18 +69,22 @@ def _check_run(run_dir: Path, cfg: GeneratorConfig, cohort: Path, fingerprint: s
         new = json.loads(json.dumps(cfg.to_dict()))
         training_only = ("schedules", "precision")  # may change between runs; the networks may not
         # through GeneratorConfig, so options added since the run started compare at their defaults
-        old_arch = {k: v for k, v in normalised_config(meta["config"]).items() if k not in training_only}
-        if old_arch != {k: v for k, v in new.items() if k not in training_only}:
+        # (and the diffusion's sampling defaults, which only generation reads)
+        old_norm = normalised_config(meta["config"])
+        old_arch = {k: v for k, v in without_sampling(old_norm).items() if k not in training_only}
+        if old_arch != {k: v for k, v in without_sampling(new).items() if k not in training_only}:
             raise ValueError(f"{run_dir} was started with a different architecture (preset "
                              f"{meta['config']['name']}); use a new --run directory")
         if meta["cohort_fingerprint"] != fingerprint or meta["seed"] != seed:
             raise ValueError(f"{run_dir} was started on another cohort or seed "
                              f"({meta['cohort']}, seed {meta['seed']}); use a new --run directory")
-        if any(meta["config"].get(k) != new.get(k) for k in training_only):
-            # schedules may change between runs (stop earlier, train longer): keep the history
+        if any(meta["config"].get(k) != new.get(k) for k in training_only) or old_norm != new:
+            # schedules and sampling defaults may change between runs (stop earlier, train longer,
+            # sample with DPM-Solver++): keep the history; the export takes the new ones
             meta.setdefault("schedule_history", []).append(
                 {"changed": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                 **{k: meta["config"].get(k) for k in training_only}})
+                 **{k: meta["config"].get(k) for k in training_only},
+                 "diffusion_sampling": {k: old_norm["diffusion"].get(k) for k in SAMPLING_KEYS}})
             meta["config"] = new
             meta_path.write_text(json.dumps(meta, indent=2))
         return

@@ -93,7 +93,8 @@ def _qq(x: Sequence[float], y: Sequence[float]) -> float:
     return pearson(np.quantile(x, q), np.quantile(y, q))
 
 
-def _nanmean(values: Sequence[float]) -> float:
+def nanmean(values: Sequence[float]) -> float:
+    """Mean of the finite values (NaN when none)."""
     v = np.asarray(values, float)
     v = v[np.isfinite(v)]
     return float(v.mean()) if v.size else float("nan")
@@ -115,12 +116,12 @@ def anatomy_correlations(syn: Sequence[Mapping[str, Any]], real: Sequence[Mappin
         if pairs < MIN_PAIRS <= in_real:  # the organ is in the real images but (almost) never in the synthetic ones
             cen[name] = {ax: 0.0 for ax in AXES}
         cen_qq[name] = {ax: _qq(cs[:, i], cr[:, i]) for i, ax in enumerate(AXES)}
-    per_axis = {ax: _nanmean([c[ax] for c in cen.values()]) for ax in AXES}
-    per_axis_qq = {ax: _nanmean([c[ax] for c in cen_qq.values()]) for ax in AXES}
+    per_axis = {ax: nanmean([c[ax] for c in cen.values()]) for ax in AXES}
+    per_axis_qq = {ax: nanmean([c[ax] for c in cen_qq.values()]) for ax in AXES}
     return {
-        "volume": {"mean": _nanmean(list(vol.values())), "per_class": vol,
-                   "qq_mean": _nanmean(list(vol_qq.values())), "qq_per_class": vol_qq},
-        "centroid": {"mean": _nanmean(list(per_axis.values())), "per_axis": per_axis, "per_class": cen,
-                     "qq_mean": _nanmean(list(per_axis_qq.values())), "qq_per_axis": per_axis_qq},
+        "volume": {"mean": nanmean(list(vol.values())), "per_class": vol,
+                   "qq_mean": nanmean(list(vol_qq.values())), "qq_per_class": vol_qq},
+        "centroid": {"mean": nanmean(list(per_axis.values())), "per_axis": per_axis, "per_class": cen,
+                     "qq_mean": nanmean(list(per_axis_qq.values())), "qq_per_axis": per_axis_qq},
         "n_pairs": len(syn),
     }

@@ -18,7 +18,7 @@ import numpy as np
 from sklearn.linear_model import RidgeCV
 from sklearn.model_selection import KFold, cross_val_predict
 
-from vctcore.evaluate.anatomy import AXES, ORGANS
+from vctcore.evaluate.anatomy import AXES, ORGANS, nanmean
 
 #: fewer real patients with the organ than this: no estimate (NaN, left out of the means)
 MIN_PATIENTS = 20
@@ -62,11 +62,6 @@ def paired_ceilings(real_organs: Sequence[Mapping[str, Any]], requested: Sequenc
         vol[organ] = explained_share([r[organ]["volume_ml"] for r in real_organs], x)
         c = np.array([r[organ]["centroid_mm"] or [math.nan] * 3 for r in real_organs], float).reshape(-1, 3)
         cen[organ] = {ax: explained_share(c[:, i], x) for i, ax in enumerate(AXES)}
-
-    def mean(values: list[float]) -> float:
-        v = np.asarray(values, float)
-        return float(np.nanmean(v)) if np.isfinite(v).any() else math.nan
-
-    per_axis = {ax: mean([c[ax] for c in cen.values()]) for ax in AXES}
-    return {"attributes": list(names), "volume": mean(list(vol.values())), "volume_per_class": vol,
-            "centroid": mean(list(per_axis.values())), "centroid_per_axis": per_axis, "n": len(real_organs)}
+    per_axis = {ax: nanmean([c[ax] for c in cen.values()]) for ax in AXES}
+    return {"attributes": list(names), "volume": nanmean(list(vol.values())), "volume_per_class": vol,
+            "centroid": nanmean(list(per_axis.values())), "centroid_per_axis": per_axis, "n": len(real_organs)}

@@ -95,7 +95,7 @@ class LatentDiffusion(nn.Module):
             return DDIMScheduler(clip_sample=False, **common)
         if kind == "ddpm":
             return DDPMScheduler(clip_sample=False, **common)
-        raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {kind!r}")
+        raise ValueError(f"MONAI schedulers here: 'ddim' or 'ddpm' (dpm++ is vctcore.models.samplers), got {kind!r}")
 
     def predict_x0(self, out: torch.Tensor, z_t: torch.Tensor, t: int, alphas_cumprod: torch.Tensor) -> torch.Tensor:
         """The clean-latent estimate from a model output (v or eps, per ``cfg.prediction_type``)."""

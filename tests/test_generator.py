@@ -112,13 +112,15 @@ def test_seg_aware_post_processor_trains_alone_and_generates(trained, tmp_path):
     from vctcore.train.run import train
 
     preset = yaml.safe_load(trained["preset"].read_text())
-    preset["post"].update(seg_input=True, window_weights=[1.0, 4.0, 1.0], residual_gate=True, latent_noise=0.5)
+    preset["post"].update(seg_input=True, window_weights=[1.0, 4.0, 1.0], residual_gate=True, latent_noise=0.5,
+                          core_weight=1.0)
     new_preset = tmp_path / "segpost.yaml"
     new_preset.write_text(yaml.safe_dump(preset))
     report = train(trained["cohort"], tmp_path / "run", preset=new_preset, seed=3, from_run=trained["run"])
     assert [r.stage for r in report.results] == ["post"]
     log = pd.read_csv(tmp_path / "run" / "logs" / "post.csv")
-    assert {"mw_l1", "l1", "l1_before"} <= set(log.columns) and len(log) == 3
+    assert {"mw_l1", "l1", "l1_before", "core_l1"} <= set(log.columns) and len(log) == 3
+    assert (log.core_l1 >= 0).all() and (log.loss >= log.mw_l1).all()
     gen = Generator.from_pretrained(report.generator_dir, device="cpu")
     assert gen.post.in_channels == 18 and gen.post.net.model[0].conv.unit0.conv.in_channels == 18
     (p,) = gen.generate(pd.DataFrame([ROWS[0]]), seed=0, steps=2)

@@ -77,6 +77,40 @@ def test_multi_window_l1_weights_by_target_window():
     assert got.item() == pytest.approx((3 * 0.1 + 1 * 0.1 + 1 * 0.1) / 3)
 
 
+def test_bone_interior_is_the_bone_mask_eroded_by_one_voxel():
+    from vctcore.labels import MERGED_CLASS_IDS
+    from vctcore.models.losses import bone_interior
+
+    seg = torch.zeros(1, 12, 12, 12, dtype=torch.long)
+    seg[0, 2:7, 2:7, 2:7] = MERGED_CLASS_IDS["bone"]  # a 5^3 cube: interior 3^3
+    seg[0, 4, 4, 4] = MERGED_CLASS_IDS["appendicular_bones"]  # the other bone class counts as bone
+    seg[0, 8:12, 8:12, 8:12] = MERGED_CLASS_IDS["liver"]  # not bone
+    inner = bone_interior(seg)
+    assert inner.shape == (1, 1, 12, 12, 12) and inner.dtype == torch.bool
+    assert inner.sum().item() == 27 and inner[0, 0, 3:6, 3:6, 3:6].all()
+    edge = torch.zeros(1, 12, 12, 12, dtype=torch.long)
+    edge[0, :3] = MERGED_CLASS_IDS["bone"]  # a bone slab cut by the patch edge keeps its interior there
+    assert bone_interior(edge)[0, 0, :2, 1:-1, 1:-1].all() and not bone_interior(edge)[0, 0, 2].any()
+
+
+def test_masked_l1_averages_over_the_mask_only():
+    from vctcore.models.losses import masked_l1
+
+    pred, target = torch.tensor([1.0, 2.0, 3.0, 10.0]), torch.tensor([0.0, 0.0, 0.0, 0.0])
+    assert masked_l1(pred, target, torch.tensor([True, True, False, False])).item() == pytest.approx(1.5)
+    empty = masked_l1(pred.requires_grad_(), target, torch.zeros(4, dtype=torch.bool))
+    assert empty.item() == 0.0
+    empty.backward()  # still a graph: a batch without bone trains as before
+    assert torch.equal(pred.grad, torch.zeros(4))
+
+
+def test_post_config_refuses_a_negative_core_weight():
+    from vctcore.models.config import PostConfig
+
+    with pytest.raises(ValueError, match="core_weight"):
+        PostConfig(core_weight=-1.0)
+
+
 def test_condition_bins_and_dropout():
     import pandas as pd
 

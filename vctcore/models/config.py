@@ -104,6 +104,11 @@ class PostConfig:
     ``condition_on``: patient attributes the U-Net also reads, as constant one-hot channels of their
     conditioning bins ("none" included): patient-level properties that the 24 mm image latent does not
     carry (e.g. the age trend of trabecular bone density) can then be restored.
+
+    ``core_weight``: add this weight x the L1 averaged over the *interior* of the true bone masks
+    (bone and appendicular bones, eroded by one voxel in 3x3x3), in network units. The interior is a
+    fraction of a percent of the voxels, and a U-Net that learns "bone class -> denser" from the whole
+    mask paints the trabecular core like the cortical shell; this term makes the core count.
     """
 
     channels: tuple[int, ...] = (8, 16, 32)
@@ -113,6 +118,11 @@ class PostConfig:
     window_weights: tuple[float, float, float] | None = None
     latent_noise: float = 0.0
     condition_on: tuple[str, ...] = ()
+    core_weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.core_weight >= 0:
+            raise ValueError(f"post.core_weight must be a weight of at least 0, got {self.core_weight}")
 
 
 @dataclass(frozen=True)

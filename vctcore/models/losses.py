@@ -1,11 +1,16 @@
-"""Losses of the generator stages: multi-window L1 (paper eq. 3), segmentation Dice + CE,
-patch-adversarial terms (MONAI), and the optional perceptual loss."""
+"""Losses of the generator stages: multi-window L1 (paper eq. 3), the bone-interior L1 of the
+post-processor, segmentation Dice + CE, patch-adversarial terms (MONAI), and the optional perceptual
+loss."""
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from monai.losses import DiceCELoss, PatchAdversarialLoss
 
+from vctcore.labels import MERGED_CLASS_IDS
 from vctcore.models.config import ImageAEConfig
+
+BONE_CLASS_IDS = (MERGED_CLASS_IDS["bone"], MERGED_CLASS_IDS["appendicular_bones"])
 
 
 def multi_window_l1(pred: torch.Tensor, target: torch.Tensor, target_hu: torch.Tensor, cfg: ImageAEConfig
@@ -22,6 +27,23 @@ def multi_window_l1(pred: torch.Tensor, target: torch.Tensor, target_hu: torch.T
     weight = torch.where(soft, torch.full_like(target, w_soft), weight)
     weight = torch.where(hard, torch.full_like(target, w_hard), weight)
     return (weight * (pred - target).abs()).mean()
+
+
+def bone_interior(seg: torch.Tensor) -> torch.Tensor:
+    """Merged labels (B, X, Y, Z) int -> (B, 1, X, Y, Z) bool: bone voxels (either bone class) whose
+    whole 3x3x3 neighbourhood is bone, i.e. the mask eroded by one voxel (voxels beyond the patch edge
+    count as bone, so a cut bone keeps its interior at the edge)."""
+    bone = torch.zeros_like(seg, dtype=torch.bool)
+    for c in BONE_CLASS_IDS:
+        bone |= seg == c
+    outside = (~bone).float()[:, None]
+    return F.max_pool3d(outside, kernel_size=3, stride=1, padding=1) == 0
+
+
+def masked_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean |pred - target| over the voxels where ``mask`` is true (0, still differentiable, when none)."""
+    m = mask.to(pred.dtype)
+    return ((pred - target).abs() * m).sum() / m.sum().clamp(min=1.0)
 
 
 def segmentation_loss() -> DiceCELoss:

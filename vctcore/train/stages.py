@@ -33,7 +33,8 @@ from vctcore.models.checkpoint import load_matching, load_module, save_module
 from vctcore.models.conditioning import attribute_bins, drop_conditions
 from vctcore.models.config import GeneratorConfig, StageSchedule
 from vctcore.models.diffusion import LatentDiffusion
-from vctcore.models.losses import adversarial_loss, multi_window_l1, perceptual_loss, segmentation_loss
+from vctcore.models.losses import (adversarial_loss, bone_interior, masked_l1, multi_window_l1, perceptual_loss,
+                                  segmentation_loss)
 from vctcore.models.postprocess import PostProcessor, bins_one_hot, post_input
 from vctcore.train.data import CohortArrays, PatchSampler
 from vctcore.train.loop import Progress, StageResult, run_loop
@@ -448,7 +449,8 @@ def _noisy_latent(z: torch.Tensor, scale: float, gen: torch.Generator) -> torch.
 def train_post(ctx: StageContext) -> StageResult:
     """Post-processor on autoencoder reconstructions of training patches (the image AE's decode, plus
     the segmentation AE's class probabilities with ``post.seg_input``): plain L1, or the multi-window
-    L1 with ``post.window_weights`` (+ perceptual)."""
+    L1 with ``post.window_weights`` (+ perceptual, + ``post.core_weight`` x the L1 over the true bone
+    masks' interior)."""
     sch, pcfg = ctx.schedule("post"), ctx.cfg.post
     ae = load_image_ae(ctx)
     seg_ae = load_tuned_seg_ae(ctx) if pcfg.seg_input else None
@@ -486,6 +488,10 @@ def train_post(ctx: StageContext) -> StageResult:
             logs = {"l1": l1.item(), "l1_before": F.l1_loss(recon, x).item()}
             if window_cfg is not None:
                 logs["mw_l1"] = loss.item()
+            if pcfg.core_weight > 0:
+                core = masked_l1(out, x, bone_interior(seg))
+                loss = loss + pcfg.core_weight * core
+                logs["core_l1"] = core.item()
             if per is not None:
                 p = sch.perceptual_weight * per(out, x)
                 loss = loss + p

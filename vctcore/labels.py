@@ -113,6 +113,7 @@ MERGED_CLASSES: dict[int, str] = {
 }
 MERGED_CLASS_IDS: dict[str, int] = {name: i for i, name in MERGED_CLASSES.items()}
 N_MERGED_CLASSES = 16
+MERGED_BONE_IDS: tuple[int, int] = (MERGED_CLASS_IDS["bone"], MERGED_CLASS_IDS["appendicular_bones"])
 
 # Ordered (regex, merged class) rules over structure names. They are applied to our fine names and
 # to TotalSegmentator's names alike; the first matching rule wins, unmatched names map to 0.
@@ -162,7 +163,7 @@ def merged_class_of(name: str) -> int:
 
 def is_bone(name: str) -> bool:
     """True for every skeletal structure (axial and appendicular)."""
-    return merged_class_of(name) in (MERGED_CLASS_IDS["bone"], MERGED_CLASS_IDS["appendicular_bones"])
+    return merged_class_of(name) in MERGED_BONE_IDS
 
 
 BONE_LABELS: tuple[str, ...] = tuple(n for n in _FINE_NAMES if is_bone(n))

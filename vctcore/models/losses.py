@@ -7,10 +7,8 @@ import torch
 import torch.nn.functional as F
 from monai.losses import DiceCELoss, PatchAdversarialLoss
 
-from vctcore.labels import MERGED_CLASS_IDS
+from vctcore.labels import MERGED_BONE_IDS
 from vctcore.models.config import ImageAEConfig
-
-BONE_CLASS_IDS = (MERGED_CLASS_IDS["bone"], MERGED_CLASS_IDS["appendicular_bones"])
 
 
 def multi_window_l1(pred: torch.Tensor, target: torch.Tensor, target_hu: torch.Tensor, cfg: ImageAEConfig
@@ -34,7 +32,7 @@ def bone_interior(seg: torch.Tensor) -> torch.Tensor:
     whole 3x3x3 neighbourhood is bone, i.e. the mask eroded by one voxel (voxels beyond the patch edge
     count as bone, so a cut bone keeps its interior at the edge)."""
     bone = torch.zeros_like(seg, dtype=torch.bool)
-    for c in BONE_CLASS_IDS:
+    for c in MERGED_BONE_IDS:
         bone |= seg == c
     outside = (~bone).float()[:, None]
     return F.max_pool3d(outside, kernel_size=3, stride=1, padding=1) == 0

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from vctcore.attributes import CONDITIONING_ATTRIBUTES
-from vctcore.evaluate.anatomy import anatomy_correlations
+from vctcore.evaluate.anatomy import anatomy_correlations, nanmean
 from vctcore.evaluate.ceiling import paired_ceilings
 from vctcore.evaluate.conditioning import conditioning_checks, fit_line, mae
 from vctcore.evaluate.overlap import cohort_dice
@@ -46,12 +46,6 @@ def judged(name: str, value: float, **extra: Any) -> dict[str, Any]:
 def _field(records: Sequence[dict], key: str, sub: str = "measures") -> list[float]:
     """``record[sub][key]`` per record (NaN where missing, e.g. patients without a reconstruction)."""
     return [float(r[sub][key]) if r.get(sub) and r[sub].get(key) is not None else math.nan for r in records]
-
-
-def _mean(values: Sequence[float]) -> float:
-    v = np.asarray(values, float)
-    v = v[np.isfinite(v)]
-    return float(v.mean()) if v.size else math.nan
 
 
 def _halves(n: int) -> tuple[list[int], list[int]]:
@@ -112,7 +106,7 @@ def compute_metrics(real: Sequence[dict], syn: Sequence[dict], real_feats: Seque
         out[f"{attr[:3]}_mae"] = composition_mae(attr, real, syn)
     with_recon = [r["recon"] for r in real if "psnr_db" in r.get("recon", {})]
     out["reconstruction"] = {
-        "psnr_db": _mean([r["psnr_db"] for r in with_recon]), "ssim": _mean([r["ssim"] for r in with_recon]),
+        "psnr_db": nanmean([r["psnr_db"] for r in with_recon]), "ssim": nanmean([r["ssim"] for r in with_recon]),
         "seg_dice": cohort_dice([r["seg_dice"] for r in with_recon])["mean"] if with_recon else math.nan,
         "n": len(with_recon), "hu_range": [-1000, 1000], "pass": None,
         "note": "the first n real patients encoded and decoded by the generator's autoencoders",

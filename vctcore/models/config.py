@@ -106,9 +106,10 @@ class PostConfig:
     carry (e.g. the age trend of trabecular bone density) can then be restored.
 
     ``core_weight``: add this weight x the L1 averaged over the *interior* of the true bone masks
-    (bone and appendicular bones, eroded by one voxel in 3x3x3), in network units. The interior is a
-    fraction of a percent of the voxels, and a U-Net that learns "bone class -> denser" from the whole
-    mask paints the trabecular core like the cortical shell; this term makes the core count.
+    (bone and appendicular bones, eroded by one voxel in 3x3x3), in network units: the interior is a
+    fraction of a percent of the voxels. On the cpu grid it lowers the lumbar column's excess density
+    but cannot restore what the latents lose (the vertebrae's end plates and mid-body slices along z)
+    and costs dense bone elsewhere (checkpoints/default/notes.md, session 9).
     """
 
     channels: tuple[int, ...] = (8, 16, 32)

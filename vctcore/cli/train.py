@@ -18,17 +18,7 @@ def run(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     stages = args.stages.split(",") if args.stages else None
-    start = time.monotonic()
-    last = {"stage": None, "t": 0.0}
-
-    def progress(stage: str, done: int, total: int, losses: dict) -> None:
-        now = time.monotonic()
-        if args.quiet or (stage == last["stage"] and done < total and now - last["t"] < args.log_seconds):
-            return
-        last.update(stage=stage, t=now)
-        parts = " ".join(f"{k}={v:.4g}" for k, v in losses.items())
-        print(f"[{now - start:7.0f}s] {stage:<11} {done:>6}/{total:<6} {parts}", file=sys.stderr, flush=True)
-
+    progress = _progress_printer(args)
     try:
         report = train(args.cohort, args.run, preset=args.preset, seed=args.seed, device=args.device,
                        stages=stages, max_minutes=args.max_minutes, limit=args.limit, progress=progress,
@@ -42,6 +32,46 @@ def run(args: argparse.Namespace) -> int:
         print(f"generator written to {report.generator_dir}")
     else:
         print(f"not finished; rerun the same command to continue ({', '.join(STAGES)})")
+    return 0
+
+
+def _progress_printer(args: argparse.Namespace):
+    """A progress callback printing one line per stage change or every ``args.log_seconds`` to stderr."""
+    start = time.monotonic()
+    last = {"stage": None, "t": 0.0}
+
+    def progress(stage: str, done: int, total: int, losses: dict) -> None:
+        now = time.monotonic()
+        if args.quiet or (stage == last["stage"] and done < total and now - last["t"] < args.log_seconds):
+            return
+        last.update(stage=stage, t=now)
+        parts = " ".join(f"{k}={v:.4g}" for k, v in losses.items())
+        print(f"[{now - start:7.0f}s] {stage:<11} {done:>6}/{total:<6} {parts}", file=sys.stderr, flush=True)
+
+    return progress
+
+
+def run_continue(args: argparse.Namespace) -> int:
+    from vctcore.models.checkpoint import CheckpointError
+    from vctcore.train.continue_diffusion import continue_diffusion
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    try:
+        rep = continue_diffusion(args.checkpoint, args.cohort, args.run, steps=args.steps, batch_size=args.batch_size,
+                                 lr=args.lr, seed=args.seed, val_patients=args.val_patients, device=args.device,
+                                 max_minutes=args.max_minutes, limit=args.limit, progress=_progress_printer(args))
+    except (ValueError, FileNotFoundError, CheckpointError) as err:
+        raise CLIError(str(err)) from None
+    if rep.generator_dir is None:
+        print(f"diffusion: paused at step {rep.step}/{rep.total} ({rep.seconds / 60:.1f} min in total); "
+              f"rerun the same command to continue")
+    else:
+        print(f"diffusion: done, {rep.total} steps ({rep.seconds / 60:.1f} min); held-out loss "
+              f"{rep.val_loss_before:.4f} -> {rep.val_loss_after:.4f}")
+        print(f"generator written to {rep.generator_dir} (its fidelity figures were dropped: run vct evaluate-generator)")
     return 0
 
 
@@ -68,3 +98,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: all cores)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=run)
+
+    c = sub.add_parser("continue-diffusion",
+                       help="train a finished generator's diffusion U-Net further (more steps or another cohort)")
+    c.add_argument("--checkpoint", required=True, help="generator directory to continue from")
+    c.add_argument("--cohort", required=True, help="cohort on the generator's grid (phantom or real)")
+    c.add_argument("--run", required=True, help="continuation directory (latents, state, logs; resumable); "
+                                                "the new generator is written to RUN/generator")
+    c.add_argument("--steps", type=int, required=True, help="training steps to add")
+    c.add_argument("--batch-size", type=int, default=16)
+    c.add_argument("--lr", type=float, default=1e-4, help="peak learning rate (cosine decay to 10%%)")
+    c.add_argument("--val-patients", type=int, default=40, help="first N patients held out for the loss check")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    c.add_argument("--max-minutes", type=float, default=None, help="stop (resumably) after this wall time")
+    c.add_argument("--limit", type=int, default=None, help="use only the first N patients")
+    c.add_argument("--log-seconds", type=float, default=30.0, help="seconds between progress lines")
+    c.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: all cores)")
+    c.add_argument("--quiet", action="store_true")
+    c.set_defaults(func=run_continue)

@@ -27,13 +27,14 @@ from vctcore.train.stages import tuned_seg_ae_file
 WEIGHT_FILES = ("image_ae.safetensors", "seg_ae.safetensors", "diffusion.safetensors", "post.safetensors")
 
 
-def attribute_support(data: CohortArrays, names: tuple[str, ...]) -> dict[str, dict]:
-    """Training support per conditioning attribute: categories seen, or [min, max]."""
+def attribute_support(table: pd.DataFrame, names: tuple[str, ...]) -> dict[str, dict]:
+    """Training support per conditioning attribute of a cohort's attribute ``table``: categories seen, or
+    [min, max]."""
     out: dict[str, dict] = {}
     for name in names:
-        if name not in data.table:
+        if name not in table:
             continue
-        col = data.table[name]
+        col = table[name]
         if not pd.api.types.is_numeric_dtype(col):
             out[name] = {"categories": sorted(str(v) for v in col.dropna().unique())}
         else:
@@ -105,7 +106,7 @@ def export_generator(run_dir: Path, out: Path, data: CohortArrays | None = None)
         "training": {"cohort": run["cohort"], "cohort_fingerprint": run["cohort_fingerprint"],
                      "n_patients": cache_meta.get("n"), "seed": run["seed"], "started": run["started"],
                      "package_versions": run["package_versions"], "stages": _stage_log_summary(run_dir)},
-        "support": attribute_support(data, cfg.diffusion.condition_on) if data is not None
+        "support": attribute_support(data.table, cfg.diffusion.condition_on) if data is not None
         else run.get("support", {}),
         "files": {f: sha256_file(tmp / f) for f in ("config.json", *WEIGHT_FILES)},
     }

@@ -100,6 +100,16 @@ def write_model_card(gen_dir: str | Path, metrics: dict[str, Any] | None = None,
     ]
     for stage, s in tr.get("stages", {}).items():
         lines.append(f"| {stage} | {s['steps']} | {s['seconds'] / 60:.1f} | {s['final_loss_mean50']:.4g} |")
+    conts = tr.get("continuations", [])
+    if conts:
+        lines += ["", "Continued training of the diffusion U-Net (EMA weights; held-out loss on the first patients "
+                      "of the cohort, fixed noise and timesteps):", "",
+                  "| stage | steps | batch | minutes | device | cohort (patients) | held-out loss before -> after |",
+                  "|---|---|---|---|---|---|---|"]
+        for c in conts:
+            lines.append(f"| {c['stage']} | {c['steps']} | {c['batch_size']} | {c['seconds'] / 60:.1f} | {c['device']} | "
+                         f"`{c['cohort']}` ({c['n_patients']}) | {c['val_loss_before']:.4g} -> {c['val_loss_after']:.4g} |")
+        lines += [f"- continuation {i + 1}: {c['method']}" for i, c in enumerate(conts) if c.get("method")]
     pv = tr.get("package_versions", {})
     lines += ["", f"Package versions: {', '.join(f'{k} {v}' for k, v in pv.items())}; "
                   f"card written on {platform.machine()} / Python {platform.python_version()}.", ""]

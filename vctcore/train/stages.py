@@ -363,6 +363,24 @@ def _lr(sch: StageSchedule, step: int, warmup: int = 100) -> float:
     return float(sch.lr * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * frac))))  # a Python float: states load weights_only
 
 
+def diffusion_loss(model: nn.Module, sched, cfg, z0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor,
+                   bins: torch.Tensor, autocast: Callable) -> torch.Tensor:
+    """MSE of the U-Net's prediction (velocity or noise, per ``cfg.prediction_type``) for the normalised
+    latents ``z0`` (B, C, X, Y, Z) noised with ``noise`` at timesteps ``t`` (B,) under ``bins`` (B, K)."""
+    zt = sched.add_noise(z0, noise, t)
+    target = sched.get_velocity(z0, noise, t) if cfg.prediction_type == "v_prediction" else noise
+    with autocast():
+        pred = model(zt, t, bins)
+    return F.mse_loss(pred.float(), target)
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    """``ema`` <- decay * ``ema`` + (1 - decay) * ``model``, parameter by parameter."""
+    for pe, pm in zip(ema.parameters(), model.parameters()):
+        pe.lerp_(pm, 1 - decay)
+
+
 def train_diffusion(ctx: StageContext, ema_decay: float = 0.995) -> StageResult:
     cfg, sch = ctx.cfg.diffusion, ctx.schedule("diffusion")
     n = json.loads(latents_path(ctx.run_dir).with_name("done.json").read_text())["done"]
@@ -382,26 +400,19 @@ def train_diffusion(ctx: StageContext, ema_decay: float = 0.995) -> StageResult:
     gen = torch.Generator().manual_seed(ctx.seed * 1000 + 41 + ctx.rank)
 
     def step(i: int) -> dict[str, float]:
-        idx = rng.integers(len(z_all), size=sch.batch_size)
-        z0 = dm.normalise(torch.from_numpy(np.array(z_all[np.sort(idx)])).to(ctx.device))
-        bins = drop_conditions(bins_all[np.sort(idx)], cfg.condition_dropout, cfg.attribute_dropout, gen).to(ctx.device)
+        idx = np.sort(rng.integers(len(z_all), size=sch.batch_size))
+        z0 = dm.normalise(torch.from_numpy(np.array(z_all[idx])).to(ctx.device))
+        bins = drop_conditions(bins_all[idx], cfg.condition_dropout, cfg.attribute_dropout, gen).to(ctx.device)
         noise = torch.randn(z0.shape, generator=gen).to(ctx.device)
         t = torch.randint(0, cfg.train_timesteps, (z0.shape[0],), generator=gen).to(ctx.device)
-        zt = sched.add_noise(z0, noise, t)
-        target = sched.get_velocity(z0, noise, t) if cfg.prediction_type == "v_prediction" else noise
         for g in opt.param_groups:
             g["lr"] = _lr(sch, i)
-        with ctx.autocast():
-            pred = model(zt, t, bins)
-            loss = F.mse_loss(pred.float(), target)
+        loss = diffusion_loss(model, sched, cfg, z0, noise, t, bins, ctx.autocast)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(dm.parameters(), 1.0)
         opt.step()
-        with torch.no_grad():
-            d = min(ema_decay, (1 + i) / (10 + i))
-            for pe, pm in zip(ema.parameters(), dm.parameters()):
-                pe.lerp_(pm, 1 - d)
+        ema_update(ema, dm, min(ema_decay, (1 + i) / (10 + i)))
         return {"loss": loss.item(), "lr": opt.param_groups[0]["lr"]}
 
     result = _run(ctx, "diffusion", {"dm": dm, "ema": ema}, {"dm": opt}, step, rng)

@@ -1,0 +1,266 @@
+"""Continue training a finished generator's diffusion U-Net: more steps, or a new cohort on the same grid.
+
+The autoencoders and post-processor stay frozen, so only ``diffusion.safetensors`` changes. Training
+longer is the cheapest lever on a small preset: 2572 more steps at batch 16 on an H100 lowered the
+shipped default's held-out diffusion loss from 0.158 to 0.129 (2026-11-26).
+
+A continuation directory ``RUN`` holds ``continue.json`` (the base checkpoint's sha256, cohort, seed,
+schedule), ``latents/`` (the cohort encoded with the base autoencoders; resumable), ``state/`` and
+``logs/diffusion.csv`` (the stage loop's, resumable), and, when done, the new generator directory.
+
+The U-Net starts from the base checkpoint's (EMA) weights and latent statistics; it trains with the
+diffusion stage's loss (:func:`vctcore.train.stages.diffusion_loss`, condition dropout as configured), a
+100-step warm-up and a cosine decay to 10 % of ``lr``, and keeps an EMA (decay 0.995) that becomes the
+new weights. The first ``val_patients`` patients are held out: their loss with fixed noise and timesteps
+(four draws each) is recorded before and after in the new manifest's ``training.continuations``.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from vctcore.models.checkpoint import save_module, sha256_file
+from vctcore.models.conditioning import attribute_bins, drop_conditions
+from vctcore.models.config import StageSchedule
+from vctcore.train.loop import Progress, run_loop
+
+#: draws of (noise, timestep) per held-out patient in the validation loss
+VAL_DRAWS = 4
+
+
+@dataclass
+class ContinueReport:
+    """Where a continuation stopped, its validation losses, and the new generator (None until done)."""
+
+    step: int
+    total: int
+    seconds: float
+    val_loss_before: float
+    val_loss_after: float | None
+    generator_dir: Path | None
+
+
+def _check_run(run_dir: Path, meta: dict) -> None:
+    """Write ``continue.json``, or check that a rerun continues the same base, cohort and schedule."""
+    path = run_dir / "continue.json"
+    if not path.exists():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(meta, indent=2))
+        return
+    old = json.loads(path.read_text())
+    for key in ("base_files", "cohort_fingerprint", "seed", "val_patients", "steps", "batch_size", "lr"):
+        if old.get(key) != meta.get(key):
+            raise ValueError(f"{run_dir} continued another base checkpoint, cohort or schedule ({key} differs); "
+                             f"use a new run directory")
+
+
+def _encode_cohort(gen, cohort: Path, ids: list[str], run_dir: Path, progress: Progress | None) -> np.ndarray:
+    """(N, C, *latent) float32 latents of the cohort's patients with ``gen``'s autoencoders (resumable)."""
+    from vctcore.evaluate.recon import can_reconstruct
+    from vctcore.models.encode import encode_patient
+    from vctcore.volume import read_ct, read_labels
+
+    path, done_path = run_dir / "latents" / "z.npy", run_dir / "latents" / "done.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shape = (len(ids), gen.cfg.latent_channels, *gen.cfg.latent_shape)
+    done = json.loads(done_path.read_text())["done"] if done_path.exists() and path.exists() else 0
+    z = np.lib.format.open_memmap(path, mode="r+" if done else "w+", dtype=np.float32, shape=shape)
+    for i in range(done, len(ids)):
+        ct = read_ct(cohort / "patients" / ids[i] / "ct.nii.gz")
+        why = can_reconstruct(gen, ct)
+        if why:
+            raise ValueError(f"{cohort / 'patients' / ids[i]}: {why}")
+        seg = read_labels(cohort / "patients" / ids[i] / "seg.nii.gz")
+        x = torch.from_numpy(np.asarray(ct.data, dtype=np.float32))[None, None].to(gen.device)
+        s = torch.from_numpy(np.asarray(seg.data, dtype=np.int64))[None].to(gen.device)
+        z[i] = encode_patient(gen.ae, gen.seg_ae, x, s, gen.cfg)[0].float().cpu().numpy()
+        if (i + 1) % 10 == 0 or i + 1 == len(ids):
+            z.flush()
+            done_path.write_text(json.dumps({"done": i + 1}))
+        if progress is not None:
+            progress("latents", i + 1, len(ids), {})
+    return np.asarray(z)
+
+
+def _merged_support(old: dict, table: pd.DataFrame, names: tuple[str, ...]) -> dict:
+    """The base generator's training support widened by the continuation cohort's attributes."""
+    from vctcore.train.export import attribute_support
+
+    out = copy.deepcopy(old)
+    for name, sup in attribute_support(table, names).items():
+        if name not in out:
+            out[name] = sup
+        elif "categories" in sup:
+            out[name]["categories"] = sorted(set(out[name].get("categories", [])) | set(sup["categories"]))
+        else:
+            out[name] = {"min": min(out[name]["min"], sup["min"]), "max": max(out[name]["max"], sup["max"])}
+    return out
+
+
+def continue_diffusion(checkpoint: str | Path, cohort: str | Path, run_dir: str | Path, *, steps: int,
+                       batch_size: int = 16, lr: float = 1e-4, seed: int = 0, val_patients: int = 40,
+                       device: str = "auto", max_minutes: float | None = None, limit: int | None = None,
+                       progress: Progress | None = None, checkpoint_every: int = 100) -> ContinueReport:
+    """Train ``checkpoint``'s diffusion for ``steps`` more steps on ``cohort`` (same grid); resumable.
+
+    When done, writes ``run_dir/generator``: the base checkpoint with the new diffusion weights, a
+    manifest whose ``training.continuations`` records this run, and a model card whose fidelity metrics
+    are dropped (they described the old diffusion; rerun ``vct evaluate-generator``).
+    """
+    from vctcore.cohort import package_versions, read_attributes
+    from vctcore.devices import autocast
+    from vctcore.generator import Generator
+    from vctcore.train.data import cohort_fingerprint
+    from vctcore.train.stages import _lr, diffusion_loss, ema_update
+
+    if steps < 1 or batch_size < 1 or lr <= 0 or val_patients < 1:
+        raise ValueError(f"steps, batch size and val patients must be at least 1 and lr positive "
+                         f"(got {steps}, {batch_size}, {val_patients}, {lr})")
+    checkpoint, cohort, run_dir = Path(checkpoint), Path(cohort), Path(run_dir)
+    deadline = time.monotonic() + 60 * max_minutes if max_minutes is not None else None
+    gen = Generator.from_pretrained(checkpoint, device=device, post=False)
+    cfg = gen.cfg.diffusion
+    table = read_attributes(cohort)
+    if limit is not None:
+        table = table.iloc[:limit]
+    missing = [a for a in cfg.condition_on if a not in table]
+    if missing:
+        raise ValueError(f"{cohort / 'attributes.csv'} lacks the conditioning attribute(s) {', '.join(missing)}")
+    if len(table) < val_patients + batch_size:
+        raise ValueError(f"{cohort} has {len(table)} patients: too few for {val_patients} held out and "
+                         f"batches of {batch_size}")
+    ids = [str(i) for i in table["id"]]
+    meta = {"base": str(checkpoint.resolve()), "base_files": gen.checkpoint_sha256, "cohort": str(cohort.resolve()),
+            "cohort_fingerprint": cohort_fingerprint(cohort, ids), "n_patients": len(ids), "seed": seed,
+            "val_patients": val_patients, "steps": steps, "batch_size": batch_size, "lr": lr,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "package_versions": package_versions()}
+    _check_run(run_dir, meta)
+    z_all = _encode_cohort(gen, cohort, ids, run_dir, progress)
+    bins_all = torch.from_numpy(attribute_bins(table, cfg.condition_on))
+    dev = gen.device
+
+    def amp():
+        return autocast(dev, gen.cfg.precision)
+
+    dm = copy.deepcopy(gen.dm).float()
+    for p in dm.parameters():
+        p.requires_grad_(True)
+    ema = copy.deepcopy(dm).eval()
+    for p in ema.parameters():
+        p.requires_grad_(False)
+    sched = dm.train_scheduler()
+
+    # held-out loss: fixed noise and timesteps spread over the schedule, the same before and after
+    g_val = torch.Generator().manual_seed(seed * 1000 + 7)
+    z_val = torch.from_numpy(z_all[:val_patients]).repeat(VAL_DRAWS, 1, 1, 1, 1)
+    b_val = bins_all[:val_patients].repeat(VAL_DRAWS, 1)
+    n_val = len(z_val)
+    noise_val = torch.randn(z_val.shape, generator=g_val)
+    t_val = (torch.randperm(n_val, generator=g_val) * cfg.train_timesteps // n_val).long()
+
+    @torch.no_grad()
+    def val_loss(model: torch.nn.Module) -> float:
+        was = model.training
+        model.eval()
+        total = 0.0
+        for i in range(0, n_val, batch_size):
+            sl = slice(i, i + batch_size)
+            z0 = model.normalise(z_val[sl].to(dev))
+            loss = diffusion_loss(model, sched, cfg, z0, noise_val[sl].to(dev), t_val[sl].to(dev),
+                                  b_val[sl].to(dev), amp)
+            total += float(loss) * len(z0)
+        model.train(was)
+        return total / n_val
+
+    before_path = run_dir / "latents" / "val_before.json"
+    if before_path.exists():
+        before = json.loads(before_path.read_text())["val_loss"]
+    else:
+        before = val_loss(ema)
+        before_path.write_text(json.dumps({"val_loss": before}))
+
+    z_train, b_train = z_all[val_patients:], bins_all[val_patients:]
+    sch = StageSchedule(steps=steps, batch_size=batch_size, lr=lr, checkpoint_every=checkpoint_every)
+    opt = torch.optim.AdamW(dm.parameters(), lr=lr, weight_decay=1e-4)
+    rng = np.random.default_rng(seed * 1000 + 40)
+    gen_t = torch.Generator().manual_seed(seed * 1000 + 41)
+
+    def step(i: int) -> dict[str, float]:
+        idx = np.sort(rng.integers(len(z_train), size=batch_size))
+        z0 = dm.normalise(torch.from_numpy(z_train[idx]).to(dev))
+        bins = drop_conditions(b_train[idx], cfg.condition_dropout, cfg.attribute_dropout, gen_t).to(dev)
+        noise = torch.randn(z0.shape, generator=gen_t).to(dev)
+        t = torch.randint(0, cfg.train_timesteps, (len(z0),), generator=gen_t).to(dev)
+        for group in opt.param_groups:
+            group["lr"] = _lr(sch, i)
+        loss = diffusion_loss(dm, sched, cfg, z0, noise, t, bins, amp)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(dm.parameters(), 1.0)
+        opt.step()
+        ema_update(ema, dm, 0.995)  # the EMA starts from trained weights: no warm-up of its decay
+        return {"loss": loss.item(), "lr": opt.param_groups[0]["lr"]}
+
+    def get_rng() -> dict:
+        return {"numpy": rng.bit_generator.state, "torch": gen_t.get_state()}
+
+    def set_rng(state: dict) -> None:
+        rng.bit_generator.state = state["numpy"]
+        gen_t.set_state(state["torch"])
+
+    result = run_loop("diffusion", run_dir, {"dm": dm, "ema": ema}, {"dm": opt}, sch, step, rng_state=get_rng,
+                      set_rng_state=set_rng, deadline=deadline, progress=progress)
+    if not result.finished:
+        return ContinueReport(result.step, steps, result.seconds, before, None, None)
+    after = val_loss(ema)
+    record = {"stage": "diffusion", "steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed,
+              "seconds": round(result.seconds, 1), "device": _device_name(dev), "cohort": meta["cohort"],
+              "cohort_fingerprint": meta["cohort_fingerprint"], "n_patients": len(ids),
+              "val_patients": val_patients, "val_loss_before": round(before, 5), "val_loss_after": round(after, 5),
+              "base_diffusion_sha256": gen.checkpoint_sha256.get("diffusion.safetensors"),
+              "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "package_versions": meta["package_versions"],
+              "method": f"vct continue-diffusion (run directory {run_dir.resolve()})"}
+    out = _export(checkpoint, run_dir, ema, gen.cfg.to_dict(), record, table, cfg.condition_on)
+    return ContinueReport(result.step, steps, result.seconds, before, after, out)
+
+
+def _device_name(dev: torch.device) -> str:
+    return torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+
+
+def _export(base: Path, run_dir: Path, ema: torch.nn.Module, cfg: dict, record: dict, table: pd.DataFrame,
+            names: tuple[str, ...]) -> Path:
+    """``run_dir/generator``: ``base`` with the new diffusion weights, manifest and model card."""
+    from vctcore.train.export import WEIGHT_FILES, _store_half
+    from vctcore.train.model_card import write_model_card
+
+    out = run_dir / "generator"
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(base, tmp, ignore=shutil.ignore_patterns("fidelity", "model_card.md"))
+    save_module(ema, run_dir / "models" / "diffusion.safetensors", kind="diffusion", config=cfg)
+    _store_half(run_dir / "models" / "diffusion.safetensors", tmp / "diffusion.safetensors")
+    manifest = json.loads((tmp / "manifest.json").read_text())
+    manifest.setdefault("training", {}).setdefault("continuations", []).append(record)
+    manifest["support"] = _merged_support(manifest.get("support", {}), table, names)
+    manifest["files"] = {f: sha256_file(tmp / f) for f in ("config.json", *WEIGHT_FILES) if (tmp / f).exists()}
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    metrics_path = tmp / "metrics.json"
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+    # fidelity figures described the old diffusion; the autoencoders' reconstruction figures still hold
+    metrics = {k: v for k, v in metrics.items() if not k.startswith("fidelity.")}
+    notes = (tmp / "notes.md").read_text() if (tmp / "notes.md").exists() else ""
+    write_model_card(tmp, metrics, notes=notes)
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return out

@@ -36,6 +36,14 @@ def package_versions() -> dict[str, str]:
             "scipy": scipy.__version__, "nibabel": nibabel.__version__, "pandas": pd.__version__}
 
 
+def model_package_versions() -> dict[str, str]:
+    """:func:`package_versions` plus torch and MONAI: for artifacts made by or holding networks."""
+    import monai
+    import torch
+
+    return {**package_versions(), "torch": torch.__version__, "monai": monai.__version__}
+
+
 def _atomic_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

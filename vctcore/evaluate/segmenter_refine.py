@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vctcore.cohort import package_versions
+from vctcore.cohort import model_package_versions
 from vctcore.devices import autocast
 from vctcore.evaluate.segmenter import (WEIGHTS, Segmenter, SegmenterConfig, SegUNet, load_unet, pad_to_multiple,
                                         refine_input, refiner_config, save_segmenter)
@@ -156,7 +156,7 @@ def train_refiner(cohort: str | Path, coarse: str | Path, out: str | Path, *, ru
                                          "seconds": round(res.seconds, 1), **asdict(train),
                                          "coarse": {"path": str(Path(coarse).resolve()), "sha256": base.sha256},
                                          "last_losses": res.last_losses}},
-                "versions": {**package_versions(), "torch": torch.__version__}}
+                "versions": model_package_versions()}
     net.eval()
     assert base.net is not None
     save_segmenter(base.net, out, manifest, refiner=net, weights_file=Path(coarse) / WEIGHTS)

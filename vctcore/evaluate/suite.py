@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 
 from vctcore.attributes import ATTRIBUTE_NAMES
-from vctcore.cohort import _atomic_text, package_versions, read_attributes
+from vctcore.cohort import _atomic_text, model_package_versions, read_attributes
 from vctcore.evaluate.metrics import compute_metrics, pass_flags
 from vctcore.evaluate.patient import evaluate_real, evaluate_synthetic, load_cached, save_cached
 from vctcore.evaluate.segmenter import load_segmenter, load_unet
@@ -40,13 +40,10 @@ class EvaluationError(ValueError):
 
 
 def _versions() -> dict[str, str]:
-    import monai
     import plotly
     import skimage
-    import torch
 
-    return {**package_versions(), "torch": torch.__version__, "monai": monai.__version__,
-            "scikit-image": skimage.__version__, "plotly": plotly.__version__}
+    return {**model_package_versions(), "scikit-image": skimage.__version__, "plotly": plotly.__version__}
 
 
 def _clean(o: Any) -> Any:

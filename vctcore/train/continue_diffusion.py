@@ -20,7 +20,6 @@ import copy
 import json
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,7 +115,7 @@ def continue_diffusion(checkpoint: str | Path, cohort: str | Path, run_dir: str 
     manifest whose ``training.continuations`` records this run, and a model card whose fidelity metrics
     are dropped (they described the old diffusion; rerun ``vct evaluate-generator``).
     """
-    from vctcore.cohort import package_versions, read_attributes
+    from vctcore.cohort import model_package_versions, read_attributes
     from vctcore.devices import autocast
     from vctcore.generator import Generator
     from vctcore.train.data import cohort_fingerprint
@@ -142,7 +141,7 @@ def continue_diffusion(checkpoint: str | Path, cohort: str | Path, run_dir: str 
     meta = {"base": str(checkpoint.resolve()), "base_files": gen.checkpoint_sha256, "cohort": str(cohort.resolve()),
             "cohort_fingerprint": cohort_fingerprint(cohort, ids), "n_patients": len(ids), "seed": seed,
             "val_patients": val_patients, "steps": steps, "batch_size": batch_size, "lr": lr,
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "package_versions": package_versions()}
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "package_versions": model_package_versions()}
     _check_run(run_dir, meta)
     z_all = _encode_cohort(gen, cohort, ids, run_dir, progress)
     bins_all = torch.from_numpy(attribute_bins(table, cfg.condition_on))

@@ -88,13 +88,13 @@ def _check_run(run_dir: Path, cfg: GeneratorConfig, cohort: Path, fingerprint: s
             meta["config"] = new
             meta_path.write_text(json.dumps(meta, indent=2))
         return
-    from vctcore.cohort import package_versions
+    from vctcore.cohort import model_package_versions
 
     run_dir.mkdir(parents=True, exist_ok=True)
     meta_path.write_text(json.dumps({"config": cfg.to_dict(), "cohort": str(cohort.resolve()),
                                      "cohort_fingerprint": fingerprint, "seed": seed,
                                      "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                                     "package_versions": package_versions()}, indent=2))
+                                     "package_versions": model_package_versions()}, indent=2))
 
 
 def train(cohort: str | Path, run_dir: str | Path, *, preset: str | Path | GeneratorConfig = "cpu", seed: int = 0,

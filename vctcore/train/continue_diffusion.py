@@ -119,7 +119,7 @@ def continue_diffusion(checkpoint: str | Path, cohort: str | Path, run_dir: str 
     from vctcore.devices import autocast
     from vctcore.generator import Generator
     from vctcore.train.data import cohort_fingerprint
-    from vctcore.train.stages import _lr, diffusion_loss, ema_update
+    from vctcore.train.stages import diffusion_loss, ema_update, warmup_cosine_lr
 
     if steps < 1 or batch_size < 1 or lr <= 0 or val_patients < 1:
         raise ValueError(f"steps, batch size and val patients must be at least 1 and lr positive "
@@ -200,7 +200,7 @@ def continue_diffusion(checkpoint: str | Path, cohort: str | Path, run_dir: str 
         noise = torch.randn(z0.shape, generator=gen_t).to(dev)
         t = torch.randint(0, cfg.train_timesteps, (len(z0),), generator=gen_t).to(dev)
         for group in opt.param_groups:
-            group["lr"] = _lr(sch, i)
+            group["lr"] = warmup_cosine_lr(sch, i)
         loss = diffusion_loss(dm, sched, cfg, z0, noise, t, bins, amp)
         opt.zero_grad(set_to_none=True)
         loss.backward()

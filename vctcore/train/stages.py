@@ -355,7 +355,7 @@ def _encode_latents(ctx: StageContext) -> StageResult:
     return StageResult("latents", n, n, True, time.monotonic() - t0, {})
 
 
-def _lr(sch: StageSchedule, step: int, warmup: int = 100) -> float:
+def warmup_cosine_lr(sch: StageSchedule, step: int, warmup: int = 100) -> float:
     """Linear warm-up then cosine decay to 10 % of the base rate."""
     if step < warmup:
         return sch.lr * (step + 1) / warmup
@@ -406,7 +406,7 @@ def train_diffusion(ctx: StageContext, ema_decay: float = 0.995) -> StageResult:
         noise = torch.randn(z0.shape, generator=gen).to(ctx.device)
         t = torch.randint(0, cfg.train_timesteps, (z0.shape[0],), generator=gen).to(ctx.device)
         for g in opt.param_groups:
-            g["lr"] = _lr(sch, i)
+            g["lr"] = warmup_cosine_lr(sch, i)
         loss = diffusion_loss(model, sched, cfg, z0, noise, t, bins, ctx.autocast)
         opt.zero_grad(set_to_none=True)
         loss.backward()

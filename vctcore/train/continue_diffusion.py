@@ -28,7 +28,7 @@ import pandas as pd
 import torch
 
 from vctcore.models.checkpoint import save_module, sha256_file
-from vctcore.models.conditioning import attribute_bins, drop_conditions
+from vctcore.models.conditioning import attribute_bins
 from vctcore.models.config import StageSchedule
 from vctcore.train.loop import Progress, run_loop
 
@@ -119,7 +119,7 @@ def continue_diffusion(checkpoint: str | Path, cohort: str | Path, run_dir: str 
     from vctcore.devices import autocast
     from vctcore.generator import Generator
     from vctcore.train.data import cohort_fingerprint
-    from vctcore.train.stages import diffusion_loss, ema_update, warmup_cosine_lr
+    from vctcore.train.stages import diffusion_loss, diffusion_step
 
     if steps < 1 or batch_size < 1 or lr <= 0 or val_patients < 1:
         raise ValueError(f"steps, batch size and val patients must be at least 1 and lr positive "
@@ -187,27 +187,13 @@ def continue_diffusion(checkpoint: str | Path, cohort: str | Path, run_dir: str 
         before = val_loss(ema)
         before_path.write_text(json.dumps({"val_loss": before}))
 
-    z_train, b_train = z_all[val_patients:], bins_all[val_patients:]
     sch = StageSchedule(steps=steps, batch_size=batch_size, lr=lr, checkpoint_every=checkpoint_every)
     opt = torch.optim.AdamW(dm.parameters(), lr=lr, weight_decay=1e-4)
     rng = np.random.default_rng(seed * 1000 + 40)
     gen_t = torch.Generator().manual_seed(seed * 1000 + 41)
-
-    def step(i: int) -> dict[str, float]:
-        idx = np.sort(rng.integers(len(z_train), size=batch_size))
-        z0 = dm.normalise(torch.from_numpy(z_train[idx]).to(dev))
-        bins = drop_conditions(b_train[idx], cfg.condition_dropout, cfg.attribute_dropout, gen_t).to(dev)
-        noise = torch.randn(z0.shape, generator=gen_t).to(dev)
-        t = torch.randint(0, cfg.train_timesteps, (len(z0),), generator=gen_t).to(dev)
-        for group in opt.param_groups:
-            group["lr"] = warmup_cosine_lr(sch, i)
-        loss = diffusion_loss(dm, sched, cfg, z0, noise, t, bins, amp)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(dm.parameters(), 1.0)
-        opt.step()
-        ema_update(ema, dm, 0.995)  # the EMA starts from trained weights: no warm-up of its decay
-        return {"loss": loss.item(), "lr": opt.param_groups[0]["lr"]}
+    # the EMA starts from trained weights: no warm-up of its decay
+    step = diffusion_step(dm, dm, ema, opt, sch, z_all[val_patients:], bins_all[val_patients:], rng, gen_t, dev, amp,
+                          ema_decay=0.995, ema_warmup=False)
 
     def get_rng() -> dict:
         return {"numpy": rng.bit_generator.state, "torch": gen_t.get_state()}

@@ -381,6 +381,36 @@ def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
         pe.lerp_(pm, 1 - decay)
 
 
+def diffusion_step(dm: LatentDiffusion, model: nn.Module, ema: nn.Module, opt: torch.optim.Optimizer,
+                   sch: StageSchedule, z_all: np.ndarray, bins_all: torch.Tensor, rng: np.random.Generator,
+                   gen: torch.Generator, device: torch.device, autocast: Callable, *, ema_decay: float = 0.995,
+                   ema_warmup: bool = True) -> Callable[[int], dict[str, float]]:
+    """One training step of the diffusion U-Net ``dm`` (through ``model``, its DDP wrapper or itself) on a
+    batch of latents drawn from ``z_all`` (N, C, X, Y, Z) with conditioning ``bins_all`` (N, K): warm-up +
+    cosine learning rate, condition dropout, gradient clipping, and the EMA ``ema`` (its decay warmed up
+    from 0.1 when ``ema_warmup``, for a U-Net trained from scratch)."""
+    cfg = dm.cfg
+    sched = dm.train_scheduler()
+
+    def step(i: int) -> dict[str, float]:
+        idx = np.sort(rng.integers(len(z_all), size=sch.batch_size))
+        z0 = dm.normalise(torch.from_numpy(np.array(z_all[idx])).to(device))
+        bins = drop_conditions(bins_all[idx], cfg.condition_dropout, cfg.attribute_dropout, gen).to(device)
+        noise = torch.randn(z0.shape, generator=gen).to(device)
+        t = torch.randint(0, cfg.train_timesteps, (z0.shape[0],), generator=gen).to(device)
+        for g in opt.param_groups:
+            g["lr"] = warmup_cosine_lr(sch, i)
+        loss = diffusion_loss(model, sched, cfg, z0, noise, t, bins, autocast)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(dm.parameters(), 1.0)
+        opt.step()
+        ema_update(ema, dm, min(ema_decay, (1 + i) / (10 + i)) if ema_warmup else ema_decay)
+        return {"loss": loss.item(), "lr": opt.param_groups[0]["lr"]}
+
+    return step
+
+
 def train_diffusion(ctx: StageContext, ema_decay: float = 0.995) -> StageResult:
     cfg, sch = ctx.cfg.diffusion, ctx.schedule("diffusion")
     n = json.loads(latents_path(ctx.run_dir).with_name("done.json").read_text())["done"]
@@ -395,26 +425,10 @@ def train_diffusion(ctx: StageContext, ema_decay: float = 0.995) -> StageResult:
     ema = _frozen(copy.deepcopy(dm))
     model = ctx.wrap(dm)
     opt = _adamw(dm, sch.lr)
-    sched = dm.train_scheduler()
     rng = np.random.default_rng(ctx.seed * 1000 + 40 + ctx.rank)
     gen = torch.Generator().manual_seed(ctx.seed * 1000 + 41 + ctx.rank)
-
-    def step(i: int) -> dict[str, float]:
-        idx = np.sort(rng.integers(len(z_all), size=sch.batch_size))
-        z0 = dm.normalise(torch.from_numpy(np.array(z_all[idx])).to(ctx.device))
-        bins = drop_conditions(bins_all[idx], cfg.condition_dropout, cfg.attribute_dropout, gen).to(ctx.device)
-        noise = torch.randn(z0.shape, generator=gen).to(ctx.device)
-        t = torch.randint(0, cfg.train_timesteps, (z0.shape[0],), generator=gen).to(ctx.device)
-        for g in opt.param_groups:
-            g["lr"] = warmup_cosine_lr(sch, i)
-        loss = diffusion_loss(model, sched, cfg, z0, noise, t, bins, ctx.autocast)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(dm.parameters(), 1.0)
-        opt.step()
-        ema_update(ema, dm, min(ema_decay, (1 + i) / (10 + i)))
-        return {"loss": loss.item(), "lr": opt.param_groups[0]["lr"]}
-
+    step = diffusion_step(dm, model, ema, opt, sch, z_all, bins_all, rng, gen, ctx.device, ctx.autocast,
+                          ema_decay=ema_decay, ema_warmup=True)
     result = _run(ctx, "diffusion", {"dm": dm, "ema": ema}, {"dm": opt}, step, rng)
     return _finish(ctx, "diffusion", ema, result, "diffusion")
 

@@ -13,10 +13,7 @@ def run(args: argparse.Namespace) -> int:
     from vctcore.train.run import train
     from vctcore.train.stages import STAGES
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    _set_threads(args)
     stages = args.stages.split(",") if args.stages else None
     progress = _progress_printer(args)
     try:
@@ -55,10 +52,7 @@ def run_continue(args: argparse.Namespace) -> int:
     from vctcore.models.checkpoint import CheckpointError
     from vctcore.train.continue_diffusion import continue_diffusion
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    _set_threads(args)
     try:
         rep = continue_diffusion(args.checkpoint, args.cohort, args.run, steps=args.steps, batch_size=args.batch_size,
                                  lr=args.lr, seed=args.seed, val_patients=args.val_patients, device=args.device,
@@ -73,6 +67,22 @@ def run_continue(args: argparse.Namespace) -> int:
               f"{rep.val_loss_before:.4f} -> {rep.val_loss_after:.4f}")
         print(f"generator written to {rep.generator_dir} (its fidelity figures were dropped: run vct evaluate-generator)")
     return 0
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    """Options both training commands take: time budget, patient limit, progress and CPU threads."""
+    p.add_argument("--max-minutes", type=float, default=None, help="stop (resumably) after this wall time")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N patients")
+    p.add_argument("--log-seconds", type=float, default=30.0, help="seconds between progress lines")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: all cores)")
+    p.add_argument("--quiet", action="store_true")
+
+
+def _set_threads(args: argparse.Namespace) -> None:
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -92,11 +102,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="with --from-run: comma-separated stages (diffusion) that, retrained because their config "
                         "changed (e.g. new conditioning attributes), start from the earlier run's weights where they fit")
     p.add_argument("--stages", default=None, help="comma-separated subset of stages to run")
-    p.add_argument("--max-minutes", type=float, default=None, help="stop (resumably) after this wall time")
-    p.add_argument("--limit", type=int, default=None, help="use only the first N patients")
-    p.add_argument("--log-seconds", type=float, default=30.0, help="seconds between progress lines")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: all cores)")
-    p.add_argument("--quiet", action="store_true")
+    _add_run_options(p)
     p.set_defaults(func=run)
 
     c = sub.add_parser("continue-diffusion",
@@ -111,9 +117,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--val-patients", type=int, default=40, help="first N patients held out for the loss check")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    c.add_argument("--max-minutes", type=float, default=None, help="stop (resumably) after this wall time")
-    c.add_argument("--limit", type=int, default=None, help="use only the first N patients")
-    c.add_argument("--log-seconds", type=float, default=30.0, help="seconds between progress lines")
-    c.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: all cores)")
-    c.add_argument("--quiet", action="store_true")
+    _add_run_options(c)
     c.set_defaults(func=run_continue)

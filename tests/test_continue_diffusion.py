@@ -76,5 +76,5 @@ def test_continuation_refuses_bad_inputs_with_clear_errors(tiny_generator, tmp_p
     ct_path = other_grid / "patients" / "P0002" / "ct.nii.gz"
     ct = read_ct(ct_path)
     write_ct(CTVolume(ct.data[:, :, :64], ct.affine), ct_path)
-    with pytest.raises(ValueError, match="P0002.*differs from the generator's"):
+    with pytest.raises(ValueError, match="P0002.*differs from the model's grid"):
         continue_diffusion(base, other_grid, tmp_path / "r3", steps=2, batch_size=2, val_patients=1, device="cpu")

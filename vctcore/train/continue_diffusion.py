@@ -5,7 +5,8 @@ longer is the cheapest lever on a small preset: 2572 more steps at batch 16 on a
 shipped default's held-out diffusion loss from 0.158 to 0.129 (2026-11-26).
 
 A continuation directory ``RUN`` holds ``continue.json`` (the base checkpoint's sha256, cohort, seed,
-schedule), ``latents/`` (the cohort encoded with the base autoencoders; resumable), ``state/`` and
+schedule), ``latents/`` (the cohort encoded with the base autoencoders as the ``latents`` stage encodes
+it, :mod:`vctcore.train.latents`; resumable; ``cache/`` holds the cohort's arrays until then), ``state/`` and
 ``logs/diffusion.csv`` (the stage loop's, resumable), and, when done, the new generator directory.
 
 The U-Net starts from the base checkpoint's (EMA) weights and latent statistics; it trains with the
@@ -27,9 +28,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from vctcore.cohort import model_package_versions, read_attributes
 from vctcore.models.checkpoint import save_module, sha256_file
 from vctcore.models.conditioning import attribute_bins
 from vctcore.models.config import StageSchedule
+from vctcore.train.data import cohort_fingerprint, load_cohort
+from vctcore.train.latents import encode_cohort, latents_done, load_latents
 from vctcore.train.loop import Progress, run_loop
 
 #: draws of (noise, timestep) per held-out patient in the validation loss
@@ -62,32 +66,25 @@ def _check_run(run_dir: Path, meta: dict) -> None:
                              f"use a new run directory")
 
 
-def _encode_cohort(gen, cohort: Path, ids: list[str], run_dir: Path, progress: Progress | None) -> np.ndarray:
-    """(N, C, *latent) float32 latents of the cohort's patients with ``gen``'s autoencoders (resumable)."""
-    from vctcore.evaluate.recon import can_reconstruct
-    from vctcore.models.encode import encode_patient
-    from vctcore.volume import read_ct, read_labels
+def _cohort_latents(gen, cohort: Path, run_dir: Path, n: int, progress: Progress | None) -> np.ndarray:
+    """(n, C, *latent) float32 latents of the cohort's first ``n`` patients with ``gen``'s autoencoders,
+    resumable.
 
-    path, done_path = run_dir / "latents" / "z.npy", run_dir / "latents" / "done.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    shape = (len(ids), gen.cfg.latent_channels, *gen.cfg.latent_shape)
-    done = json.loads(done_path.read_text())["done"] if done_path.exists() and path.exists() else 0
-    z = np.lib.format.open_memmap(path, mode="r+" if done else "w+", dtype=np.float32, shape=shape)
-    for i in range(done, len(ids)):
-        ct = read_ct(cohort / "patients" / ids[i] / "ct.nii.gz")
-        why = can_reconstruct(gen, ct)
-        if why:
-            raise ValueError(f"{cohort / 'patients' / ids[i]}: {why}")
-        seg = read_labels(cohort / "patients" / ids[i] / "seg.nii.gz")
-        x = torch.from_numpy(np.asarray(ct.data, dtype=np.float32))[None, None].to(gen.device)
-        s = torch.from_numpy(np.asarray(seg.data, dtype=np.int64))[None].to(gen.device)
-        z[i] = encode_patient(gen.ae, gen.seg_ae, x, s, gen.cfg)[0].float().cpu().numpy()
-        if (i + 1) % 10 == 0 or i + 1 == len(ids):
-            z.flush()
-            done_path.write_text(json.dumps({"done": i + 1}))
-        if progress is not None:
-            progress("latents", i + 1, len(ids), {})
-    return np.asarray(z)
+    The cohort is read through the training stages' cache (:func:`vctcore.train.data.load_cohort`,
+    in ``run_dir/cache``, removed once every patient is encoded) and encoded as the ``latents`` stage
+    does (:func:`vctcore.train.latents.encode_cohort`).
+    """
+    if latents_done(run_dir) < n:
+        cache = run_dir / "cache"
+        report = None if progress is None else (lambda i, total: progress("cohort", i, total, {}))
+        data = load_cohort(cohort, tuple(gen.cfg.grid_shape), cache, limit=n, progress=report)
+        if not np.allclose(data.spacing_mm, gen.cfg.spacing_mm, atol=1e-3):
+            raise ValueError(f"{cohort}: voxel spacing {tuple(round(s, 3) for s in data.spacing_mm)} mm differs from "
+                             f"the generator's {tuple(gen.cfg.spacing_mm)} mm")
+        encode_cohort(gen.ae, gen.seg_ae, gen.cfg, data, run_dir, gen.device, progress=progress)
+        del data
+        shutil.rmtree(cache, ignore_errors=True)
+    return load_latents(run_dir)
 
 
 def _merged_support(old: dict, table: pd.DataFrame, names: tuple[str, ...]) -> dict:
@@ -115,10 +112,8 @@ def continue_diffusion(checkpoint: str | Path, cohort: str | Path, run_dir: str 
     manifest whose ``training.continuations`` records this run, and a model card whose fidelity metrics
     are dropped (they described the old diffusion; rerun ``vct evaluate-generator``).
     """
-    from vctcore.cohort import model_package_versions, read_attributes
     from vctcore.devices import autocast
     from vctcore.generator import Generator
-    from vctcore.train.data import cohort_fingerprint
     from vctcore.train.stages import diffusion_loss, diffusion_step
 
     if steps < 1 or batch_size < 1 or lr <= 0 or val_patients < 1:
@@ -143,7 +138,7 @@ def continue_diffusion(checkpoint: str | Path, cohort: str | Path, run_dir: str 
             "val_patients": val_patients, "steps": steps, "batch_size": batch_size, "lr": lr,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "package_versions": model_package_versions()}
     _check_run(run_dir, meta)
-    z_all = _encode_cohort(gen, cohort, ids, run_dir, progress)
+    z_all = _cohort_latents(gen, cohort, run_dir, len(ids), progress)
     bins_all = torch.from_numpy(attribute_bins(table, cfg.condition_on))
     dev = gen.device
 
@@ -160,7 +155,7 @@ def continue_diffusion(checkpoint: str | Path, cohort: str | Path, run_dir: str 
 
     # held-out loss: fixed noise and timesteps spread over the schedule, the same before and after
     g_val = torch.Generator().manual_seed(seed * 1000 + 7)
-    z_val = torch.from_numpy(z_all[:val_patients]).repeat(VAL_DRAWS, 1, 1, 1, 1)
+    z_val = torch.from_numpy(np.array(z_all[:val_patients])).repeat(VAL_DRAWS, 1, 1, 1, 1)
     b_val = bins_all[:val_patients].repeat(VAL_DRAWS, 1)
     n_val = len(z_val)
     noise_val = torch.randn(z_val.shape, generator=g_val)

@@ -76,8 +76,8 @@ def load_cohort(root: str | Path, grid_shape: tuple[int, int, int], cache_dir: s
         vol = read_ct(root / "patients" / pid / "ct.nii.gz")
         lab = read_labels(root / "patients" / pid / "seg.nii.gz")
         if vol.shape != tuple(grid_shape) or lab.shape != tuple(grid_shape):
-            raise ValueError(f"patient {pid}: grid {vol.shape} differs from the preset grid {tuple(grid_shape)}; "
-                             "resample the cohort to the preset grid first")
+            raise ValueError(f"{root / 'patients' / pid}: grid {vol.shape} differs from the model's grid "
+                             f"{tuple(grid_shape)}; resample the cohort to that grid first")
         spacing = spacing or vol.spacing_mm
         origins.append(vol.affine[:3, 3])
         ct[i] = np.clip(np.rint(vol.data), -1024, 3071).astype(np.int16)

@@ -17,7 +17,6 @@ Each finished stage leaves ``<run>/models/<stage>.safetensors``; later stages lo
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -37,6 +36,7 @@ from vctcore.models.losses import (adversarial_loss, bone_interior, masked_l1, m
                                   segmentation_loss)
 from vctcore.models.postprocess import PostProcessor, bins_one_hot, post_input
 from vctcore.train.data import CohortArrays, PatchSampler
+from vctcore.train.latents import encode_cohort, latents_done, load_latents
 from vctcore.train.loop import Progress, StageResult, run_loop
 
 STAGES = ("image_ae_1", "image_ae_2", "seg_ae", "latents", "seg_decoder", "diffusion", "post")
@@ -302,12 +302,9 @@ def load_seg_ae(ctx: StageContext, stage: str = "seg_ae") -> SegAE:
     return _frozen(seg_ae.to(ctx.device))
 
 
-def latents_path(run_dir: Path) -> Path:
-    return run_dir / "latents" / "z.npy"
-
-
 def encode_latents(ctx: StageContext) -> StageResult:
-    """Z = [Z_img, Z_seg] of every training patient, (N, C, *latent_shape) float32, resumable.
+    """Z = [Z_img, Z_seg] of every training patient, (N, C, *latent_shape) float32, resumable
+    (:mod:`vctcore.train.latents`).
 
     Under DDP only rank 0 encodes; the other ranks wait at a barrier and then read the cache.
     """
@@ -319,40 +316,16 @@ def encode_latents(ctx: StageContext) -> StageResult:
         if result is not None:
             return result
         n = ctx.latent_count()
-        done_path = latents_path(ctx.run_dir).with_name("done.json")
-        done = json.loads(done_path.read_text())["done"] if done_path.exists() else 0
+        done = latents_done(ctx.run_dir)
         return StageResult("latents", done, n, done >= n, 0.0, {})
     return _encode_latents(ctx)
 
 
 def _encode_latents(ctx: StageContext) -> StageResult:
-    from vctcore.models.encode import encode_patient
-
-    ae, seg_ae = load_image_ae(ctx), load_seg_ae(ctx)
-    n = len(ctx.data)
-    path = latents_path(ctx.run_dir)
-    done_path = path.with_name("done.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    shape = (n, ctx.cfg.latent_channels, *ctx.cfg.latent_shape)
-    done = json.loads(done_path.read_text())["done"] if done_path.exists() and path.exists() else 0
-    z = np.lib.format.open_memmap(path, mode="r+" if done else "w+", dtype=np.float32, shape=shape)
-    import time
-    t0 = time.monotonic()
     n = ctx.latent_count()
-    for i in range(done, n):
-        ct = torch.from_numpy(np.asarray(ctx.data.ct[i], dtype=np.float32))[None, None]
-        seg = torch.from_numpy(np.asarray(ctx.data.seg[i], dtype=np.int64))[None]
-        z[i] = encode_patient(ae, seg_ae, ct.to(ctx.device), seg.to(ctx.device), ctx.cfg)[0].cpu().numpy()
-        if (i + 1) % 10 == 0 or i + 1 == n:
-            z.flush()
-            done_path.write_text(json.dumps({"done": i + 1}))
-        if ctx.progress is not None:
-            ctx.progress("latents", i + 1, n, {})
-        if ctx.deadline is not None and time.monotonic() > ctx.deadline and i + 1 < n:
-            z.flush()
-            done_path.write_text(json.dumps({"done": i + 1}))
-            return StageResult("latents", i + 1, n, False, time.monotonic() - t0, {})
-    return StageResult("latents", n, n, True, time.monotonic() - t0, {})
+    done, seconds = encode_cohort(load_image_ae(ctx), load_seg_ae(ctx), ctx.cfg, ctx.data, ctx.run_dir, ctx.device,
+                                  n=n, progress=ctx.progress, deadline=ctx.deadline)
+    return StageResult("latents", min(done, n), n, done >= n, seconds, {})
 
 
 def warmup_cosine_lr(sch: StageSchedule, step: int, warmup: int = 100) -> float:
@@ -413,9 +386,8 @@ def diffusion_step(dm: LatentDiffusion, model: nn.Module, ema: nn.Module, opt: t
 
 def train_diffusion(ctx: StageContext, ema_decay: float = 0.995) -> StageResult:
     cfg, sch = ctx.cfg.diffusion, ctx.schedule("diffusion")
-    n = json.loads(latents_path(ctx.run_dir).with_name("done.json").read_text())["done"]
-    z_all = np.load(latents_path(ctx.run_dir), mmap_mode="r")[:n]
-    bins_all = torch.from_numpy(attribute_bins(ctx.data.table, cfg.condition_on))[:n]
+    z_all = load_latents(ctx.run_dir)
+    bins_all = torch.from_numpy(attribute_bins(ctx.data.table, cfg.condition_on))[:len(z_all)]
     dm = LatentDiffusion(cfg, ctx.cfg.latent_channels)
     flat = torch.from_numpy(np.array(z_all[: min(len(z_all), 64)])).transpose(0, 1).reshape(z_all.shape[1], -1)
     dm.latent_mean.copy_(flat.mean(1))

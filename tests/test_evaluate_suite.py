@@ -17,6 +17,7 @@ import pytest
 from generator_fixtures import ROWS
 from vctcore.cohort import CohortWriter
 from vctcore.evaluate.segmenter import SegmenterConfig, SegUNet, save_segmenter
+from vctcore.models.checkpoint import sha256_file
 
 METRIC_KEYS = {"joint_seg_dice", "segmenter_dice_on_real", "organ_volume_corr", "organ_centroid_corr",
                "bone_density_by_age_z", "weight_z", "height_z", "sex_correct", "bfp_mae", "mmp_mae",
@@ -44,6 +45,9 @@ def _check_report(out: Path, n: int) -> dict:
     assert len(report["checkpoint"]["sha256"]) == 5 and report["segmenter"]["sha256"]
     assert {"vctcore", "torch", "monai", "numpy"} <= set(report["versions"])
     assert len(report["generation"]["patient_seeds"]) == n and report["real_cohort"]["ids"][0] == "P0000"
+    real_dir = Path(report["real_cohort"]["path"])  # the real cohort is named down to its attribute table and maker
+    assert report["real_cohort"]["attributes_sha256"] == sha256_file(real_dir / "attributes.csv")
+    assert report["real_cohort"]["made_by"]["maker"] == json.loads((real_dir / "cohort.json").read_text())["maker"]
     rec = report["metrics"]["reconstruction"]
     assert rec["n"] == n and 0 < rec["psnr_db"] < 100 and -1 <= rec["ssim"] <= 1
     realism = report["metrics"]["realism"]

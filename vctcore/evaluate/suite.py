@@ -87,6 +87,23 @@ def _cache_dir(out: Path, key: dict[str, Any]) -> Path:
     return cache
 
 
+def _real_cohort_provenance(real: Path, table: pd.DataFrame) -> dict[str, Any]:
+    """Which real patients the report compares against: path, ids, the attribute table's sha256, and
+    how the cohort was made (maker, seed, population, grid) where its ``cohort.json`` records it."""
+    from vctcore.models.checkpoint import sha256_file
+
+    out: dict[str, Any] = {"path": str(real.resolve()), "ids": [str(i) for i in table["id"]],
+                           "attributes_sha256": sha256_file(real / "attributes.csv")}
+    meta_path = real / "cohort.json"
+    if meta_path.exists():
+        meta = json.loads(meta_path.read_text())
+        population = meta.get("population")
+        out["made_by"] = {"maker": meta.get("maker"), "seed": meta.get("seed"), "n": meta.get("n"),
+                          "population": population.get("name") if isinstance(population, dict) else population,
+                          "grid": meta.get("grid")}
+    return out
+
+
 def evaluate_generator(checkpoint: str | Path | None, real: str | Path, out: str | Path, *, n: int = 100,
                        seed: int = 0, device: str = "cpu", steps: int | None = None,
                        guidance_scale: float | None = None, sampler: str | None = None, segmenter: str = "auto",
@@ -163,7 +180,7 @@ def evaluate_generator(checkpoint: str | Path | None, real: str | Path, out: str
                        "sampler": gen_prov.get("sampler", "ddim"),
                        "support_warnings": gen_prov.get("support_warnings", []),
                        "synthetic_cohort": str(syn_dir), "patient_seeds": [patient_seed(seed, i) for i in range(n)]},
-        "real_cohort": {"path": str(real.resolve()), "ids": [str(i) for i in table["id"]]},
+        "real_cohort": _real_cohort_provenance(real, table),
         "segmenter": {"kind": seg.kind, "path": None if seg.path is None else str(seg.path),
                       "sha256": seg.manifest.get("sha256"), "training": seg.manifest.get("training"),
                       "refiner": seg.manifest.get("refiner"), "holdout_dice": seg.manifest.get("holdout_dice")},

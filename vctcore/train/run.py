@@ -78,9 +78,9 @@ def _check_run(run_dir: Path, cfg: GeneratorConfig, cohort: Path, fingerprint: s
         if meta["cohort_fingerprint"] != fingerprint or meta["seed"] != seed:
             raise ValueError(f"{run_dir} was started on another cohort or seed "
                              f"({meta['cohort']}, seed {meta['seed']}); use a new --run directory")
-        if any(meta["config"].get(k) != new.get(k) for k in training_only) or old_norm != new:
-            # schedules and sampling defaults may change between runs (stop earlier, train longer,
-            # sample with DPM-Solver++): keep the history; the export takes the new ones
+        if old_norm != new:
+            # the architecture matched, so the schedules, precision or sampling defaults changed (stop
+            # earlier, train longer, sample with DPM-Solver++): keep the history; the export takes the new ones
             meta.setdefault("schedule_history", []).append(
                 {"changed": time.strftime("%Y-%m-%dT%H:%M:%S"),
                  **{k: meta["config"].get(k) for k in training_only},

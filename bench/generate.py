@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import time
 
@@ -34,6 +33,7 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     torch.set_num_threads(args.threads)
+    from vctcore.devices import describe_device
     from vctcore.generator import Generator
     from vctcore.population import PopulationSpec
 
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> dict:
     per = (time.perf_counter() - t) / args.n
     out = {
         "benchmark": "generate", "checkpoint": str(gen.path), "device": str(gen.device),
-        "device_name": torch.cuda.get_device_name(0) if gen.device.type == "cuda" else platform.processor(),
+        "device_name": describe_device(gen.device),
         "threads": args.threads, "grid_shape": list(gen.cfg.grid_shape), "latent_shape": list(gen.cfg.latent_shape),
         "steps": args.steps or gen.cfg.diffusion.sample_steps,
         "guidance": gen.cfg.diffusion.guidance_scale if args.guidance is None else args.guidance,

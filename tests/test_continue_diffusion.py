@@ -42,6 +42,7 @@ def test_continuation_resumes_and_writes_a_verified_generator(tiny_generator, tm
     manifest = json.loads((out / "manifest.json").read_text())
     rec = manifest["training"]["continuations"][-1]
     assert rec["steps"] == 4 and rec["batch_size"] == 2 and rec["n_patients"] == 6 and rec["val_patients"] == 1
+    assert rec["device"].startswith("cpu: ") and "threads" in rec["device"]  # the CPU model, for the timing
     assert math.isfinite(rec["val_loss_before"]) and math.isfinite(rec["val_loss_after"])
     assert rec["base_diffusion_sha256"] == json.loads((base / "manifest.json").read_text())["files"]["diffusion.safetensors"]
     card = (out / "model_card.md").read_text()

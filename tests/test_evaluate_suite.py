@@ -35,6 +35,7 @@ def _vct(*args: str) -> subprocess.CompletedProcess:
 def _check_report(out: Path, n: int) -> dict:
     report = json.loads((out / "fidelity.json").read_text())  # strict JSON: no NaN literals
     assert report["schema"] == "vct-fidelity/1" and report["n"] == n
+    assert report["device"] == "cpu" and report["device_name"].startswith("cpu: ")
     assert set(report["metrics"]) == METRIC_KEYS
     assert set(report["passed"]) == TARGETED
     for name in TARGETED:

@@ -25,6 +25,7 @@ import pandas as pd
 
 from vctcore.attributes import ATTRIBUTE_NAMES
 from vctcore.cohort import _atomic_text, model_package_versions, read_attributes
+from vctcore.devices import describe_device
 from vctcore.evaluate.metrics import compute_metrics, pass_flags
 from vctcore.evaluate.patient import evaluate_real, evaluate_synthetic, load_cached, save_cached
 from vctcore.evaluate.segmenter import load_segmenter, load_unet
@@ -173,7 +174,7 @@ def evaluate_generator(checkpoint: str | Path | None, real: str | Path, out: str
     gen_prov = json.loads((syn_dir / "cohort.json").read_text())
     report = _clean({
         "schema": SCHEMA, "created_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "n": n, "seed": seed, "device": str(gen.device),
+        "n": n, "seed": seed, "device": str(gen.device), "device_name": describe_device(gen.device),
         "checkpoint": {"path": str(gen.path), "sha256": gen.checkpoint_sha256,
                        "training": gen.manifest.get("training", {}).get("n_patients")},
         "generation": {"steps": gen_prov.get("steps"), "guidance_scale": gen_prov.get("guidance_scale"),

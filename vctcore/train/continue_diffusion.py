@@ -112,7 +112,7 @@ def continue_diffusion(checkpoint: str | Path, cohort: str | Path, run_dir: str 
     manifest whose ``training.continuations`` records this run, and a model card whose fidelity metrics
     are dropped (they described the old diffusion; rerun ``vct evaluate-generator``).
     """
-    from vctcore.devices import autocast
+    from vctcore.devices import autocast, describe_device
     from vctcore.generator import Generator
     from vctcore.train.stages import diffusion_loss, diffusion_step
 
@@ -203,7 +203,7 @@ def continue_diffusion(checkpoint: str | Path, cohort: str | Path, run_dir: str 
         return ContinueReport(result.step, steps, result.seconds, before, None, None)
     after = val_loss(ema)
     record = {"stage": "diffusion", "steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed,
-              "seconds": round(result.seconds, 1), "device": _device_name(dev), "cohort": meta["cohort"],
+              "seconds": round(result.seconds, 1), "device": describe_device(dev), "cohort": meta["cohort"],
               "cohort_fingerprint": meta["cohort_fingerprint"], "n_patients": len(ids),
               "val_patients": val_patients, "val_loss_before": round(before, 5), "val_loss_after": round(after, 5),
               "base_diffusion_sha256": gen.checkpoint_sha256.get("diffusion.safetensors"),
@@ -211,10 +211,6 @@ def continue_diffusion(checkpoint: str | Path, cohort: str | Path, run_dir: str 
               "method": f"vct continue-diffusion (run directory {run_dir.resolve()})"}
     out = _export(checkpoint, run_dir, ema, gen.cfg.to_dict(), record, table, cfg.condition_on)
     return ContinueReport(result.step, steps, result.seconds, before, after, out)
-
-
-def _device_name(dev: torch.device) -> str:
-    return torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
 
 
 def _export(base: Path, run_dir: Path, ema: torch.nn.Module, cfg: dict, record: dict, table: pd.DataFrame,

@@ -22,8 +22,18 @@ def test_continuation_resumes_and_writes_a_verified_generator(tiny_generator, tm
     args = ["continue-diffusion", "--checkpoint", str(base), "--cohort", str(tiny_generator["cohort"]),
             "--run", str(run), "--steps", "4", "--batch-size", "2", "--val-patients", "1", "--device", "cpu",
             "--seed", "2", "--quiet"]
-    assert vct_main(args + ["--max-minutes", "0"]) == 0  # stops after its first step
+    # a time limit of 0 stops after one unit of work: first while encoding (one patient per call), then
+    # after the first training step
+    assert vct_main(args + ["--max-minutes", "0"]) == 0
+    assert "latents: paused after encoding 1/6 patients" in capsys.readouterr().out
+    assert json.loads((run / "latents" / "done.json").read_text())["done"] == 1
+    assert not (run / "logs" / "diffusion.csv").exists() and (run / "cache").exists()
+    for _ in range(4):
+        assert vct_main(args + ["--max-minutes", "0"]) == 0
+    assert "paused after encoding 5/6 patients" in capsys.readouterr().out
+    assert vct_main(args + ["--max-minutes", "0"]) == 0  # the last patient, then one training step
     assert "paused at step 1/4" in capsys.readouterr().out
+    assert not (run / "cache").exists()  # removed once every patient was encoded
     assert not (run / "generator").exists()
     assert vct_main(args) == 0
     assert "held-out loss" in capsys.readouterr().out

@@ -59,7 +59,10 @@ def run_continue(args: argparse.Namespace) -> int:
                                  max_minutes=args.max_minutes, limit=args.limit, progress=_progress_printer(args))
     except (ValueError, FileNotFoundError, CheckpointError) as err:
         raise CLIError(str(err)) from None
-    if rep.generator_dir is None:
+    if rep.encoded < rep.n_patients:
+        print(f"latents: paused after encoding {rep.encoded}/{rep.n_patients} patients; "
+              f"rerun the same command to continue")
+    elif rep.generator_dir is None:
         print(f"diffusion: paused at step {rep.step}/{rep.total} ({rep.seconds / 60:.1f} min in total); "
               f"rerun the same command to continue")
     else:

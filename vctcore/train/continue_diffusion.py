@@ -42,14 +42,18 @@ VAL_DRAWS = 4
 
 @dataclass
 class ContinueReport:
-    """Where a continuation stopped, its validation losses, and the new generator (None until done)."""
+    """Where a continuation stopped, its validation losses, and the new generator (None until done).
+
+    A run stopped while encoding the cohort has ``encoded < n_patients``, step 0 and no losses yet."""
 
     step: int
     total: int
     seconds: float
-    val_loss_before: float
+    val_loss_before: float | None
     val_loss_after: float | None
     generator_dir: Path | None
+    encoded: int = 0
+    n_patients: int = 0
 
 
 def _check_run(run_dir: Path, meta: dict) -> None:
@@ -66,9 +70,10 @@ def _check_run(run_dir: Path, meta: dict) -> None:
                              f"use a new run directory")
 
 
-def _cohort_latents(gen, cohort: Path, run_dir: Path, n: int, progress: Progress | None) -> np.ndarray:
+def _cohort_latents(gen, cohort: Path, run_dir: Path, n: int, progress: Progress | None,
+                    deadline: float | None) -> np.ndarray | None:
     """(n, C, *latent) float32 latents of the cohort's first ``n`` patients with ``gen``'s autoencoders,
-    resumable.
+    resumable; None when ``deadline`` (``time.monotonic()``) passed before all were encoded.
 
     The cohort is read through the training stages' cache (:func:`vctcore.train.data.load_cohort`,
     in ``run_dir/cache``, removed once every patient is encoded) and encoded as the ``latents`` stage
@@ -81,8 +86,11 @@ def _cohort_latents(gen, cohort: Path, run_dir: Path, n: int, progress: Progress
         if not np.allclose(data.spacing_mm, gen.cfg.spacing_mm, atol=1e-3):
             raise ValueError(f"{cohort}: voxel spacing {tuple(round(s, 3) for s in data.spacing_mm)} mm differs from "
                              f"the generator's {tuple(gen.cfg.spacing_mm)} mm")
-        encode_cohort(gen.ae, gen.seg_ae, gen.cfg, data, run_dir, gen.device, progress=progress)
+        done, _ = encode_cohort(gen.ae, gen.seg_ae, gen.cfg, data, run_dir, gen.device, progress=progress,
+                                deadline=deadline)
         del data
+        if done < n:
+            return None  # the cache stays for the rerun
         shutil.rmtree(cache, ignore_errors=True)
     return load_latents(run_dir)
 
@@ -138,7 +146,9 @@ def continue_diffusion(checkpoint: str | Path, cohort: str | Path, run_dir: str 
             "val_patients": val_patients, "steps": steps, "batch_size": batch_size, "lr": lr,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "package_versions": model_package_versions()}
     _check_run(run_dir, meta)
-    z_all = _cohort_latents(gen, cohort, run_dir, len(ids), progress)
+    z_all = _cohort_latents(gen, cohort, run_dir, len(ids), progress, deadline)
+    if z_all is None:
+        return ContinueReport(0, steps, 0.0, None, None, None, latents_done(run_dir), len(ids))
     bins_all = torch.from_numpy(attribute_bins(table, cfg.condition_on))
     dev = gen.device
 
@@ -200,7 +210,7 @@ def continue_diffusion(checkpoint: str | Path, cohort: str | Path, run_dir: str 
     result = run_loop("diffusion", run_dir, {"dm": dm, "ema": ema}, {"dm": opt}, sch, step, rng_state=get_rng,
                       set_rng_state=set_rng, deadline=deadline, progress=progress)
     if not result.finished:
-        return ContinueReport(result.step, steps, result.seconds, before, None, None)
+        return ContinueReport(result.step, steps, result.seconds, before, None, None, len(ids), len(ids))
     after = val_loss(ema)
     record = {"stage": "diffusion", "steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed,
               "seconds": round(result.seconds, 1), "device": describe_device(dev), "cohort": meta["cohort"],
@@ -210,7 +220,7 @@ def continue_diffusion(checkpoint: str | Path, cohort: str | Path, run_dir: str 
               "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "package_versions": meta["package_versions"],
               "method": f"vct continue-diffusion (run directory {run_dir.resolve()})"}
     out = _export(checkpoint, run_dir, ema, gen.cfg.to_dict(), record, table, cfg.condition_on)
-    return ContinueReport(result.step, steps, result.seconds, before, after, out)
+    return ContinueReport(result.step, steps, result.seconds, before, after, out, len(ids), len(ids))
 
 
 def _export(base: Path, run_dir: Path, ema: torch.nn.Module, cfg: dict, record: dict, table: pd.DataFrame,

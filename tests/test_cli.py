@@ -47,3 +47,22 @@ def test_bad_arguments_are_one_line_errors(tmp_path):
     bad.write_text("name: bad\nattributes:\n  height_cm: {dist: uniform, low: 190, high: 150}\n")
     r = _run("phantom", "--n", "1", "--out", str(tmp_path / "x"), "--population", str(bad))
     assert r.returncode == 2 and "height_cm" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cohort_provenance_reads_missing_and_broken_files_without_failing(tmp_path):
+    from vctcore.cohort import read_provenance
+    from vctcore.workspace import list_cohorts
+
+    for name, text in (("made", '{"maker": "vctcore.phantom", "seed": 13}'), ("broken", "{not json"), ("bare", None)):
+        d = tmp_path / "cohorts" / name
+        d.mkdir(parents=True)
+        (d / "attributes.csv").write_text("id,sex\nP0000,F\n")
+        if text is not None:
+            (d / "cohort.json").write_text(text)
+    root = tmp_path / "cohorts"
+    assert read_provenance(root / "made") == {"maker": "vctcore.phantom", "seed": 13}
+    assert read_provenance(root / "bare") == {}
+    assert "broken/cohort.json is not valid JSON" in read_provenance(root / "broken")["error"]
+    listed = {c.name: c for c in list_cohorts(tmp_path)}
+    assert listed["made"].maker == "vctcore.phantom" and listed["bare"].maker == "unknown"
+    assert "not valid JSON" in listed["broken"].provenance["error"]

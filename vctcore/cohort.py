@@ -92,6 +92,18 @@ class CohortWriter:
         _atomic_text(self.root / "cohort.json", json.dumps(self.provenance, indent=2, default=str))
 
 
+def read_provenance(root: str | os.PathLike) -> dict[str, Any]:
+    """The cohort's ``cohort.json`` (what made it); {} when there is none, and ``{"error": ...}`` when it
+    is not valid JSON, so a listing or a report that only records it does not fail on it."""
+    path = Path(root) / "cohort.json"
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return {"error": f"{path} is not valid JSON"}
+
+
 def read_attributes(root: str | os.PathLike) -> pd.DataFrame:
     """The cohort's attribute table (one row per patient)."""
     path = Path(root) / "attributes.csv"

@@ -4,11 +4,12 @@ The workspace root is ``$VCT_WORKSPACE`` or ``./workspace`` next to the reposito
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from vctcore.cohort import read_provenance
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -36,11 +37,7 @@ def list_cohorts(root: Path | None = None) -> list[CohortInfo]:
     base = (root or workspace_root()) / "cohorts"
     out = []
     for d in sorted(base.glob("*/attributes.csv")):
-        prov_path = d.parent / "cohort.json"
-        try:
-            prov = json.loads(prov_path.read_text()) if prov_path.exists() else {}
-        except json.JSONDecodeError:
-            prov = {"error": f"{prov_path} is not valid JSON"}
+        prov = read_provenance(d.parent)
         n = sum(1 for p in (d.parent / "patients").glob("*/ct.nii.gz"))
         out.append(CohortInfo(d.parent.name, d.parent, prov, n))
     return out

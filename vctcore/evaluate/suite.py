@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 
 from vctcore.attributes import ATTRIBUTE_NAMES
-from vctcore.cohort import _atomic_text, model_package_versions, read_attributes
+from vctcore.cohort import _atomic_text, model_package_versions, read_attributes, read_provenance
 from vctcore.devices import describe_device
 from vctcore.evaluate.metrics import compute_metrics, pass_flags
 from vctcore.evaluate.patient import evaluate_real, evaluate_synthetic, load_cached, save_cached
@@ -95,9 +95,10 @@ def _real_cohort_provenance(real: Path, table: pd.DataFrame) -> dict[str, Any]:
 
     out: dict[str, Any] = {"path": str(real.resolve()), "ids": [str(i) for i in table["id"]],
                            "attributes_sha256": sha256_file(real / "attributes.csv")}
-    meta_path = real / "cohort.json"
-    if meta_path.exists():
-        meta = json.loads(meta_path.read_text())
+    meta = read_provenance(real)
+    if "error" in meta:
+        out["made_by"] = {"error": meta["error"]}
+    elif meta:
         population = meta.get("population")
         out["made_by"] = {"maker": meta.get("maker"), "seed": meta.get("seed"), "n": meta.get("n"),
                           "population": population.get("name") if isinstance(population, dict) else population,

@@ -98,6 +98,6 @@ def per_class_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
 
 def provenance(report: dict[str, Any]) -> dict[str, Any]:
     """What made the report: checkpoint, segmenter, cohorts, seeds, timing, versions."""
-    keys = ("created_utc", "n", "seed", "device", "device_name", "checkpoint", "generation", "real_cohort", "segmenter", "timing",
-            "versions")
+    keys = ("created_utc", "n", "seed", "device", "device_name", "checkpoint", "generation", "real_cohort", "segmenter",
+            "timing", "versions")
     return {k: report.get(k) for k in keys if k in report}

@@ -89,3 +89,14 @@ def test_continuation_refuses_bad_inputs_with_clear_errors(tiny_generator, tmp_p
     write_ct(CTVolume(ct.data[:, :, :64], ct.affine), ct_path)
     with pytest.raises(ValueError, match="P0002.*differs from the model's grid"):
         continue_diffusion(base, other_grid, tmp_path / "r3", steps=2, batch_size=2, val_patients=1, device="cpu")
+
+    # the right shape at another voxel spacing: every patient is checked, not only the first
+    other_spacing = tmp_path / "other_spacing"
+    shutil.copytree(cohort, other_spacing)
+    ct_path = other_spacing / "patients" / "P0003" / "ct.nii.gz"
+    ct = read_ct(ct_path)
+    affine = ct.affine.copy()
+    affine[2, 2] *= 1.5
+    write_ct(CTVolume(ct.data, affine), ct_path)
+    with pytest.raises(ValueError, match="P0003: voxel spacing .* differs from the model's"):
+        continue_diffusion(base, other_spacing, tmp_path / "r4", steps=2, batch_size=2, val_patients=1, device="cpu")

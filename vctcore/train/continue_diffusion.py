@@ -82,10 +82,8 @@ def _cohort_latents(gen, cohort: Path, run_dir: Path, n: int, progress: Progress
     if latents_done(run_dir) < n:
         cache = run_dir / "cache"
         report = None if progress is None else (lambda i, total: progress("cohort", i, total, {}))
-        data = load_cohort(cohort, tuple(gen.cfg.grid_shape), cache, limit=n, progress=report)
-        if not np.allclose(data.spacing_mm, gen.cfg.spacing_mm, atol=1e-3):
-            raise ValueError(f"{cohort}: voxel spacing {tuple(round(s, 3) for s in data.spacing_mm)} mm differs from "
-                             f"the generator's {tuple(gen.cfg.spacing_mm)} mm")
+        data = load_cohort(cohort, tuple(gen.cfg.grid_shape), cache, limit=n, progress=report,
+                           spacing_mm=tuple(gen.cfg.spacing_mm))
         done, _ = encode_cohort(gen.ae, gen.seg_ae, gen.cfg, data, run_dir, gen.device, progress=progress,
                                 deadline=deadline)
         del data

@@ -48,8 +48,11 @@ def cohort_fingerprint(root: Path, ids: list[str]) -> str:
 
 
 def load_cohort(root: str | Path, grid_shape: tuple[int, int, int], cache_dir: str | Path, *,
-                limit: int | None = None, progress: Callable[[int, int], None] | None = None) -> CohortArrays:
-    """Load (or memory-map from ``cache_dir``) every patient of the cohort at ``root``."""
+                limit: int | None = None, progress: Callable[[int, int], None] | None = None,
+                spacing_mm: tuple[float, float, float] | None = None) -> CohortArrays:
+    """Load (or memory-map from ``cache_dir``) every patient of the cohort at ``root``.
+
+    Every patient must be on ``grid_shape``; with ``spacing_mm`` (mm), also at that voxel spacing."""
     root = Path(root)
     table = read_attributes(root)
     if limit is not None:
@@ -64,6 +67,9 @@ def load_cohort(root: str | Path, grid_shape: tuple[int, int, int], cache_dir: s
     if meta_path.exists():
         meta = json.loads(meta_path.read_text())
         if meta.get("key") == key and tuple(meta.get("grid_shape", ())) == tuple(grid_shape):
+            if spacing_mm is not None and not np.allclose(meta["spacing_mm"], spacing_mm, atol=1e-3):
+                raise ValueError(f"cohort {root}: voxel spacing {tuple(meta['spacing_mm'])} mm differs from the "
+                                 f"model's {tuple(spacing_mm)} mm")
             return CohortArrays(np.load(cache / "ct.npy", mmap_mode="r"), np.load(cache / "seg.npy", mmap_mode="r"),
                                 table, tuple(meta["spacing_mm"]), str(root), tuple(meta["origin_mm"]))
     cache.mkdir(parents=True, exist_ok=True)
@@ -78,6 +84,10 @@ def load_cohort(root: str | Path, grid_shape: tuple[int, int, int], cache_dir: s
         if vol.shape != tuple(grid_shape) or lab.shape != tuple(grid_shape):
             raise ValueError(f"{root / 'patients' / pid}: grid {vol.shape} differs from the model's grid "
                              f"{tuple(grid_shape)}; resample the cohort to that grid first")
+        if spacing_mm is not None and not np.allclose(vol.spacing_mm, spacing_mm, atol=1e-3):
+            got = tuple(round(v, 3) for v in vol.spacing_mm)
+            raise ValueError(f"{root / 'patients' / pid}: voxel spacing {got} mm differs from the model's "
+                             f"{tuple(spacing_mm)} mm")
         spacing = spacing or vol.spacing_mm
         origins.append(vol.affine[:3, 3])
         ct[i] = np.clip(np.rint(vol.data), -1024, 3071).astype(np.int16)
@@ -92,7 +102,7 @@ def load_cohort(root: str | Path, grid_shape: tuple[int, int, int], cache_dir: s
     meta_path.write_text(json.dumps({"key": key, "grid_shape": list(grid_shape), "spacing_mm": list(spacing),
                                      "origin_mm": np.median(np.array(origins), axis=0).tolist(),
                                      "source": str(root), "n": n}))
-    return load_cohort(root, grid_shape, cache_dir, limit=limit)
+    return load_cohort(root, grid_shape, cache_dir, limit=limit, spacing_mm=spacing_mm)
 
 
 class PatchSampler:

@@ -19,12 +19,15 @@ def run(args: argparse.Namespace) -> int:
     try:
         report = train(args.cohort, args.run, preset=args.preset, seed=args.seed, device=args.device,
                        stages=stages, max_minutes=args.max_minutes, limit=args.limit, progress=progress,
-                       from_run=args.from_run, warm_start=tuple(filter(None, (args.warm_start or "").split(","))))
+                       from_run=args.from_run, warm_start=tuple(filter(None, (args.warm_start or "").split(","))),
+                       budget_minutes=args.budget_minutes)
     except (ValueError, FileNotFoundError, CheckpointError) as err:
         raise CLIError(str(err)) from None
     for r in report.results:
         state = "done" if r.finished else "paused"
         print(f"{r.stage}: {state} at step {r.step}/{r.total} ({r.seconds / 60:.1f} min in total)")
+    for line in report.budget_lines:
+        print(line)
     if report.generator_dir is not None:
         print(f"generator written to {report.generator_dir}")
     else:
@@ -39,7 +42,8 @@ def _progress_printer(args: argparse.Namespace):
 
     def progress(stage: str, done: int, total: int, losses: dict) -> None:
         now = time.monotonic()
-        if args.quiet or (stage == last["stage"] and done < total and now - last["t"] < args.log_seconds):
+        if args.quiet or (stage == last["stage"] and done < total and now - last["t"] < args.log_seconds
+                          and "budget_scale" not in losses):
             return
         last.update(stage=stage, t=now)
         parts = " ".join(f"{k}={v:.4g}" for k, v in losses.items())
@@ -105,6 +109,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="with --from-run: comma-separated stages (diffusion) that, retrained because their config "
                         "changed (e.g. new conditioning attributes), start from the earlier run's weights where they fit")
     p.add_argument("--stages", default=None, help="comma-separated subset of stages to run")
+    p.add_argument("--budget-minutes", type=float, default=None,
+                   help="wall-time budget of the whole run in minutes, replacing the preset's (cpu: 170); each stage "
+                        "times its first steps and is shortened if the run would not fit; 0: no budget")
     _add_run_options(p)
     p.set_defaults(func=run)
 

@@ -141,6 +141,28 @@ class StageSchedule:
 
 
 @dataclass(frozen=True)
+class TimeBudget:
+    """Wall-time budget of a whole training run (minutes) and each stage's minutes at its full schedule
+    on the reference machine the preset was timed on (how a run uses it: vctcore.train.budget)."""
+
+    minutes: float
+    reference_minutes: dict[str, float] = field(default_factory=dict)
+    probe_steps: int = 10
+    min_fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not self.minutes > 0:
+            raise ValueError(f"time_budget.minutes must be positive, got {self.minutes}")
+        if self.probe_steps < 1:
+            raise ValueError(f"time_budget.probe_steps must be at least 1, got {self.probe_steps}")
+        if not 0 < self.min_fraction <= 1:
+            raise ValueError(f"time_budget.min_fraction must be in (0, 1], got {self.min_fraction}")
+        bad = {k: v for k, v in self.reference_minutes.items() if not v > 0}
+        if bad:
+            raise ValueError(f"time_budget.reference_minutes must be positive: {bad}")
+
+
+@dataclass(frozen=True)
 class GeneratorConfig:
     """Everything that defines a generator: grid, networks and training schedules."""
 
@@ -153,6 +175,7 @@ class GeneratorConfig:
     post: PostConfig
     schedules: dict[str, StageSchedule] = field(default_factory=dict)
     precision: str = "fp32"  # "bf16" autocast on GPUs
+    time_budget: TimeBudget | None = None
 
     @property
     def latent_shape(self) -> tuple[int, int, int]:
@@ -179,7 +202,8 @@ class GeneratorConfig:
             cfg = cls(name=str(d["name"]), grid_shape=tuple(int(v) for v in d["grid_shape"]),
                       spacing_mm=tuple(float(v) for v in d["spacing_mm"]), image_ae=image_ae,
                       seg_ae=seg_ae, diffusion=diffusion, post=post, schedules=schedules,
-                      precision=str(d.get("precision", "fp32")))
+                      precision=str(d.get("precision", "fp32")),
+                      time_budget=TimeBudget(**d["time_budget"]) if d.get("time_budget") else None)
         except (KeyError, TypeError) as err:
             raise ValueError(f"generator config is incomplete or has an unknown field: {err}") from None
         cfg.validate()

@@ -105,7 +105,9 @@ def export_generator(run_dir: Path, out: Path, data: CohortArrays | None = None)
         "origin_mm": cache_meta.get("origin_mm", [0.0, 0.0, 0.0]),
         "training": {"cohort": run["cohort"], "cohort_fingerprint": run["cohort_fingerprint"],
                      "n_patients": cache_meta.get("n"), "seed": run["seed"], "started": run["started"],
-                     "package_versions": run["package_versions"], "stages": _stage_log_summary(run_dir)},
+                     "package_versions": run["package_versions"], "stages": _stage_log_summary(run_dir),
+                     **({"time_budget": json.loads((run_dir / "budget.json").read_text())}
+                        if (run_dir / "budget.json").exists() else {})},
         "support": attribute_support(data.table, cfg.diffusion.condition_on) if data is not None
         else run.get("support", {}),
         "files": {f: sha256_file(tmp / f) for f in ("config.json", *WEIGHT_FILES)},

@@ -58,10 +58,12 @@ def encode_cohort(ae: StackedImageAE, seg_ae: SegAE, cfg: GeneratorConfig, data:
     shape = (len(data), cfg.latent_channels, *cfg.latent_shape)
     z = np.lib.format.open_memmap(path, mode="r+" if done else "w+", dtype=np.float32, shape=shape)
     t0 = time.monotonic()
+    done_path = path.with_name("done.json")
+    before = float(json.loads(done_path.read_text()).get("seconds", 0.0)) if done and done_path.exists() else 0.0
 
     def mark(count: int) -> None:
-        z.flush()
-        path.with_name("done.json").write_text(json.dumps({"done": count}))
+        z.flush()  # the seconds, all calls together, are what a time budget counts (vctcore.train.budget)
+        done_path.write_text(json.dumps({"done": count, "seconds": round(before + time.monotonic() - t0, 2)}))
 
     for i in range(done, n):
         ct = torch.from_numpy(np.asarray(data.ct[i], dtype=np.float32))[None, None].to(device)

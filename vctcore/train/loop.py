@@ -60,10 +60,14 @@ class _Stop:
 def run_loop(stage: str, run_dir: Path, modules: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer],
              schedule: StageSchedule, step_fn: Callable[[int], dict[str, float]], *,
              rng_state: Callable[[], dict] | None = None, set_rng_state: Callable[[dict], None] | None = None,
-             deadline: float | None = None, progress: Progress | None = None, is_main: bool = True) -> StageResult:
+             deadline: float | None = None, progress: Progress | None = None, is_main: bool = True,
+             plan: Callable[[int, float, float], StageSchedule] | None = None, probe_steps: int = 10) -> StageResult:
     """Run ``step_fn(step)`` from the saved step to ``schedule.steps``; returns where it stopped.
 
-    ``deadline`` is a ``time.monotonic()`` value after which the loop saves and returns.
+    ``deadline`` is a ``time.monotonic()`` value after which the loop saves and returns. ``plan``
+    (a time budget, :mod:`vctcore.train.budget`) is called once, after one warm-up step and
+    ``probe_steps`` timed ones, with (steps done, seconds per step, the stage's seconds so far) and
+    returns the stage's schedule from then on.
     """
     state_path = run_dir / "state" / f"{stage}.pt"
     log_path = run_dir / "logs" / f"{stage}.csv"
@@ -97,10 +101,18 @@ def run_loop(stage: str, run_dir: Path, modules: dict[str, nn.Module], optimizer
         with _Stop() as stop:
             for m in modules.values():
                 m.train()
+            ran, probe_start = 0, 0.0
             while step < schedule.steps:
                 losses = step_fn(step)
                 step += 1
-                elapsed = base + time.monotonic() - start
+                ran += 1
+                now = time.monotonic()
+                elapsed = base + now - start
+                if plan is not None and ran == 1:
+                    probe_start = now
+                elif plan is not None and ran == probe_steps + 1 and step < schedule.steps:
+                    schedule = plan(step, (now - probe_start) / probe_steps, elapsed)
+                    plan = None
                 if writer_fh is not None:
                     if writer is None:
                         writer = csv.DictWriter(writer_fh, fieldnames=["step", "seconds", *losses])

@@ -10,13 +10,14 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from vctcore.models.config import SAMPLING_KEYS, GeneratorConfig, load_preset, normalised_config, without_sampling
 from vctcore.train.branch import branch_run, link_cache
+from vctcore.train.budget import RunBudget, with_budget
 from vctcore.train.data import CohortArrays, cohort_fingerprint, load_cohort
 from vctcore.train.loop import Progress, StageResult
 from vctcore.train.stages import OPTIONAL_STAGES, RUNNERS, STAGES, WARM_STAGES, StageContext
@@ -28,6 +29,8 @@ class TrainReport:
 
     results: list[StageResult]
     generator_dir: Path | None
+    #: what the time budget decided, one line per stage (empty without a budget)
+    budget_lines: list[str] = field(default_factory=list)
 
 
 def _distributed(device: torch.device) -> tuple[int, int, Callable]:
@@ -67,7 +70,7 @@ def _check_run(run_dir: Path, cfg: GeneratorConfig, cohort: Path, fingerprint: s
     if meta_path.exists():
         meta = json.loads(meta_path.read_text())
         new = json.loads(json.dumps(cfg.to_dict()))
-        training_only = ("schedules", "precision")  # may change between runs; the networks may not
+        training_only = ("schedules", "precision", "time_budget")  # may change between runs; the networks may not
         # through GeneratorConfig, so options added since the run started compare at their defaults
         # (and the diffusion's sampling defaults, which only generation reads)
         old_norm = normalised_config(meta["config"])
@@ -100,7 +103,8 @@ def _check_run(run_dir: Path, cfg: GeneratorConfig, cohort: Path, fingerprint: s
 def train(cohort: str | Path, run_dir: str | Path, *, preset: str | Path | GeneratorConfig = "cpu", seed: int = 0,
           device: torch.device | str = "cpu", stages: Sequence[str] | None = None, max_minutes: float | None = None,
           limit: int | None = None, progress: Progress | None = None,
-          from_run: str | Path | None = None, warm_start: Sequence[str] = ()) -> TrainReport:
+          from_run: str | Path | None = None, warm_start: Sequence[str] = (),
+          budget_minutes: float | None = None) -> TrainReport:
     """Train (or continue training) every stage not yet finished; export when all are done.
 
     ``max_minutes`` bounds this call's wall time: the running stage saves and returns.
@@ -108,10 +112,13 @@ def train(cohort: str | Path, run_dir: str | Path, *, preset: str | Path | Gener
     ``from_run`` starts a new run from the unchanged finished stages of an earlier one
     (:func:`vctcore.train.branch.branch_run`); ``warm_start`` names stages (so far: diffusion) that, when
     retrained, start from ``from_run``'s weights wherever they fit (:func:`vctcore.train.stages.warm_start`).
+    ``budget_minutes`` replaces the preset's time budget (0: none; :mod:`vctcore.train.budget`).
     """
     from vctcore.devices import resolve_device
 
     cfg = preset if isinstance(preset, GeneratorConfig) else load_preset(preset)
+    if budget_minutes is not None:
+        cfg = with_budget(cfg, budget_minutes)
     warm_start = tuple(warm_start)
     if warm_start and from_run is None:
         raise ValueError("--warm-start needs --from-run (the run whose weights the stages start from)")
@@ -123,6 +130,9 @@ def train(cohort: str | Path, run_dir: str | Path, *, preset: str | Path | Gener
     torch.manual_seed(seed)
     dev = _rank_device(dev)
     rank, world, wrap = _distributed(dev)
+    if cfg.time_budget is not None and world > 1:
+        raise ValueError(f"preset {cfg.name!r} has a time budget, which single-process runs use (each rank would "
+                         "decide on its own timings); pass --budget-minutes 0 under torchrun")
 
     def prepare() -> CohortArrays:
         if from_run is not None and rank == 0:
@@ -144,25 +154,43 @@ def train(cohort: str | Path, run_dir: str | Path, *, preset: str | Path | Gener
         data = prepare()
     ctx = StageContext(cfg=cfg, data=data, run_dir=run_dir, device=dev, seed=seed, deadline=deadline,
                        progress=progress, rank=rank, world=world, wrap=wrap,
-                       warm_from=Path(from_run) if warm_start else None, warm_stages=warm_start)
+                       warm_from=Path(from_run) if warm_start else None, warm_stages=warm_start,
+                       budget=RunBudget(run_dir, cfg.time_budget, STAGES, progress) if cfg.time_budget else None)
     wanted = list(stages) if stages else list(STAGES)
     unknown = [s for s in wanted if s not in STAGES]
     if unknown:
         raise ValueError(f"unknown stage(s) {', '.join(unknown)}; stages: {', '.join(STAGES)}")
     results: list[StageResult] = []
-    for stage in STAGES:
+
+    def report(generator_dir: Path | None) -> TrainReport:
+        return TrainReport(results, generator_dir, ctx.budget.summary() if ctx.budget is not None else [])
+
+    for i, stage in enumerate(STAGES):
         if stage not in wanted or _done(ctx, stage):
             continue
+        ctx.pending = {s: _left(ctx, s) for s in STAGES[i + 1:] if s in wanted and not _done(ctx, s)}
         res = RUNNERS[stage](ctx)
         _sync(world)  # rank 0 writes the stage's model; the next stage reads it on every rank
         results.append(res)
         if not res.finished:
-            return TrainReport(results, None)
+            return report(None)
     if not all(_done(ctx, s) for s in STAGES):
-        return TrainReport(results, None)
+        return report(None)
     from vctcore.train.export import export_generator
 
-    return TrainReport(results, export_generator(run_dir, run_dir / "generator", data) if rank == 0 else None)
+    return report(export_generator(run_dir, run_dir / "generator", data) if rank == 0 else None)
+
+
+def _left(ctx: StageContext, stage: str) -> float:
+    """Fraction of a stage's full schedule still to run (the latents: patients still to encode / the
+    preset's count, which its reference time was measured on). Stages not started count as 1."""
+    if stage == "latents":
+        from vctcore.train.latents import latents_done
+
+        sch = ctx.cfg.schedules.get("latents")
+        full = sch.steps if sch is not None else len(ctx.data)
+        return max(0, ctx.latent_count() - latents_done(ctx.run_dir)) / max(1, full)
+    return 1.0
 
 
 def _done(ctx: StageContext, stage: str) -> bool:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +36,7 @@ from vctcore.models.losses import (adversarial_loss, bone_interior, masked_l1, m
                                   segmentation_loss)
 from vctcore.models.postprocess import PostProcessor, bins_one_hot, post_input
 from vctcore.train.data import CohortArrays, PatchSampler
+from vctcore.train.budget import RunBudget
 from vctcore.train.latents import encode_cohort, latents_done, load_latents
 from vctcore.train.loop import Progress, StageResult, run_loop
 
@@ -63,15 +64,21 @@ class StageContext:
     #: ``vct train --warm-start``: stages that start from this earlier run's weights where they fit
     warm_from: Path | None = None
     warm_stages: tuple[str, ...] = ()
+    #: the preset's time budget for this run (vctcore.train.budget), and the stages still to run after
+    #: the current one, each with the fraction of its full schedule left (what the budget predicts from)
+    budget: RunBudget | None = None
+    pending: dict[str, float] = field(default_factory=dict)
 
     def model_path(self, stage: str) -> Path:
         return self.run_dir / "models" / f"{stage}.safetensors"
 
     def schedule(self, stage: str) -> StageSchedule:
+        """The stage's schedule: the preset's, with the step count the time budget decided (if any)."""
         try:
-            return self.cfg.schedules[stage]
+            sch = self.cfg.schedules[stage]
         except KeyError:
             raise ValueError(f"preset {self.cfg.name!r} has no schedule for stage {stage!r}") from None
+        return self.budget.schedule(stage, sch) if self.budget is not None else sch
 
     def latent_count(self) -> int:
         """Patients whose latents the diffusion trains on: all, or the preset's ``latents.steps``
@@ -113,8 +120,13 @@ def _run(ctx: StageContext, stage: str, modules: dict[str, nn.Module], opts: dic
 
         def put(s: dict) -> None:
             sampler.bit_generator.state = s
+    plan, probe = None, 0
+    if ctx.budget is not None:
+        plan = ctx.budget.planner(stage, ctx.cfg.schedules[stage], ctx.pending)
+        probe = ctx.budget.budget.probe_steps
     return run_loop(stage, ctx.run_dir, modules, opts, ctx.schedule(stage), step_fn, rng_state=get,
-                    set_rng_state=put, deadline=ctx.deadline, progress=ctx.progress, is_main=ctx.rank == 0)
+                    set_rng_state=put, deadline=ctx.deadline, progress=ctx.progress, is_main=ctx.rank == 0,
+                    plan=plan, probe_steps=probe)
 
 
 def _sampler(ctx: StageContext, stage: str, p_class: float = 0.0) -> PatchSampler:
@@ -138,15 +150,17 @@ def load_image_level(ctx: StageContext, index: int) -> nn.Module:
 class _Adversary:
     """Patch discriminator and its optimiser for the adversarial term of an autoencoder stage."""
 
-    def __init__(self, ctx: StageContext, sch: StageSchedule) -> None:
-        self.weight, self.start = sch.adversarial_weight, sch.adversarial_start
+    def __init__(self, ctx: StageContext, stage: str) -> None:
+        sch = ctx.schedule(stage)
+        # the start is read at every step: a time budget may shorten the stage (and its start) mid-run
+        self.weight, self.start = sch.adversarial_weight, lambda: ctx.schedule(stage).adversarial_start
         self.disc = PatchDiscriminator(spatial_dims=3, num_layers_d=3, channels=32, in_channels=1,
                                        out_channels=1).to(ctx.device) if self.weight > 0 else None
         self.opt = _adamw(self.disc, sch.lr) if self.disc is not None else None
         self.loss = adversarial_loss()
 
     def active(self, step: int) -> bool:
-        return self.disc is not None and step >= self.start
+        return self.disc is not None and step >= self.start()
 
     def generator_term(self, fake: torch.Tensor) -> torch.Tensor:
         return self.weight * self.loss(self.disc(fake)[-1], target_is_real=True, for_discriminator=False)
@@ -165,7 +179,7 @@ def train_image_ae_1(ctx: StageContext) -> StageResult:
     vq = build_vq_level(cfg.levels[0]).to(ctx.device)
     model = ctx.wrap(vq)
     opt = _adamw(vq, sch.lr)
-    adv = _Adversary(ctx, sch)
+    adv = _Adversary(ctx, "image_ae_1")
     per = perceptual_loss().to(ctx.device) if sch.perceptual_weight > 0 else None
     sampler = _sampler(ctx, "image_ae_1")
 
@@ -355,17 +369,21 @@ def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
 
 
 def diffusion_step(dm: LatentDiffusion, model: nn.Module, ema: nn.Module, opt: torch.optim.Optimizer,
-                   sch: StageSchedule, z_all: np.ndarray, bins_all: torch.Tensor, rng: np.random.Generator,
+                   sch: StageSchedule | Callable[[], StageSchedule], z_all: np.ndarray, bins_all: torch.Tensor,
+                   rng: np.random.Generator,
                    gen: torch.Generator, device: torch.device, autocast: Callable, *, ema_decay: float = 0.995,
                    ema_warmup: bool = True) -> Callable[[int], dict[str, float]]:
     """One training step of the diffusion U-Net ``dm`` (through ``model``, its DDP wrapper or itself) on a
     batch of latents drawn from ``z_all`` (N, C, X, Y, Z) with conditioning ``bins_all`` (N, K): warm-up +
     cosine learning rate, condition dropout, gradient clipping, and the EMA ``ema`` (its decay warmed up
-    from 0.1 when ``ema_warmup``, for a U-Net trained from scratch)."""
+    from 0.1 when ``ema_warmup``, for a U-Net trained from scratch). ``sch`` may be a function returning
+    the schedule (read at every step: a time budget may shorten the stage, and its cosine, mid-run)."""
     cfg = dm.cfg
     sched = dm.train_scheduler()
+    schedule = sch if callable(sch) else (lambda: sch)
 
     def step(i: int) -> dict[str, float]:
+        sch = schedule()
         idx = np.sort(rng.integers(len(z_all), size=sch.batch_size))
         z0 = dm.normalise(torch.from_numpy(np.array(z_all[idx])).to(device))
         bins = drop_conditions(bins_all[idx], cfg.condition_dropout, cfg.attribute_dropout, gen).to(device)
@@ -399,7 +417,8 @@ def train_diffusion(ctx: StageContext, ema_decay: float = 0.995) -> StageResult:
     opt = _adamw(dm, sch.lr)
     rng = np.random.default_rng(ctx.seed * 1000 + 40 + ctx.rank)
     gen = torch.Generator().manual_seed(ctx.seed * 1000 + 41 + ctx.rank)
-    step = diffusion_step(dm, model, ema, opt, sch, z_all, bins_all, rng, gen, ctx.device, ctx.autocast,
+    step = diffusion_step(dm, model, ema, opt, lambda: ctx.schedule("diffusion"), z_all, bins_all, rng, gen,
+                          ctx.device, ctx.autocast,
                           ema_decay=ema_decay, ema_warmup=True)
     result = _run(ctx, "diffusion", {"dm": dm, "ema": ema}, {"dm": opt}, step, rng)
     return _finish(ctx, "diffusion", ema, result, "diffusion")

@@ -1,0 +1,150 @@
+"""Fit a preset's training schedule into a wall-time budget on the machine that runs it.
+
+A preset's step counts are timed on one machine; another of the same core count may run them at half
+the speed (2026-11-26, 2 cores: a ``cpu``-preset diffusion step took 1.12 s on one sandbox CPU and
+2.24 s on an AMD EPYC without AMX, so the preset's 3 h became about 5 h 45 min). With a
+``time_budget`` in the preset, every stage a run starts times its first ``probe_steps`` steps (after
+one warm-up step) and, when the run would not fit in ``minutes``, shortens that stage so that it and
+the stages after it fit in what is left:
+
+    left   = minutes - time spent so far (every stage's logged seconds, the latents' encoding time)
+    slow   = the mean, over the stages measured so far, of measured / reference seconds per step
+    fixed  = the later stages that cannot be shortened (``latents``: one pass over the cohort),
+             predicted as reference minutes x slow
+    scale  = min(1, (left - fixed) / (this stage's remaining steps x its measured s/step
+                                      + the later shortenable stages' reference minutes x slow))
+
+so every shortenable stage gives up the same fraction. Later stages decide for themselves when they
+start, on the time actually left, so a wrong prediction is corrected by the stages after it. A stage
+keeps at least ``min_fraction`` of its steps. The learning-rate warm-up (100 steps) is longer than the
+probe, so a stage's learning-rate schedule follows the shortened length from its first step on.
+
+Decisions are kept in ``<run>/budget.json`` (resumed runs keep them; the exported manifest copies the
+file). Single-process runs only: ranks of a multi-GPU run would each decide on their own timings.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from vctcore.models.config import GeneratorConfig, StageSchedule, TimeBudget
+
+#: stages whose length is not a schedule the budget may shorten (``latents`` encodes every patient once)
+FIXED_STAGES = ("latents",)
+
+
+def with_budget(cfg: GeneratorConfig, minutes: float) -> GeneratorConfig:
+    """``cfg`` with its time budget set to ``minutes`` (0: no budget, the full schedule whatever it takes)."""
+    if minutes == 0:
+        return replace(cfg, time_budget=None)
+    if not minutes > 0:
+        raise ValueError(f"--budget-minutes must be positive (or 0 for no budget), got {minutes}")
+    if cfg.time_budget is None or not cfg.time_budget.reference_minutes:
+        raise ValueError(f"preset {cfg.name!r} has no time_budget.reference_minutes (each stage's minutes on the "
+                         "machine it was timed on), which a time budget needs to predict the later stages")
+    return replace(cfg, time_budget=replace(cfg.time_budget, minutes=float(minutes)))
+
+
+def plan_stage(budget: TimeBudget, stage: str, configured_steps: int, done_steps: int, s_per_step: float,
+               spent_s: float, later: Mapping[str, float], slowdowns: Sequence[float]) -> dict[str, Any]:
+    """How many steps ``stage`` may run in all (returned as ``steps``, with the figures behind it).
+
+    ``done_steps`` have run (``spent_s`` includes them); ``s_per_step`` is this stage's measured rate;
+    ``later`` maps the stages still to run after it to the fraction of their reference minutes still
+    to do (the latents of a 100-patient cohort: 100/400); ``slowdowns`` the measured / reference
+    ratios of the stages measured before it (this stage's own ratio is added when it has reference minutes).
+    """
+    ref = budget.reference_minutes
+    slow = list(slowdowns)
+    own = None
+    if ref.get(stage):
+        own = s_per_step / (60.0 * ref[stage] / configured_steps)
+        slow.append(own)
+    factor = sum(slow) / len(slow) if slow else 1.0
+    left_s = 60.0 * budget.minutes - spent_s
+    fixed_s = sum(60.0 * ref.get(s, 0.0) * f * factor for s, f in later.items() if s in FIXED_STAGES)
+    scalable_s = (configured_steps - done_steps) * s_per_step + sum(
+        60.0 * ref.get(s, 0.0) * f * factor for s, f in later.items() if s not in FIXED_STAGES)
+    scale = 1.0 if scalable_s <= 0 else max(0.0, min(1.0, (left_s - fixed_s) / scalable_s))
+    steps = done_steps + math.floor((configured_steps - done_steps) * scale)
+    floor_steps = max(done_steps + 1, math.ceil(budget.min_fraction * configured_steps))
+    steps = min(configured_steps, max(steps, floor_steps))
+    return {"configured_steps": configured_steps, "steps": steps, "scale": round(scale, 4),
+            "decided_at_step": done_steps, "s_per_step": round(s_per_step, 4),
+            "slowdown": round(own, 3) if own is not None else None, "predicted_slowdown": round(factor, 3),
+            "spent_minutes": round(spent_s / 60.0, 2), "left_minutes": round(left_s / 60.0, 2),
+            "later_fixed_minutes": round(fixed_s / 60.0, 2), "at_floor": steps == floor_steps < configured_steps,
+            "decided": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+
+def logged_seconds(run_dir: Path, stage: str) -> float:
+    """Seconds a stage has spent so far: its log's last ``seconds`` (the latents: ``done.json``)."""
+    if stage == "latents":
+        done = run_dir / "latents" / "done.json"
+        return float(json.loads(done.read_text()).get("seconds", 0.0)) if done.exists() else 0.0
+    log = run_dir / "logs" / f"{stage}.csv"
+    if not log.exists():
+        return 0.0
+    last = None
+    with open(log, newline="") as fh:
+        for last in csv.DictReader(fh):
+            pass
+    return float(last["seconds"]) if last else 0.0
+
+
+class RunBudget:
+    """A run's budget decisions (``<run>/budget.json``) and the planner each stage's loop calls."""
+
+    def __init__(self, run_dir: Path, budget: TimeBudget, stages: Sequence[str],
+                 progress: Callable[[str, int, int, dict], None] | None = None) -> None:
+        self.run_dir, self.budget, self.stages, self.progress = Path(run_dir), budget, tuple(stages), progress
+        self.path = self.run_dir / "budget.json"
+        self.state: dict[str, Any] = json.loads(self.path.read_text()) if self.path.exists() else {"stages": {}}
+
+    def schedule(self, stage: str, sch: StageSchedule) -> StageSchedule:
+        """``sch`` with the decided step count (and the adversarial start scaled with it)."""
+        d = self.state["stages"].get(stage)
+        if d is None or d["configured_steps"] != sch.steps:
+            return sch  # undecided, or the preset's schedule changed since: the new one stands
+        frac = d["steps"] / max(1, sch.steps)
+        return replace(sch, steps=d["steps"], adversarial_start=int(round(sch.adversarial_start * frac)))
+
+    def planner(self, stage: str, sch: StageSchedule, later: Mapping[str, float]
+                ) -> Callable[[int, float, float], StageSchedule] | None:
+        """A callback for ``run_loop``: given (steps done, measured s/step, the stage's seconds so far)
+        it decides, records and returns the stage's schedule. None when the stage is already decided."""
+        d = self.state["stages"].get(stage)
+        if d is not None and d["configured_steps"] == sch.steps:
+            return None
+
+        def plan(done: int, s_per_step: float, stage_seconds: float) -> StageSchedule:
+            spent = stage_seconds + sum(logged_seconds(self.run_dir, s) for s in self.stages if s != stage)
+            slow = [v["slowdown"] for k, v in self.state["stages"].items() if k != stage and v.get("slowdown")]
+            self.state["minutes"] = self.budget.minutes
+            self.state["stages"][stage] = plan_stage(self.budget, stage, sch.steps, done, s_per_step, spent,
+                                                     later, slow)
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self.state, indent=2))
+            tmp.replace(self.path)
+            d = self.state["stages"][stage]
+            if self.progress is not None:
+                self.progress(stage, done, d["steps"], {"budget_scale": d["scale"], "s_per_step": d["s_per_step"]})
+            return self.schedule(stage, sch)
+
+        return plan
+
+    def summary(self) -> list[str]:
+        """One line per decided stage, for the end of a ``vct train`` call."""
+        out = []
+        for stage, d in self.state["stages"].items():
+            slow = f", {d['slowdown']:.2f}x the reference" if d.get("slowdown") else ""
+            out.append(f"time budget: {stage} {d['steps']}/{d['configured_steps']} steps "
+                       f"({d['s_per_step']:.3g} s/step measured{slow}; {d['left_minutes']:.0f} of "
+                       f"{self.state.get('minutes', self.budget.minutes):g} min were left)")
+        return out

@@ -161,3 +161,26 @@ def test_a_generous_budget_changes_nothing(tiny_generator, tmp_path):
     rep = train(tiny_generator["cohort"], tmp_path / "none", preset=preset, seed=3, stages=["image_ae_1"],
                 budget_minutes=0)
     assert rep.budget_lines == [] and not (tmp_path / "none" / "budget.json").exists()
+
+
+def test_finished_stages_count_with_their_whole_logged_time(tmp_path):
+    from vctcore.train.budget import RunBudget
+
+    schedules = {"a": StageSchedule(steps=1000), "b": StageSchedule(steps=600), "c": StageSchedule(steps=300)}
+    (tmp_path / "logs").mkdir()
+    # stage a ran its 1000 steps in 30 min (the reference: 10), though its probe had seen 2x
+    rows = ["step,seconds,loss", *(f"{i},{i * 1.8:.1f},0.1" for i in range(1, 1001))]
+    (tmp_path / "logs" / "a.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "budget.json").write_text(json.dumps({"stages": {"a": {
+        "configured_steps": 1000, "steps": 1000, "slowdown": 2.0, "s_per_step": 1.2, "left_minutes": 60}}}))
+    budget = TimeBudget(minutes=120.0, reference_minutes=REF, probe_steps=5)
+    rb = RunBudget(tmp_path, budget, schedules)
+    assert rb.schedule("a", schedules["a"]).steps == 1000
+    plan = rb.planner("b", schedules["b"], {"c": 1.0})
+    sch = plan(6, _rate("b", 600, 2.0), 6 * _rate("b", 600, 2.0))
+    d = json.loads((tmp_path / "budget.json").read_text())["stages"]["b"]
+    assert d["predicted_slowdown"] == pytest.approx((3.0 + 2.0) / 2, abs=1e-3)
+    assert d["spent_minutes"] == pytest.approx(30 + 6 * _rate("b", 600, 2.0) / 60, abs=0.01)
+    assert sch.steps == d["steps"] < 600
+    assert rb.planner("b", schedules["b"], {"c": 1.0}) is None  # decided once
+    assert any(line.startswith("time budget: b ") for line in rb.summary())

@@ -8,7 +8,8 @@ one warm-up step) and, when the run would not fit in ``minutes``, shortens that 
 the stages after it fit in what is left:
 
     left   = minutes - time spent so far (every stage's logged seconds, the latents' encoding time)
-    slow   = the mean, over the stages measured so far, of measured / reference seconds per step
+    slow   = the mean slow-down (measured / reference time) of the stages that have run, from their
+             whole logged time, and of this stage, from its probe
     fixed  = the later stages that cannot be shortened (``latents``: one pass over the cohort),
              predicted as reference minutes x slow
     scale  = min(1, (left - fixed) / (this stage's remaining steps x its measured s/step
@@ -58,7 +59,8 @@ def plan_stage(budget: TimeBudget, stage: str, configured_steps: int, done_steps
     ``done_steps`` have run (``spent_s`` includes them); ``s_per_step`` is this stage's measured rate;
     ``later`` maps the stages still to run after it to the fraction of their reference minutes still
     to do (the latents of a 100-patient cohort: 100/400); ``slowdowns`` the measured / reference
-    ratios of the stages measured before it (this stage's own ratio is added when it has reference minutes).
+    ratios of the stages that ran before it (this stage's own ratio, from its probe, is added when it
+    has reference minutes).
     """
     ref = budget.reference_minutes
     slow = list(slowdowns)
@@ -83,27 +85,31 @@ def plan_stage(budget: TimeBudget, stage: str, configured_steps: int, done_steps
             "decided": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
 
-def logged_seconds(run_dir: Path, stage: str) -> float:
-    """Seconds a stage has spent so far: its log's last ``seconds`` (the latents: ``done.json``)."""
+def logged_progress(run_dir: Path, stage: str) -> tuple[int, float]:
+    """(steps, seconds) a stage has run so far, from its log's last row (the latents: patients encoded
+    and seconds, from ``done.json``); (0, 0.0) before it starts."""
     if stage == "latents":
         done = run_dir / "latents" / "done.json"
-        return float(json.loads(done.read_text()).get("seconds", 0.0)) if done.exists() else 0.0
+        if not done.exists():
+            return 0, 0.0
+        d = json.loads(done.read_text())
+        return int(d["done"]), float(d.get("seconds", 0.0))
     log = run_dir / "logs" / f"{stage}.csv"
     if not log.exists():
-        return 0.0
+        return 0, 0.0
     last = None
     with open(log, newline="") as fh:
         for last in csv.DictReader(fh):
             pass
-    return float(last["seconds"]) if last else 0.0
+    return (int(last["step"]), float(last["seconds"])) if last else (0, 0.0)
 
 
 class RunBudget:
     """A run's budget decisions (``<run>/budget.json``) and the planner each stage's loop calls."""
 
-    def __init__(self, run_dir: Path, budget: TimeBudget, stages: Sequence[str],
+    def __init__(self, run_dir: Path, budget: TimeBudget, schedules: Mapping[str, StageSchedule],
                  progress: Callable[[str, int, int, dict], None] | None = None) -> None:
-        self.run_dir, self.budget, self.stages, self.progress = Path(run_dir), budget, tuple(stages), progress
+        self.run_dir, self.budget, self.schedules, self.progress = Path(run_dir), budget, dict(schedules), progress
         self.path = self.run_dir / "budget.json"
         self.state: dict[str, Any] = json.loads(self.path.read_text()) if self.path.exists() else {"stages": {}}
 
@@ -124,8 +130,9 @@ class RunBudget:
             return None
 
         def plan(done: int, s_per_step: float, stage_seconds: float) -> StageSchedule:
-            spent = stage_seconds + sum(logged_seconds(self.run_dir, s) for s in self.stages if s != stage)
-            slow = [v["slowdown"] for k, v in self.state["stages"].items() if k != stage and v.get("slowdown")]
+            others = {s: logged_progress(self.run_dir, s) for s in (*self.schedules, "latents") if s != stage}
+            spent = stage_seconds + sum(sec for _, sec in others.values())
+            slow = [v for v in (self._slowdown(s, *p) for s, p in others.items()) if v is not None]
             self.state["minutes"] = self.budget.minutes
             self.state["stages"][stage] = plan_stage(self.budget, stage, sch.steps, done, s_per_step, spent,
                                                      later, slow)
@@ -138,6 +145,16 @@ class RunBudget:
             return self.schedule(stage, sch)
 
         return plan
+
+    def _slowdown(self, stage: str, steps: int, seconds: float) -> float | None:
+        """Measured / reference time of a stage that has run (its whole logged time, adversarial phases and
+        checkpoints included, which a stage's probe of its first steps does not see); None before it ran
+        ``probe_steps`` steps or without reference minutes."""
+        ref = self.budget.reference_minutes.get(stage)
+        full = self.schedules[stage].steps if stage in self.schedules else None
+        if not ref or not full or steps < self.budget.probe_steps or seconds <= 0:
+            return None
+        return (seconds / steps) / (60.0 * ref / full)
 
     def summary(self) -> list[str]:
         """One line per decided stage, for the end of a ``vct train`` call."""

@@ -155,7 +155,7 @@ def train(cohort: str | Path, run_dir: str | Path, *, preset: str | Path | Gener
     ctx = StageContext(cfg=cfg, data=data, run_dir=run_dir, device=dev, seed=seed, deadline=deadline,
                        progress=progress, rank=rank, world=world, wrap=wrap,
                        warm_from=Path(from_run) if warm_start else None, warm_stages=warm_start,
-                       budget=RunBudget(run_dir, cfg.time_budget, STAGES, progress) if cfg.time_budget else None)
+                       budget=RunBudget(run_dir, cfg.time_budget, cfg.schedules, progress) if cfg.time_budget else None)
     wanted = list(stages) if stages else list(STAGES)
     unknown = [s for s in wanted if s not in STAGES]
     if unknown:

@@ -143,6 +143,10 @@ def test_a_run_over_its_budget_trains_shortened_stages_resumes_and_exports(tiny_
     assert manifest["training"]["time_budget"]["stages"]["diffusion"]["steps"] == 3
     assert manifest["training"]["stages"]["diffusion"]["steps"] == 3
     Generator.from_pretrained(rest.generator_dir, device="cpu")  # loads, sha256 checked
+    from vctcore.train.model_card import write_model_card
+
+    card = write_model_card(rest.generator_dir).read_text()
+    assert "Time budget: 0.0001 training minutes" in card and "diffusion 3/6 steps" in card
 
     again = train(tiny_generator["cohort"], run, preset=preset, seed=3)
     assert again.results == [] and again.generator_dir is not None

@@ -100,6 +100,13 @@ def write_model_card(gen_dir: str | Path, metrics: dict[str, Any] | None = None,
     ]
     for stage, s in tr.get("stages", {}).items():
         lines.append(f"| {stage} | {s['steps']} | {s['seconds'] / 60:.1f} | {s['final_loss_mean50']:.4g} |")
+    budget = tr.get("time_budget")
+    if budget:
+        cut = [f"{k} {d['steps']}/{d['configured_steps']} steps" for k, d in budget.get("stages", {}).items()
+               if d["steps"] < d["configured_steps"]]
+        lines += ["", f"- Time budget: {budget.get('minutes')} training minutes (`vct train --budget-minutes`); "
+                      + (f"shortened to fit on the training machine: {', '.join(cut)}." if cut
+                         else "every stage ran its full schedule.")]
     conts = tr.get("continuations", [])
     if conts:
         lines += ["", "Continued training of the diffusion U-Net (EMA weights; held-out loss on the first patients "

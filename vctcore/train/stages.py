@@ -35,8 +35,8 @@ from vctcore.models.diffusion import LatentDiffusion
 from vctcore.models.losses import (adversarial_loss, bone_interior, masked_l1, multi_window_l1, perceptual_loss,
                                   segmentation_loss)
 from vctcore.models.postprocess import PostProcessor, bins_one_hot, post_input
-from vctcore.train.data import CohortArrays, PatchSampler
 from vctcore.train.budget import RunBudget
+from vctcore.train.data import CohortArrays, PatchSampler
 from vctcore.train.latents import encode_cohort, latents_done, load_latents
 from vctcore.train.loop import Progress, StageResult, run_loop
 

@@ -188,3 +188,18 @@ def test_finished_stages_count_with_their_whole_logged_time(tmp_path):
     assert sch.steps == d["steps"] < 600
     assert rb.planner("b", schedules["b"], {"c": 1.0}) is None  # decided once
     assert any(line.startswith("time budget: b ") for line in rb.summary())
+
+
+def test_vct_train_prints_what_the_budget_decided_and_refuses_a_negative_budget(tiny_generator, tmp_path):
+    import subprocess
+    import sys
+
+    preset = _budget_preset(tmp_path / "budget.yaml", minutes=1e-4)
+    base = [sys.executable, "-m", "vctcore.cli", "train", "--cohort", str(tiny_generator["cohort"]),
+            "--run", str(tmp_path / "run"), "--preset", str(preset), "--seed", "3", "--quiet"]
+    res = subprocess.run([*base, "--stages", "image_ae_1"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert "image_ae_1: done at step 3/3" in res.stdout
+    assert "time budget: image_ae_1 3/6 steps" in res.stdout
+    res = subprocess.run([*base, "--budget-minutes", "-1"], capture_output=True, text=True)
+    assert res.returncode == 2 and "--budget-minutes must be positive" in res.stderr

@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> dict:
         "threads": args.threads, "grid_shape": list(gen.cfg.grid_shape), "latent_shape": list(gen.cfg.latent_shape),
         "steps": args.steps or gen.cfg.diffusion.sample_steps,
         "guidance": gen.cfg.diffusion.guidance_scale if args.guidance is None else args.guidance,
+        "guidance_interval": gen.cfg.diffusion.guidance_interval,
         "sampler": args.sampler or gen.cfg.diffusion.sampler, "n": args.n, "s_per_patient": round(per, 3), "target_s": 5.0, "load_s": round(load_s, 2),
         "peak_rss_mb": round(_peak_rss_mb(), 1), "target_rss_mb": 4096,
     }

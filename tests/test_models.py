@@ -145,6 +145,34 @@ def test_diffusion_sampling_is_deterministic_given_noise():
     assert torch.equal(a, b) and a.shape == noise.shape
 
 
+
+def test_guidance_interval_guides_only_inside_it():
+    from dataclasses import replace
+
+    cfg = load_preset("cpu").diffusion
+    torch.manual_seed(0)
+    dm = LatentDiffusion(cfg, 8).eval()
+    with torch.no_grad():  # MONAI zero-initialises the output layer: give every weight a value
+        for p in dm.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    noise = torch.randn(1, 8, 8, 8, 8, generator=torch.Generator().manual_seed(0))
+    bins = torch.tensor([[1, 2, 3, 4]])
+    assert not torch.allclose(dm.sample(bins, noise, steps=4, guidance_scale=2.0),
+                              dm.sample(bins, noise, steps=4, guidance_scale=1.0), atol=1e-4)
+
+    def sample(interval, g=2.0):
+        dm.cfg = replace(cfg, guidance_interval=interval)
+        return dm.sample(bins, noise, steps=4, guidance_scale=g, sampler="dpm++")
+
+    everywhere = sample(None)
+    assert torch.allclose(sample((0.0, 1e9)), everywhere, atol=1e-5)  # covers every step's sigma
+    unguided = sample(None, g=1.0)
+    assert torch.allclose(sample((1e6, 1e9)), unguided, atol=1e-5)  # covers none: the conditional model alone
+    part = sample((0.5, 20.0))  # some steps guided: between the two, equal to neither
+    assert not torch.allclose(part, everywhere, atol=1e-4) and not torch.allclose(part, unguided, atol=1e-4)
+    with pytest.raises(ValueError, match="guidance_interval"):
+        replace(cfg, guidance_interval=(2.0, 1.0))
+
 @pytest.fixture()
 def small_module():
     return build_vq_level(VQLevel(in_channels=1, channels=(4,), num_res_layers=1, embedding_dim=2, num_embeddings=8))

@@ -32,6 +32,8 @@ def generate_cohort(generator: Generator, table: pd.DataFrame, *, seed: int, out
         "steps": steps or generator.cfg.diffusion.sample_steps,
         "guidance_scale": generator.cfg.diffusion.guidance_scale if guidance_scale is None else guidance_scale,
         "sampler": sampler or generator.cfg.diffusion.sampler,
+        **({"guidance_interval": list(generator.cfg.diffusion.guidance_interval)}
+           if generator.cfg.diffusion.guidance_interval else {}),
         "checkpoint": str(generator.path), "checkpoint_sha256": generator.checkpoint_sha256,
         "device": str(generator.device), "support_warnings": warnings, **(provenance or {})})
     try:

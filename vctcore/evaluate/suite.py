@@ -179,7 +179,7 @@ def evaluate_generator(checkpoint: str | Path | None, real: str | Path, out: str
         "checkpoint": {"path": str(gen.path), "sha256": gen.checkpoint_sha256,
                        "training": gen.manifest.get("training", {}).get("n_patients")},
         "generation": {"steps": gen_prov.get("steps"), "guidance_scale": gen_prov.get("guidance_scale"),
-                       "sampler": gen_prov.get("sampler", "ddim"),
+                       "sampler": gen_prov.get("sampler", "ddim"), "guidance_interval": gen_prov.get("guidance_interval"),
                        "support_warnings": gen_prov.get("support_warnings", []),
                        "synthetic_cohort": str(syn_dir), "patient_seeds": [patient_seed(seed, i) for i in range(n)]},
         "real_cohort": _real_cohort_provenance(real, table),

@@ -120,19 +120,29 @@ class LatentDiffusion(nn.Module):
             raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
         both = torch.cat([torch.zeros_like(bins), bins]) if g != 1.0 else bins
         context = self.embed(both)
+        acp_all = self.train_scheduler().alphas_cumprod
+        interval = self.cfg.guidance_interval
+
+        def guide_at(t: int) -> bool:
+            if g == 1.0:
+                return False
+            if interval is None:
+                return True
+            sigma = float(((1 - acp_all[t]) / acp_all[t]).sqrt())
+            return interval[0] < sigma <= interval[1]
 
         def guided(z: torch.Tensor, t: int) -> torch.Tensor:
+            if not guide_at(int(t)):  # the conditional half of the batch alone
+                ctx = context[bins.shape[0]:] if g != 1.0 else context
+                tt = torch.full((z.shape[0],), int(t), device=z.device, dtype=torch.long)
+                return self.denoise(z, tt, ctx)
             tt = torch.full((both.shape[0],), int(t), device=z.device, dtype=torch.long)
-            out = self.denoise(torch.cat([z, z]) if g != 1.0 else z, tt, context)
-            if g != 1.0:
-                out_u, out_c = out.chunk(2)
-                out = out_u + g * (out_c - out_u)
-            return out
+            out_u, out_c = self.denoise(torch.cat([z, z]), tt, context).chunk(2)
+            return out_u + g * (out_c - out_u)
 
         if sampler == "dpm++":
-            acp = self.train_scheduler().alphas_cumprod
-            return self.denormalise(dpm_solver_pp_2m(lambda z, t: self.predict_x0(guided(z, t), z, t, acp),
-                                                     noise, acp, steps, progress))
+            return self.denormalise(dpm_solver_pp_2m(lambda z, t: self.predict_x0(guided(z, t), z, t, acp_all),
+                                                     noise, acp_all, steps, progress))
         sched = self.sample_scheduler(sampler)
         sched.set_timesteps(num_inference_steps=steps if sampler == "ddim" else self.cfg.train_timesteps)
         z = noise

@@ -93,7 +93,10 @@ def write_model_card(gen_dir: str | Path, metrics: dict[str, Any] | None = None,
         f"`{tr.get('cohort_fingerprint')}`), seed {tr.get('seed')}, started {tr.get('started')}.",
         f"- Conditioning: {', '.join(cfg['diffusion']['condition_on'])}; sampler "
         f"{SAMPLER_NAMES.get(cfg['diffusion'].get('sampler', 'ddim'), cfg['diffusion'].get('sampler'))} "
-        f"{cfg['diffusion']['sample_steps']} steps, guidance {cfg['diffusion']['guidance_scale']}.",
+        f"{cfg['diffusion']['sample_steps']} steps, guidance {cfg['diffusion']['guidance_scale']}"
+        + (f" at noise levels sigma in ({cfg['diffusion']['guidance_interval'][0]:g}, "
+           f"{cfg['diffusion']['guidance_interval'][1]:g}] (the conditional model alone elsewhere)."
+           if cfg["diffusion"].get("guidance_interval") else "."),
         "",
         "| stage | steps | minutes | final loss (mean of last 50) |",
         "|---|---|---|---|",

@@ -151,6 +151,12 @@ def test_a_run_over_its_budget_trains_shortened_stages_resumes_and_exports(tiny_
     again = train(tiny_generator["cohort"], run, preset=preset, seed=3)
     assert again.results == [] and again.generator_dir is not None
 
+    # a run branched from it brings the shortened stages as finished, with their decisions
+    branch = train(tiny_generator["cohort"], tmp_path / "branch", preset=preset, seed=3, from_run=run)
+    assert branch.results == [] and branch.generator_dir is not None
+    brought = json.loads((tmp_path / "branch" / "budget.json").read_text())["stages"]
+    assert brought["image_ae_1"]["steps"] == 3 and brought["diffusion"]["steps"] == 3
+
 
 def test_a_generous_budget_changes_nothing(tiny_generator, tmp_path):
     from vctcore.train.run import train

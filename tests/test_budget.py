@@ -130,7 +130,8 @@ def test_a_run_over_its_budget_trains_shortened_stages_resumes_and_exports(tiny_
     assert decided["image_ae_1"]["at_floor"]
     assert first.results[0].finished and first.results[0].total == 3
     assert sum(1 for _ in open(run / "logs" / "image_ae_1.csv")) == 1 + 3
-    assert any(line.startswith("time budget: image_ae_1 3/6 steps") for line in first.budget_lines)
+    line = next(line for line in first.budget_lines if line.startswith("time budget: image_ae_1 3/6 steps"))
+    assert "at its floor of 10% of the steps: this machine cannot train the preset in the budget" in line
 
     rest = train(tiny_generator["cohort"], run, preset=preset, seed=3)
     assert "image_ae_1" not in [r.stage for r in rest.results]  # done at its shortened length

@@ -161,7 +161,9 @@ class RunBudget:
         out = []
         for stage, d in self.state["stages"].items():
             slow = f", {d['slowdown']:.2f}x the reference" if d.get("slowdown") else ""
+            floor = (f"; at its floor of {self.budget.min_fraction:.0%} of the steps: this machine cannot train the "
+                     "preset in the budget" if d.get("at_floor") else "")
             out.append(f"time budget: {stage} {d['steps']}/{d['configured_steps']} steps "
                        f"({d['s_per_step']:.3g} s/step measured{slow}; {d['left_minutes']:.0f} of "
-                       f"{self.state.get('minutes', self.budget.minutes):g} min were left)")
+                       f"{self.state.get('minutes', self.budget.minutes):g} min were left{floor})")
         return out

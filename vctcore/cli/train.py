@@ -110,7 +110,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "changed (e.g. new conditioning attributes), start from the earlier run's weights where they fit")
     p.add_argument("--stages", default=None, help="comma-separated subset of stages to run")
     p.add_argument("--budget-minutes", type=float, default=None,
-                   help="wall-time budget of the whole run in minutes, replacing the preset's (cpu: 170); each stage "
+                   help="wall-time budget of the whole run in minutes, replacing the preset's (cpu: 172); each stage "
                         "times its first steps and is shortened if the run would not fit; 0: no budget")
     _add_run_options(p)
     p.set_defaults(func=run)

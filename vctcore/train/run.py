@@ -165,10 +165,10 @@ def train(cohort: str | Path, run_dir: str | Path, *, preset: str | Path | Gener
     def report(generator_dir: Path | None) -> TrainReport:
         return TrainReport(results, generator_dir, ctx.budget.summary() if ctx.budget is not None else [])
 
-    for i, stage in enumerate(STAGES):
-        if stage not in wanted or _done(ctx, stage):
-            continue
-        ctx.pending = {s: _left(ctx, s) for s in STAGES[i + 1:] if s in wanted and not _done(ctx, s)}
+    # decided once: a stage's run changes only its own files, so the later stages' state stays as read here
+    todo = [s for s in STAGES if s in wanted and not _done(ctx, s)]
+    for i, stage in enumerate(todo):
+        ctx.pending = {s: _left(ctx, s) for s in todo[i + 1:]}
         res = RUNNERS[stage](ctx)
         _sync(world)  # rank 0 writes the stage's model; the next stage reads it on every rank
         results.append(res)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from vctcore.models.config import GeneratorConfig, normalised_config, without_sampling
+from vctcore.train.budget import budget_path, read_budget
 
 #: config sections (besides grid_shape and spacing_mm) that each stage's result depends on,
 #: including through the stages it reads
@@ -106,12 +107,11 @@ def branch_run(old_run: str | Path, new_run: str | Path, cfg: GeneratorConfig, c
             if f.exists():
                 _link_or_copy(f, new_run / f.relative_to(old_run), link=False)
         brought.append(stage)
-    old_budget = old_run / "budget.json"
-    if old_budget.exists():
+    b = read_budget(old_run)
+    if b is not None:
         # a brought stage the old run's time budget shortened is finished at its shortened length
-        b = json.loads(old_budget.read_text())
         b["stages"] = {k: v for k, v in b.get("stages", {}).items() if k in brought}
-        (new_run / "budget.json").write_text(json.dumps(b, indent=2))
+        budget_path(new_run).write_text(json.dumps(b, indent=2))
     (new_run / "branched_from.json").write_text(json.dumps(
         {"run": str(old_run.resolve()), "stages": brought, "warm_start": list(warm_start),
          "old_config": old_meta["config"]}, indent=2))

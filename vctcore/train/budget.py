@@ -40,6 +40,17 @@ from vctcore.models.config import GeneratorConfig, StageSchedule, TimeBudget
 FIXED_STAGES = ("latents",)
 
 
+def budget_path(run_dir: Path) -> Path:
+    """Where a run keeps its time-budget decisions."""
+    return Path(run_dir) / "budget.json"
+
+
+def read_budget(run_dir: Path) -> dict[str, Any] | None:
+    """A run's ``budget.json`` ({"minutes", "stages": {stage: decision}}), or None when it has none."""
+    path = budget_path(run_dir)
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 def with_budget(cfg: GeneratorConfig, minutes: float) -> GeneratorConfig:
     """``cfg`` with its time budget set to ``minutes`` (0: no budget, the full schedule whatever it takes)."""
     if minutes == 0:
@@ -110,8 +121,8 @@ class RunBudget:
     def __init__(self, run_dir: Path, budget: TimeBudget, schedules: Mapping[str, StageSchedule],
                  progress: Callable[[str, int, int, dict], None] | None = None) -> None:
         self.run_dir, self.budget, self.schedules, self.progress = Path(run_dir), budget, dict(schedules), progress
-        self.path = self.run_dir / "budget.json"
-        self.state: dict[str, Any] = json.loads(self.path.read_text()) if self.path.exists() else {"stages": {}}
+        self.path = budget_path(self.run_dir)
+        self.state: dict[str, Any] = read_budget(self.run_dir) or {"stages": {}}
 
     def schedule(self, stage: str, sch: StageSchedule) -> StageSchedule:
         """``sch`` with the decided step count (and the adversarial start scaled with it)."""

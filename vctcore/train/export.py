@@ -21,6 +21,7 @@ import torch
 from vctcore.models.autoencoders import SegAE, StackedImageAE
 from vctcore.models.checkpoint import load_module, save_module, sha256_file
 from vctcore.models.config import GeneratorConfig
+from vctcore.train.budget import read_budget
 from vctcore.train.data import CohortArrays
 from vctcore.train.stages import tuned_seg_ae_file
 
@@ -106,8 +107,7 @@ def export_generator(run_dir: Path, out: Path, data: CohortArrays | None = None)
         "training": {"cohort": run["cohort"], "cohort_fingerprint": run["cohort_fingerprint"],
                      "n_patients": cache_meta.get("n"), "seed": run["seed"], "started": run["started"],
                      "package_versions": run["package_versions"], "stages": _stage_log_summary(run_dir),
-                     **({"time_budget": json.loads((run_dir / "budget.json").read_text())}
-                        if (run_dir / "budget.json").exists() else {})},
+                     **({"time_budget": budget} if (budget := read_budget(run_dir)) else {})},
         "support": attribute_support(data.table, cfg.diffusion.condition_on) if data is not None
         else run.get("support", {}),
         "files": {f: sha256_file(tmp / f) for f in ("config.json", *WEIGHT_FILES)},

@@ -19,10 +19,13 @@ import json
 
 import numpy as np
 import pytest
+from scipy import ndimage
 from scipy.stats import spearmanr
 
 from vctcore.labels import FINE_LABEL_NAMES, FINE_LABELS
 from vctcore.measure import MeasureError, Measurements, kernels, measure
+from vctcore.measure.body import body_geometry
+from vctcore.measure.morphology import fill_holes
 from vctcore.measure.record import WHOLE_BODY_FIELDS
 from vctcore.phantom import build_phantom
 from vctcore.phantom.builder import REQUIRED, supported_rows
@@ -102,6 +105,44 @@ def test_merged_map_measures_what_it_can(phantoms):
     assert m.bone_density_hu is None and "does not identify vertebrae" in m.not_measurable["bone_density_hu"]
     assert m.l3_sat_area_cm2 is None
     assert any("merged 16-class map" in n for n in m.notes)
+
+
+def test_shared_body_geometry_gives_the_same_measurements(phantoms):
+    """A geometry computed once and passed to both backends changes nothing; one of another grid is refused."""
+    ph = phantoms[1]
+    geometry = body_geometry(ph.ct.data, ph.ct.spacing_mm)
+    for seg, backend in ((None, "threshold"), (ph.seg, "labels")):
+        alone, shared = measure(ph.ct, seg, backend), measure(ph.ct, seg, backend, geometry=geometry)
+        assert (alone.mass_kg, alone.bfp_pct, alone.mmp_pct) == (shared.mass_kg, shared.bfp_pct, shared.mmp_pct)
+    crop, _ = _crop(ph, 0, ph.ct.shape[2] // 2)
+    with pytest.raises(MeasureError, match="body geometry of a"):
+        measure(crop, None, "threshold", geometry=geometry)
+
+
+@pytest.mark.parametrize("rank", [2, 3])
+def test_fill_holes_equals_scipy(rank):
+    """The labelling fill gives scipy's flood fill voxel for voxel: default, full and in-plane connectivity,
+    holes touching the border along an axis the structure does not reach, empty and full masks."""
+    rng = np.random.default_rng(rank)
+    structures = [None, ndimage.generate_binary_structure(rank, rank),
+                  ndimage.generate_binary_structure(2, 1)[:, :, None] if rank == 3 else np.ones((3, 1), bool)]
+    masks = [np.zeros((5,) * rank, bool), np.ones((5,) * rank, bool)]
+    for _ in range(60):
+        shape = tuple(int(n) for n in rng.integers(2, 16, size=rank))
+        masks.append(ndimage.binary_dilation(rng.random(shape) < rng.uniform(0.03, 0.4)))
+    ring = np.zeros((7, 7, 3) if rank == 3 else (7, 7), bool)
+    ring[1:6, 1:6] = True
+    ring[2:5, 2:5] = False  # in 3D a tube: enclosed in every axial slice but open at both z faces, so only
+    masks.append(ring)      # the in-plane structure fills it
+    filled = 0
+    for mask in masks:
+        for structure in structures:
+            ours = fill_holes(mask, structure)
+            assert np.array_equal(ours, ndimage.binary_fill_holes(mask, structure))
+            filled += int(ours.sum() > mask.sum())
+    assert filled > 20  # the random masks do have holes
+    with pytest.raises(ValueError, match="1 or 3 along each axis"):
+        fill_holes(masks[2], np.ones((5,) * rank, bool))
 
 
 def test_bone_density_orders_phantoms(labelled):

@@ -25,11 +25,14 @@ import numpy as np
 from scipy import ndimage
 
 from vctcore.labels import MERGED_CLASSES
+from vctcore.measure.morphology import fill_holes
 from vctcore.volume import CTVolume, LabelMap
 
 BODY_HU = -500.0
 MIN_PAIRS = 3
 AXES = ("R", "A", "S")
+#: in-plane (X, Y) cross: holes are filled per axial slice
+IN_PLANE = ndimage.generate_binary_structure(2, 1)[:, :, None]
 ORGANS: dict[int, str] = {k: v for k, v in MERGED_CLASSES.items() if k}
 
 
@@ -40,9 +43,7 @@ def body_mask(ct: CTVolume, threshold_hu: float = BODY_HU) -> np.ndarray:
     lab, n = ndimage.label(mask)
     if n > 1:
         mask = lab == (np.argmax(np.bincount(lab.ravel())[1:]) + 1)
-    for k in np.flatnonzero(mask.any(axis=(0, 1))):
-        mask[:, :, k] = ndimage.binary_fill_holes(mask[:, :, k])
-    return mask
+    return fill_holes(mask, IN_PLANE)
 
 
 def world(affine: np.ndarray, ijk: np.ndarray) -> np.ndarray:

@@ -99,15 +99,18 @@ def image_measurements(ct: CTVolume, seg: LabelMap, body: np.ndarray | None = No
     """Every field of ``FIELDS`` (NaN when not measurable) plus ``notes`` (list of str); ``body``: the
     CT's :func:`body_mask` when already computed."""
     from vctcore.measure import MeasureError, measure
+    from vctcore.measure.body import body_geometry
 
     out: dict[str, Any] = {k: math.nan for k in FIELDS}
     notes: list[str] = []
     mask = body_mask(ct) if body is None else body
     out["extent_cm"] = extent_cm(ct, mask)
+    geometry = body_geometry(ct.data, ct.spacing_mm)  # shared by both backends: it depends on the HU alone
     for backend, fields in (("threshold", {"weight_kg": "mass_kg", "body_volume_l": "body_volume_l"}),
                             ("labels", {"bfp_pct": "bfp_pct", "mmp_pct": "mmp_pct"})):
         try:
-            m = measure(ct, seg if backend == "labels" else None, backend=backend, seg_format="merged", height=False)
+            m = measure(ct, seg if backend == "labels" else None, backend=backend, seg_format="merged", height=False,
+                        geometry=geometry)
         except MeasureError as err:
             notes.append(f"measure ({backend}): {err}")
             continue

@@ -12,6 +12,7 @@ import numpy as np
 
 from vctcore.labels import FINE_LABELS
 from vctcore.measure.backends import BackendError, Segmentation, segment
+from vctcore.measure.body import BodyGeometry
 from vctcore.measure.composition import BONE_VALUES, MUSCLE_VALUES, UNSPECIFIED_BONE
 from vctcore.measure.coverage import assess_coverage
 from vctcore.measure.record import L3_FIELDS, WHOLE_BODY_FIELDS, MeasureError, Measurements
@@ -32,19 +33,21 @@ SCAN_GROUPS: dict[str, list[int]] = {
 
 
 def measure(ct: CTVolume, seg: LabelMap | None = None, backend: str = "auto", *, seg_format: str = "auto",
-            height: bool = True) -> Measurements:
+            height: bool = True, geometry: BodyGeometry | None = None) -> Measurements:
     """Measure one CT (HU, axes (X, Y, Z) RAS+).
 
     ``seg``: a label map on the CT's grid (fine, merged or TotalSegmentator labels; ``seg_format``
     "auto" identifies which). ``backend``: "auto" (labels if ``seg`` else threshold), "labels",
-    "threshold" or "totalsegmentator". ``height=False`` skips the height measurement.
+    "threshold" or "totalsegmentator". ``height=False`` skips the height measurement. ``geometry``: the
+    CT's :func:`vctcore.measure.body.body_geometry` when already computed (it depends on the HU alone,
+    so two measurements of one CT with different backends can share it).
     Raises :class:`MeasureError` (a ValueError) when the CT cannot be measured (not HU, no body,
     unusable segmentation or backend).
     """
     t0 = time.perf_counter()
     try:
         validate_hu(ct.data, where="CT")
-        segmentation = segment(ct, seg, backend, seg_format=seg_format)
+        segmentation = segment(ct, seg, backend, seg_format=seg_format, geometry=geometry)
     except (ValueError, BackendError) as err:
         raise MeasureError(str(err)) from None
     if segmentation.tables is not None:

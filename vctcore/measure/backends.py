@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from vctcore.labels import FINE_LABEL_NAMES
-from vctcore.measure.body import threshold_labels
+from vctcore.measure.body import BodyGeometry, threshold_labels
 from vctcore.measure.composition import UNSPECIFIED_BONE
 from vctcore.measure.kernels import apply_lut, slice_tables
 from vctcore.measure.vocab import conversion, fine_target, resolve_names, split_sides
@@ -75,8 +75,10 @@ class Segmentation:
 
 
 def segment(ct: CTVolume, seg: LabelMap | None = None, backend: str = "auto", *,
-            seg_format: str = "auto") -> Segmentation:
-    """Run ``backend`` on ``ct`` (HU, (X, Y, Z)); ``seg``: a label map on the same grid, if any."""
+            seg_format: str = "auto", geometry: BodyGeometry | None = None) -> Segmentation:
+    """Run ``backend`` on ``ct`` (HU, (X, Y, Z)); ``seg``: a label map on the same grid, if any;
+    ``geometry``: the CT's :func:`vctcore.measure.body.body_geometry` when already computed (the
+    threshold steps reuse it)."""
     if backend not in BACKENDS:
         raise BackendError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if seg is not None and (seg.shape != ct.shape or float(np.abs(seg.affine - ct.affine).max()) > 1e-3):
@@ -85,19 +87,20 @@ def segment(ct: CTVolume, seg: LabelMap | None = None, backend: str = "auto", *,
     if backend == "auto":
         backend = "labels" if seg is not None else "threshold"
     if backend == "threshold":
-        labels, counts, adj = threshold_labels(ct.data, ct.spacing_mm)
+        labels, counts, adj = threshold_labels(ct.data, ct.spacing_mm, geometry=geometry)
         return Segmentation(labels, "threshold", "threshold", frozenset(), False, [
             "threshold backend: no organ, bone or vertebra is identified; 'muscle' is every body voxel "
             "at -30..150 HU, so it includes organs, vessels and skin"], None, (counts, adj))
     if backend == "totalsegmentator":
         seg = run_totalsegmentator(ct)
-        return _from_labels(ct, seg, "totalsegmentator", "totalsegmentator")
+        return _from_labels(ct, seg, "totalsegmentator", "totalsegmentator", geometry)
     if seg is None:
         raise BackendError("backend 'labels' needs a segmentation (--seg); use --backend threshold without one")
-    return _from_labels(ct, seg, "labels", seg_format)
+    return _from_labels(ct, seg, "labels", seg_format, geometry)
 
 
-def _from_labels(ct: CTVolume, seg: LabelMap, backend: str, seg_format: str) -> Segmentation:
+def _from_labels(ct: CTVolume, seg: LabelMap, backend: str, seg_format: str,
+                 geometry: BodyGeometry | None = None) -> Segmentation:
     vmax = int(seg.data.max())
     if vmax > 255:
         raise BackendError(f"segmentation value {vmax} is larger than any known label vocabulary uses (fine, merged "
@@ -134,7 +137,7 @@ def _from_labels(ct: CTVolume, seg: LabelMap, backend: str, seg_format: str) -> 
                      "and L3-level areas are not measurable; bones are counted as one class")
     fine = apply_lut(seg.data, lut)
     split_sides(fine, seg.data, splits, seg.affine)
-    labels, counts, adj = threshold_labels(ct.data, ct.spacing_mm, known=fine)
+    labels, counts, adj = threshold_labels(ct.data, ct.spacing_mm, known=fine, geometry=geometry)
     return Segmentation(labels, backend, vocabulary, frozenset(fine_present), False, notes, frozenset(identifiable),
                         (counts, adj))
 

@@ -31,6 +31,7 @@ from scipy import ndimage
 from vctcore.labels import BONE_LABELS, FINE_LABELS
 from vctcore.measure.composition import UNSPECIFIED_BONE
 from vctcore.measure.kernels import classify
+from vctcore.measure.morphology import fill_holes
 
 COARSE_MM = 4.0
 KEEP_COMPONENT_FRACTION = 0.10
@@ -84,8 +85,8 @@ def body_mask_coarse(coarse_hu: np.ndarray, thresholds: Thresholds = DEFAULT_THR
     sizes[0] = 0
     keep = sizes >= KEEP_COMPONENT_FRACTION * sizes.max()
     body = ndimage.binary_dilation(keep[lab], structure=_CROSS_2D, iterations=RESTORE_VOXELS) & above
-    body = ndimage.binary_fill_holes(body, structure=_CROSS_2D)
-    return ndimage.binary_fill_holes(body)
+    body = fill_holes(body, structure=_CROSS_2D)
+    return fill_holes(body)
 
 
 def envelope_coarse(coarse_hu: np.ndarray, body: np.ndarray, spacing_mm: tuple[float, float, float],
@@ -98,17 +99,26 @@ def envelope_coarse(coarse_hu: np.ndarray, body: np.ndarray, spacing_mm: tuple[f
     pad = disc.shape[0] // 2 + 1, disc.shape[1] // 2 + 1
     padded = np.pad(lean, (pad, pad, (0, 0)))
     closed = ndimage.binary_closing(padded, structure=disc)[pad[0]:-pad[0], pad[1]:-pad[1]]
-    return ndimage.binary_fill_holes(closed, structure=_CROSS_2D) & body
+    return fill_holes(closed, structure=_CROSS_2D) & body
 
 
-def threshold_labels(hu: np.ndarray, spacing_mm: tuple[float, float, float], known: np.ndarray | None = None,
-                     thresholds: Thresholds = DEFAULT_THRESHOLDS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Fine labels (uint8, (X, Y, Z)) from HU thresholds inside the body mask; 0 outside the body.
+@dataclass(frozen=True)
+class BodyGeometry:
+    """The coarse masks :func:`threshold_labels` derives from the HU alone (bool, on the coarse grid of
+    ``factors`` voxels per coarse voxel along X, Y, Z): the body's interior, the one-voxel band around
+    its edge, and the visceral-fat region. Computing them is most of a threshold segmentation's cost,
+    so a caller that segments one CT twice (with and without a label map) computes them once."""
 
-    Values: subcutaneous_fat, visceral_fat, skeletal_muscle, soft_tissue, ``UNSPECIFIED_BONE``, and
-    where ``known`` (fine label values, same shape) is non-zero, its labels. Also returns the
-    per-slice tables of the labels (``counts[z, v]``, ``adj[z, v]``; see :mod:`vctcore.measure.kernels`).
-    """
+    factors: tuple[int, int, int]
+    interior: np.ndarray
+    band: np.ndarray
+    vat: np.ndarray
+    shape: tuple[int, int, int]
+
+
+def body_geometry(hu: np.ndarray, spacing_mm: tuple[float, float, float],
+                  thresholds: Thresholds = DEFAULT_THRESHOLDS) -> BodyGeometry:
+    """The :class:`BodyGeometry` of a CT (HU, (X, Y, Z)) with voxels of ``spacing_mm``."""
     factors = coarse_factors(spacing_mm)
     coarse_hu = np.ascontiguousarray(hu[::factors[0], ::factors[1], ::factors[2]], dtype=np.float32)
     body_c = body_mask_coarse(coarse_hu, thresholds)
@@ -116,8 +126,26 @@ def threshold_labels(hu: np.ndarray, spacing_mm: tuple[float, float, float], kno
     vat_c = envelope_coarse(coarse_hu, body_c, coarse_spacing, thresholds)  # type: ignore[arg-type]
     interior_c = ndimage.binary_erosion(body_c)
     band_c = ndimage.binary_dilation(body_c) & ~interior_c
+    return BodyGeometry(factors, interior_c, band_c, vat_c, tuple(hu.shape))  # type: ignore[arg-type]
+
+
+def threshold_labels(hu: np.ndarray, spacing_mm: tuple[float, float, float], known: np.ndarray | None = None,
+                     thresholds: Thresholds = DEFAULT_THRESHOLDS, geometry: BodyGeometry | None = None,
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fine labels (uint8, (X, Y, Z)) from HU thresholds inside the body mask; 0 outside the body.
+
+    Values: subcutaneous_fat, visceral_fat, skeletal_muscle, soft_tissue, ``UNSPECIFIED_BONE``, and
+    where ``known`` (fine label values, same shape) is non-zero, its labels. Also returns the
+    per-slice tables of the labels (``counts[z, v]``, ``adj[z, v]``; see :mod:`vctcore.measure.kernels`).
+    ``geometry``: this CT's :func:`body_geometry` (with these ``thresholds``) when already computed.
+    """
+    if geometry is None:
+        geometry = body_geometry(hu, spacing_mm, thresholds)
+    elif geometry.shape != tuple(hu.shape) or geometry.factors != coarse_factors(spacing_mm):
+        raise ValueError(f"body geometry of a {geometry.shape} grid (coarse factors {geometry.factors}) does not fit "
+                         f"a {tuple(hu.shape)} CT at {tuple(spacing_mm)} mm")
     bones_known = known is not None and bool(np.isin(np.flatnonzero(np.bincount(known[::2, ::2, ::2].ravel())),
                                                      _BONE_VALUES).any())
     limits = (*thresholds.fat_hu, thresholds.muscle_max_hu, thresholds.bone_hu)
-    return classify(hu, interior_c, band_c, vat_c, factors, known, bones_known, limits,
+    return classify(hu, geometry.interior, geometry.band, geometry.vat, geometry.factors, known, bones_known, limits,
                     (SAT, VAT, MUSCLE, SOFT, UNSPECIFIED_BONE))

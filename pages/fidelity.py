@@ -9,7 +9,7 @@ import streamlit as st
 from vctcore.evaluate import EvaluationError, load_report
 from vctcore.evaluate.plots import load_figures
 from vctcore.evaluate.summary import (context_rows, find_reports, per_class_rows, provenance, shipped_reports,
-                                      summary_rows)
+                                      run_line, summary_rows)
 from vctcore.workspace import workspace_root
 
 
@@ -44,6 +44,7 @@ c1.metric("Targets met", f"{n_pass} / {n_all}")
 c2.metric("Matched pairs", report.get("n"))
 c3.metric("Checkpoint (diffusion sha256)",
           str(report.get("checkpoint", {}).get("sha256", {}).get("diffusion.safetensors", "?"))[:12])
+st.caption(run_line(report))
 
 st.subheader("Targets")
 st.dataframe(pd.DataFrame(summary_rows(report)), hide_index=True, width="stretch",

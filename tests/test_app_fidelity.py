@@ -34,7 +34,22 @@ def test_fidelity_page_shows_targets_figures_and_provenance(saved_evaluation, mo
     assert targets.loc[targets["metric"].str.startswith("Sex"), "paper"].iloc[0] == pytest.approx(0.98)
     assert at.metric[0].value == f"{sum(report['passed'].values())} / 9"
     assert len(at.get("plotly_chart")) == 5  # three Fig. 4 panels, organ volumes, Dice per class
+    g = report["generation"]
+    assert any(c.value.startswith(f"Sampled with {g['sampler']}, {g['steps']} steps, guidance") and "minutes" in c.value
+               for c in at.caption)
     assert not at.error
+
+
+def test_run_line_names_the_guidance_interval():
+    from vctcore.evaluate.summary import run_line
+
+    report = {"generation": {"sampler": "dpm++", "steps": 15, "guidance_scale": 2.0, "guidance_interval": [4.0, 100.0]},
+              "device_name": "AMD EPYC (2 threads)", "timing": {"seconds": 1686.0}}
+    assert run_line(report) == ("Sampled with dpm++, 15 steps, guidance 2 at noise levels sigma in (4, 100]; "
+                                "evaluated on AMD EPYC (2 threads) in 28.1 minutes.")
+    report["generation"]["guidance_interval"] = None
+    assert "guidance 2 at every step" in run_line(report)
+    assert run_line({}) == "Sampled with ddim."
 
 
 def test_fidelity_page_offers_the_evaluation_shipped_with_the_default(saved_evaluation, tmp_path, monkeypatch):

@@ -96,6 +96,28 @@ def per_class_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def run_line(report: dict[str, Any]) -> str:
+    """How the synthetic cohort was sampled and where the evaluation ran, in one sentence, e.g. "Sampled with
+    dpm++, 15 steps, guidance 2 at noise levels sigma in (4, 100]; evaluated on AMD EPYC (2 threads) in 28.1
+    minutes."."""
+    g, t = report.get("generation") or {}, report.get("timing") or {}
+    parts = [f"Sampled with {g.get('sampler', 'ddim')}"]
+    if g.get("steps") is not None:
+        parts.append(f"{g['steps']} steps")
+    if _num(g.get("guidance_scale")) is not None:
+        interval = g.get("guidance_interval")
+        where = (f" at noise levels sigma in ({interval[0]:g}, {interval[1]:g}]" if interval
+                 else " at every step")
+        parts.append(f"guidance {float(g['guidance_scale']):g}{where}")
+    line = ", ".join(parts)
+    ran = report.get("device_name") or report.get("device")
+    if ran:
+        line += f"; evaluated on {ran}"
+    if _num(t.get("seconds")) is not None:
+        line += f"{'' if ran else '; evaluated'} in {float(t['seconds']) / 60:.1f} minutes"
+    return line + "."
+
+
 def provenance(report: dict[str, Any]) -> dict[str, Any]:
     """What made the report: checkpoint, segmenter, cohorts, seeds, timing, versions."""
     keys = ("created_utc", "n", "seed", "device", "device_name", "checkpoint", "generation", "real_cohort", "segmenter",

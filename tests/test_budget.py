@@ -95,8 +95,8 @@ def test_the_loop_probes_once_and_follows_the_planned_schedule(tmp_path):
     opt = torch.optim.SGD(lin.parameters(), lr=0.1)
     calls = []
 
-    def plan(done: int, s_per_step: float, seconds: float) -> StageSchedule:
-        calls.append((done, s_per_step, seconds))
+    def plan(done: int, s_per_step: float, seconds: float, timed: int) -> StageSchedule:
+        calls.append((done, s_per_step, seconds, timed))
         return StageSchedule(steps=7, checkpoint_every=100)
 
     def step(i: int) -> dict[str, float]:
@@ -105,8 +105,26 @@ def test_the_loop_probes_once_and_follows_the_planned_schedule(tmp_path):
     res = run_loop("s", tmp_path, {"m": lin}, {"m": opt}, StageSchedule(steps=50, checkpoint_every=100), step,
                    plan=plan, probe_steps=3)
     assert [c[0] for c in calls] == [4]  # one warm-up step, three timed
-    assert calls[0][1] >= 0 and calls[0][2] >= calls[0][1] * 3
+    assert calls[0][1] >= 0 and calls[0][2] >= calls[0][1] * 3 and calls[0][3] == 3
     assert res.step == 7 and res.total == 7 and res.finished
+
+
+def test_the_loop_checks_the_plan_again_at_every_checkpoint(tmp_path):
+    import torch
+
+    lin = torch.nn.Linear(2, 1)
+    opt = torch.optim.SGD(lin.parameters(), lr=0.1)
+    calls = []
+
+    def plan(done: int, s_per_step: float, seconds: float, timed: int) -> StageSchedule:
+        calls.append((done, timed))
+        return StageSchedule(steps=40 if done < 20 else 23, checkpoint_every=5)  # shortened at the step-20 check
+
+    res = run_loop("s", tmp_path, {"m": lin}, {"m": opt}, StageSchedule(steps=50, checkpoint_every=5),
+                   lambda i: {"loss": float(i)}, plan=plan, probe_steps=3)
+    # the probe after step 4, then every checkpoint (5, 10, ...) with the rate since the probe began
+    assert calls == [(4, 3), (5, 4), (10, 9), (15, 14), (20, 19)]
+    assert res.step == 23 and res.total == 23 and res.finished
 
 
 def _budget_preset(path, minutes: float):
@@ -188,13 +206,43 @@ def test_finished_stages_count_with_their_whole_logged_time(tmp_path):
     rb = RunBudget(tmp_path, budget, schedules)
     assert rb.schedule("a", schedules["a"]).steps == 1000
     plan = rb.planner("b", schedules["b"], {"c": 1.0})
-    sch = plan(6, _rate("b", 600, 2.0), 6 * _rate("b", 600, 2.0))
+    sch = plan(6, _rate("b", 600, 2.0), 6 * _rate("b", 600, 2.0), 5)
     d = json.loads((tmp_path / "budget.json").read_text())["stages"]["b"]
     assert d["predicted_slowdown"] == pytest.approx((3.0 + 2.0) / 2, abs=1e-3)
     assert d["spent_minutes"] == pytest.approx(30 + 6 * _rate("b", 600, 2.0) / 60, abs=0.01)
     assert sch.steps == d["steps"] < 600
-    assert rb.planner("b", schedules["b"], {"c": 1.0}) is None  # decided once
     assert any(line.startswith("time budget: b ") for line in rb.summary())
+
+
+def test_a_stage_that_runs_slower_than_its_probe_shortens_itself_at_a_checkpoint(tmp_path):
+    """The decision is checked again on the rate since the probe; it is only ever shortened, by at least
+    REVISE_FRACTION, on a rate of at least REVISE_MIN_STEPS steps, and the revisions are recorded."""
+    from vctcore.train.budget import REVISE_MIN_STEPS, RunBudget
+
+    schedules = {"a": StageSchedule(steps=1000), "b": StageSchedule(steps=600), "c": StageSchedule(steps=300)}
+    (tmp_path / "logs").mkdir()
+    rows = ["step,seconds,loss", *(f"{i},{i * 1.2:.1f},0.1" for i in range(1, 1001))]  # a: 20 min, 2x
+    (tmp_path / "logs" / "a.csv").write_text("\n".join(rows) + "\n")
+    budget = TimeBudget(minutes=100.0, reference_minutes=REF, probe_steps=5)
+    rb = RunBudget(tmp_path, budget, schedules)
+    plan = rb.planner("b", schedules["b"], {"c": 1.0})
+    rate = _rate("b", 600, 2.0)
+    first = plan(6, rate, 6 * rate, 5).steps
+    assert first < 600
+    # at step 100 the stage runs at the probed rate: nothing changes, nor on a slower rate timed too briefly
+    assert plan(100, rate, 100 * rate, 94).steps == first
+    assert plan(100, 1.5 * rate, 100 * 1.5 * rate, REVISE_MIN_STEPS - 1).steps == first
+    # 50 % slower since the probe: shortened so that it still fits, the first decision kept as a revision
+    later = plan(200, 1.5 * rate, 200 * 1.5 * rate, 194)
+    d = json.loads((tmp_path / "budget.json").read_text())["stages"]["b"]
+    assert later.steps == d["steps"] < first and d["decided_at_step"] == 200
+    assert [r["steps"] for r in d["revisions"]] == [first] and d["revisions"][0]["decided_at_step"] == 6
+    left = 60 * 100 - 20 * 60 - 200 * 1.5 * rate
+    predicted = (d["steps"] - 200) * 1.5 * rate + 60 * 15 * d["predicted_slowdown"] * d["scale"]
+    assert predicted <= left + 1.0
+    # a faster stretch never lengthens it again
+    assert plan(300, 0.5 * rate, 300 * rate, 294).steps == d["steps"]
+    assert f"shortened at step 200 from the {first} steps decided at step 6" in rb.summary()[0]
 
 
 def test_vct_train_prints_what_the_budget_decided_and_refuses_a_negative_budget(tiny_generator, tmp_path):

@@ -61,13 +61,14 @@ def run_loop(stage: str, run_dir: Path, modules: dict[str, nn.Module], optimizer
              schedule: StageSchedule, step_fn: Callable[[int], dict[str, float]], *,
              rng_state: Callable[[], dict] | None = None, set_rng_state: Callable[[dict], None] | None = None,
              deadline: float | None = None, progress: Progress | None = None, is_main: bool = True,
-             plan: Callable[[int, float, float], StageSchedule] | None = None, probe_steps: int = 10) -> StageResult:
+             plan: Callable[[int, float, float, int], StageSchedule] | None = None, probe_steps: int = 10) -> StageResult:
     """Run ``step_fn(step)`` from the saved step to ``schedule.steps``; returns where it stopped.
 
     ``deadline`` is a ``time.monotonic()`` value after which the loop saves and returns. ``plan``
-    (a time budget, :mod:`vctcore.train.budget`) is called once, after one warm-up step and
-    ``probe_steps`` timed ones, with (steps done, seconds per step, the stage's seconds so far) and
-    returns the stage's schedule from then on.
+    (a time budget, :mod:`vctcore.train.budget`) is called after one warm-up step and ``probe_steps``
+    timed ones, and again at every checkpoint after that, with (steps done, seconds per step since the
+    probe began, the stage's seconds so far, the steps that rate was timed on); it returns the stage's
+    schedule from then on.
     """
     state_path = run_dir / "state" / f"{stage}.pt"
     log_path = run_dir / "logs" / f"{stage}.csv"
@@ -110,9 +111,9 @@ def run_loop(stage: str, run_dir: Path, modules: dict[str, nn.Module], optimizer
                 elapsed = base + now - start
                 if plan is not None and ran == 1:
                     probe_start = now
-                elif plan is not None and ran == probe_steps + 1 and step < schedule.steps:
-                    schedule = plan(step, (now - probe_start) / probe_steps, elapsed)
-                    plan = None
+                elif plan is not None and step < schedule.steps and (
+                        ran == probe_steps + 1 or (ran > probe_steps + 1 and step % schedule.checkpoint_every == 0)):
+                    schedule = plan(step, (now - probe_start) / (ran - 1), elapsed, ran - 1)
                 if writer_fh is not None:
                     if writer is None:
                         writer = csv.DictWriter(writer_fh, fieldnames=["step", "seconds", *losses])

@@ -20,14 +20,18 @@ start, on the time actually left, so a wrong prediction is corrected by the stag
 keeps at least ``min_fraction`` of its steps. The learning-rate warm-up (100 steps) is longer than the
 probe, so a stage's learning-rate schedule follows the shortened length from its first step on.
 
-A stage also checks its decision again at every checkpoint, on its rate since the probe began
-(checkpoint saves included), and shortens itself further when the run would now overrun by more
-than ``REVISE_FRACTION`` of the stage's configured steps (it never lengthens). A 10-step probe can
-miss the steady rate (2026-11-27, AMD EPYC: the diffusion's probe read 2.45 s per step, its next 2800
-steps ran at 2.78), and the machine can slow down mid-stage (another job on the cores); the longest
+A stage also solves its plan again at every checkpoint, on its rate over the last checkpoint interval
+(the save included), and takes the new length when it differs from the current one by at least
+``REVISE_FRACTION`` of the configured steps: shorter when the run would now overrun, longer (up to the
+configured steps) when an earlier slow stretch has passed. A 10-step probe can
+miss the steady rate (2026-11-27, AMD EPYC: the diffusion's probe read 2.45 s per step; the steps after
+it ran at 2.78-2.86, 13 % more, which over 2956 steps would have overrun the budget by 13 min), and the machine can slow down mid-stage (another job on the cores); the longest
 stage (the diffusion: 70 % of the ``cpu`` preset) is then the only one with enough steps left to
-absorb it. Shortening mid-stage moves the end of its cosine learning-rate schedule, a small step in
-the learning rate (3 % when 2956 steps become 2700 at step 700).
+absorb it. A rate averaged since the probe would keep a passing slow stretch in every later check (in
+the run above, ten minutes of another job on the cores cut the diffusion to 1406 steps at step 500 on
+an average of 5.9 s per step, with 2.8 s per step before and after), so the rate is the latest
+interval's and a decision can also grow back. Moving the end of a cosine learning-rate schedule
+mid-stage steps the learning rate (3 % when 2956 steps become 2700 at step 700).
 
 Decisions are kept in ``<run>/budget.json`` (resumed runs keep them; the exported manifest copies the
 file). Single-process runs only: ranks of a multi-GPU run would each decide on their own timings.
@@ -47,7 +51,7 @@ from vctcore.models.config import GeneratorConfig, StageSchedule, TimeBudget
 
 #: stages whose length is not a schedule the budget may shorten (``latents`` encodes every patient once)
 FIXED_STAGES = ("latents",)
-#: a check at a checkpoint shortens the stage only by at least this fraction of its configured steps
+#: a check at a checkpoint changes the stage's length only by at least this fraction of its configured steps
 REVISE_FRACTION = 0.01
 #: ... and only on a rate timed over at least this many steps (a resumed stage's 10-step probe is too noisy)
 REVISE_MIN_STEPS = 50
@@ -148,8 +152,8 @@ class RunBudget:
     def planner(self, stage: str, sch: StageSchedule, later: Mapping[str, float]
                 ) -> Callable[[int, float, float, int], StageSchedule]:
         """A callback for ``run_loop``: given (steps done, measured s/step, the stage's seconds so far, the
-        steps timed) it decides the stage's length (first call of an undecided stage) or checks the decision
-        again and shortens it when the run would overrun (:data:`REVISE_FRACTION`, on a rate of at least
+        steps timed) it decides the stage's length (first call of an undecided stage) or solves it again
+        and changes it when the answer differs by :data:`REVISE_FRACTION` or more (on a rate of at least
         :data:`REVISE_MIN_STEPS` steps); records it and returns the stage's schedule."""
 
         def plan(done: int, s_per_step: float, stage_seconds: float, timed: int) -> StageSchedule:
@@ -161,12 +165,12 @@ class RunBudget:
             others = {s: logged_progress(self.run_dir, s) for s in (*self.schedules, "latents") if s != stage}
             spent = stage_seconds + sum(sec for _, sec in others.values())
             slow = [v for v in (self._slowdown(s, *p) for s, p in others.items()) if v is not None]
-            # a check solves the same problem afresh (this stage and the later ones give up the same
-            # fraction of what they have left) and keeps the shorter of the two answers
+            # a check solves the same problem afresh: this stage and the later ones give up the same
+            # fraction of what they have left, on the time actually left and the latest rate
             new = plan_stage(self.budget, stage, sch.steps, done, s_per_step, spent, later, slow)
             if old is not None:
-                if new["steps"] > old["steps"] - max(1, math.ceil(REVISE_FRACTION * sch.steps)):
-                    return self.schedule(stage, sch)  # still fits (or overruns by too little to act on)
+                if abs(new["steps"] - old["steps"]) < max(1, math.ceil(REVISE_FRACTION * sch.steps)):
+                    return self.schedule(stage, sch)  # too small a change to move the schedule for
                 keep = ("decided_at_step", "steps", "s_per_step", "left_minutes", "decided")
                 new["revisions"] = [*old.get("revisions", []), {k: old[k] for k in keep}]
             self.state["minutes"] = self.budget.minutes
@@ -198,8 +202,8 @@ class RunBudget:
             floor = (f"; at its floor of {self.budget.min_fraction:.0%} of the steps: this machine cannot train the "
                      "preset in the budget" if d.get("at_floor") else "")
             revs = d.get("revisions") or []
-            revised = (f"; shortened at step {d['decided_at_step']} from the {revs[0]['steps']} steps decided at step "
-                       f"{revs[0]['decided_at_step']}" + (f" ({len(revs)} revisions)" if len(revs) > 1 else "")
+            revised = (f"; revised at step {d['decided_at_step']} from the {revs[0]['steps']} steps decided at step "
+                       f"{revs[0]['decided_at_step']}" + (f", {len(revs)} revisions" if len(revs) > 1 else "")
                        if revs else "")
             out.append(f"time budget: {stage} {d['steps']}/{d['configured_steps']} steps "
                        f"({d['s_per_step']:.3g} s/step measured{slow}; {d['left_minutes']:.0f} of "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import signal
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,9 +67,9 @@ def run_loop(stage: str, run_dir: Path, modules: dict[str, nn.Module], optimizer
 
     ``deadline`` is a ``time.monotonic()`` value after which the loop saves and returns. ``plan``
     (a time budget, :mod:`vctcore.train.budget`) is called after one warm-up step and ``probe_steps``
-    timed ones, and again at every checkpoint after that, with (steps done, seconds per step since the
-    probe began, the stage's seconds so far, the steps that rate was timed on); it returns the stage's
-    schedule from then on.
+    timed ones, and again at every checkpoint after that, with (steps done, seconds per step over the
+    probe or, later, over the last ``checkpoint_every`` steps, the stage's seconds so far, the steps that
+    rate was timed on); it returns the stage's schedule from then on.
     """
     state_path = run_dir / "state" / f"{stage}.pt"
     log_path = run_dir / "logs" / f"{stage}.csv"
@@ -102,18 +103,21 @@ def run_loop(stage: str, run_dir: Path, modules: dict[str, nn.Module], optimizer
         with _Stop() as stop:
             for m in modules.values():
                 m.train()
-            ran, probe_start = 0, 0.0
+            ran = 0
+            # end times of the latest steps (the first is the warm-up step's): the planner's rate is over
+            # the probe, later over the last checkpoint interval, so a stretch of slow steps ages out
+            ends: deque[float] = deque(maxlen=max(probe_steps, schedule.checkpoint_every) + 1)
             while step < schedule.steps:
                 losses = step_fn(step)
                 step += 1
                 ran += 1
                 now = time.monotonic()
                 elapsed = base + now - start
-                if plan is not None and ran == 1:
-                    probe_start = now
-                elif plan is not None and step < schedule.steps and (
+                ends.append(now)
+                if plan is not None and step < schedule.steps and (
                         ran == probe_steps + 1 or (ran > probe_steps + 1 and step % schedule.checkpoint_every == 0)):
-                    schedule = plan(step, (now - probe_start) / (ran - 1), elapsed, ran - 1)
+                    timed = len(ends) - 1
+                    schedule = plan(step, (ends[-1] - ends[0]) / timed, elapsed, timed)
                 if writer_fh is not None:
                     if writer is None:
                         writer = csv.DictWriter(writer_fh, fieldnames=["step", "seconds", *losses])

@@ -249,6 +249,9 @@ def test_a_stage_that_runs_slower_than_its_probe_shortens_itself_at_a_checkpoint
     d = json.loads((tmp_path / "budget.json").read_text())["stages"]["b"]
     assert [r["steps"] for r in d["revisions"]] == [first, later.steps, grown]
     assert "3 revisions" in rb.summary()[0]
+    # an adversarial phase keeps the earliest start ever decided: growing back never switches it off
+    adv = StageSchedule(steps=600, adversarial_start=300)
+    assert rb.schedule("b", adv).adversarial_start == round(300 * later.steps / 600)
 
 
 def test_vct_train_prints_what_the_budget_decided_and_refuses_a_negative_budget(tiny_generator, tmp_path):

@@ -142,11 +142,13 @@ class RunBudget:
         self.state: dict[str, Any] = read_budget(self.run_dir) or {"stages": {}}
 
     def schedule(self, stage: str, sch: StageSchedule) -> StageSchedule:
-        """``sch`` with the decided step count (and the adversarial start scaled with it)."""
+        """``sch`` with the decided step count and the adversarial start scaled with it: with the shortest
+        length ever decided, so that a stage grown back by a later check never switches an adversarial
+        phase off again (nor on a resume)."""
         d = self.state["stages"].get(stage)
         if d is None or d["configured_steps"] != sch.steps:
             return sch  # undecided, or the preset's schedule changed since: the new one stands
-        frac = d["steps"] / max(1, sch.steps)
+        frac = min(r["steps"] for r in (d, *d.get("revisions", []))) / max(1, sch.steps)
         return replace(sch, steps=d["steps"], adversarial_start=int(round(sch.adversarial_start * frac)))
 
     def planner(self, stage: str, sch: StageSchedule, later: Mapping[str, float]

@@ -2,7 +2,7 @@
 DDPM baseline in the same run. Prints JSON.
 
     python bench/generate.py [--checkpoint DIR] [--n 5] [--steps K] [--sampler ddim|dpm++] [--guidance G] [--device cpu|cuda]
-                             [--threads 2] [--ddpm-n 1] [--no-ddpm]
+                             [--threads 2] [--ddpm-n 1] [--no-ddpm] [--batch-size 1]
 """
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--ddpm-n", type=int, default=1)
     ap.add_argument("--no-ddpm", action="store_true")
+    ap.add_argument("--batch-size", type=int, default=1, help="patients sampled together (GPU throughput)")
     args = ap.parse_args(argv)
 
     import torch
@@ -45,7 +46,8 @@ def main(argv: list[str] | None = None) -> dict:
     sync = torch.cuda.synchronize if gen.device.type == "cuda" else (lambda: None)
     sync()
     t = time.perf_counter()
-    gen.generate(table.iloc[1:], seed=0, steps=args.steps, guidance_scale=args.guidance, sampler=args.sampler)
+    gen.generate(table.iloc[1:], seed=0, steps=args.steps, guidance_scale=args.guidance, sampler=args.sampler,
+                 batch_size=args.batch_size)
     sync()
     per = (time.perf_counter() - t) / args.n
     out = {
@@ -55,7 +57,8 @@ def main(argv: list[str] | None = None) -> dict:
         "steps": args.steps or gen.cfg.diffusion.sample_steps,
         "guidance": gen.cfg.diffusion.guidance_scale if args.guidance is None else args.guidance,
         "guidance_interval": gen.cfg.diffusion.guidance_interval,
-        "sampler": args.sampler or gen.cfg.diffusion.sampler, "n": args.n, "s_per_patient": round(per, 3), "target_s": 5.0, "load_s": round(load_s, 2),
+        "sampler": args.sampler or gen.cfg.diffusion.sampler, "n": args.n, "batch_size": args.batch_size,
+        "s_per_patient": round(per, 3), "target_s": 5.0, "load_s": round(load_s, 2),
         "peak_rss_mb": round(_peak_rss_mb(), 1), "target_rss_mb": 4096,
     }
     if gen.device.type == "cuda":

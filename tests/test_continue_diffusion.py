@@ -100,3 +100,23 @@ def test_continuation_refuses_bad_inputs_with_clear_errors(tiny_generator, tmp_p
     write_ct(CTVolume(ct.data, affine), ct_path)
     with pytest.raises(ValueError, match="P0003: voxel spacing .* differs from the model's"):
         continue_diffusion(base, other_spacing, tmp_path / "r4", steps=2, batch_size=2, val_patients=1, device="cpu")
+
+
+def test_model_card_lists_diffusion_and_segmentation_decoder_continuations(tiny_generator, tmp_path):
+    from vctcore.train.model_card import write_model_card
+
+    gen = tmp_path / "gen"
+    shutil.copytree(tiny_generator["generator"], gen)
+    manifest = json.loads((gen / "manifest.json").read_text())
+    common = {"batch_size": 4, "seconds": 180.0, "device": "NVIDIA H100 80GB HBM3", "cohort": "phantoms in memory",
+              "n_patients": 200}
+    manifest["training"]["continuations"] = [
+        {"stage": "diffusion", "steps": 2572, "val_loss_before": 0.158, "val_loss_after": 0.129, **common},
+        {"stage": "seg_decoder", "steps": 6221, "val_dice_before": 0.8452, "val_dice_after": 0.8831,
+         "method": "provenance/seg_decoder_ft.py", **common},
+    ]
+    (gen / "manifest.json").write_text(json.dumps(manifest))
+    card = write_model_card(gen).read_text()
+    assert "| diffusion | 2572 | 4 | 3.0 | NVIDIA H100 80GB HBM3 | `phantoms in memory` (200) | loss 0.158 -> 0.129 |" in card
+    assert "| seg_decoder | 6221 | 4 | 3.0 | NVIDIA H100 80GB HBM3 | `phantoms in memory` (200) | Dice 0.8452 -> 0.8831 |" in card
+    assert "- continuation 2: provenance/seg_decoder_ft.py" in card

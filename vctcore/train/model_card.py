@@ -61,6 +61,13 @@ def update_model_card(gen_dir: str | Path, metrics: dict[str, Any], *, notes: st
     return write_model_card(gen_dir, merged, notes=notes or "")
 
 
+def _held_out_change(c: dict) -> str:
+    """A continuation record's held-out figure before -> after: loss (diffusion) or Dice (segmentation decoder)."""
+    if "val_dice_before" in c:
+        return f"Dice {c['val_dice_before']:.4g} -> {c['val_dice_after']:.4g}"
+    return f"loss {c['val_loss_before']:.4g} -> {c['val_loss_after']:.4g}"
+
+
 def write_model_card(gen_dir: str | Path, metrics: dict[str, Any] | None = None, *, notes: str = "") -> Path:
     """Write ``model_card.md`` (and ``metrics.json`` when ``metrics`` is given) into ``gen_dir``."""
     gen_dir = Path(gen_dir)
@@ -112,13 +119,14 @@ def write_model_card(gen_dir: str | Path, metrics: dict[str, Any] | None = None,
                          else "every stage ran its full schedule.")]
     conts = tr.get("continuations", [])
     if conts:
-        lines += ["", "Continued training of the diffusion U-Net (EMA weights; held-out loss on the first patients "
-                      "of the cohort, fixed noise and timesteps):", "",
-                  "| stage | steps | batch | minutes | device | cohort (patients) | held-out loss before -> after |",
+        lines += ["", "Continued training of a finished generator's networks (diffusion U-Net: EMA weights, held-out "
+                      "loss with fixed noise and timesteps; segmentation decoder: frozen encoder and codebook, held-out "
+                      "Dice, mean of the 16 organ classes):", "",
+                  "| stage | steps | batch | minutes | device | cohort (patients) | held-out before -> after |",
                   "|---|---|---|---|---|---|---|"]
         for c in conts:
             lines.append(f"| {c['stage']} | {c['steps']} | {c['batch_size']} | {c['seconds'] / 60:.1f} | {c['device']} | "
-                         f"`{c['cohort']}` ({c['n_patients']}) | {c['val_loss_before']:.4g} -> {c['val_loss_after']:.4g} |")
+                         f"`{c['cohort']}` ({c['n_patients']}) | {_held_out_change(c)} |")
         lines += [f"- continuation {i + 1}: {c['method']}" for i, c in enumerate(conts) if c.get("method")]
     pv = tr.get("package_versions", {})
     lines += ["", f"Package versions: {', '.join(f'{k} {v}' for k, v in pv.items())}; "

@@ -53,27 +53,45 @@ def _progress_printer(args: argparse.Namespace):
 
 
 def run_continue(args: argparse.Namespace) -> int:
-    from vctcore.models.checkpoint import CheckpointError
     from vctcore.train.continue_diffusion import continue_diffusion
 
     _set_threads(args)
+    rep = _continuation(continue_diffusion, args, batch_size=args.batch_size, lr=args.lr)
+    _print_continuation(rep, "diffusion", "held-out loss", rep.val_loss_before, rep.val_loss_after)
+    return 0
+
+
+def run_continue_seg(args: argparse.Namespace) -> int:
+    from vctcore.train.continue_seg_decoder import continue_seg_decoder
+
+    _set_threads(args)
+    rep = _continuation(continue_seg_decoder, args, batch_size=args.batch_size, lr=args.lr, slab=args.slab)
+    _print_continuation(rep, "seg_decoder", "held-out Dice", rep.val_dice_before, rep.val_dice_after)
+    return 0
+
+
+def _continuation(fn, args: argparse.Namespace, **kwargs):
+    """Run a continuation function with the options every continuation command takes."""
+    from vctcore.models.checkpoint import CheckpointError
+
     try:
-        rep = continue_diffusion(args.checkpoint, args.cohort, args.run, steps=args.steps, batch_size=args.batch_size,
-                                 lr=args.lr, seed=args.seed, val_patients=args.val_patients, device=args.device,
-                                 max_minutes=args.max_minutes, limit=args.limit, progress=_progress_printer(args))
+        return fn(args.checkpoint, args.cohort, args.run, steps=args.steps, seed=args.seed,
+                  val_patients=args.val_patients, device=args.device, max_minutes=args.max_minutes, limit=args.limit,
+                  progress=_progress_printer(args), **kwargs)
     except (ValueError, FileNotFoundError, CheckpointError) as err:
         raise CLIError(str(err)) from None
+
+
+def _print_continuation(rep, stage: str, figure: str, before: float | None, after: float | None) -> None:
     if rep.encoded < rep.n_patients:
         print(f"latents: paused after encoding {rep.encoded}/{rep.n_patients} patients; "
               f"rerun the same command to continue")
     elif rep.generator_dir is None:
-        print(f"diffusion: paused at step {rep.step}/{rep.total} ({rep.seconds / 60:.1f} min in total); "
+        print(f"{stage}: paused at step {rep.step}/{rep.total} ({rep.seconds / 60:.1f} min in total); "
               f"rerun the same command to continue")
     else:
-        print(f"diffusion: done, {rep.total} steps ({rep.seconds / 60:.1f} min); held-out loss "
-              f"{rep.val_loss_before:.4f} -> {rep.val_loss_after:.4f}")
+        print(f"{stage}: done, {rep.total} steps ({rep.seconds / 60:.1f} min); {figure} {before:.4f} -> {after:.4f}")
         print(f"generator written to {rep.generator_dir} (its fidelity figures were dropped: run vct evaluate-generator)")
-    return 0
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
@@ -129,3 +147,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     _add_run_options(c)
     c.set_defaults(func=run_continue)
+
+    s = sub.add_parser("continue-seg-decoder",
+                       help="train a finished generator's segmentation decoder further (encoder and codebook frozen)")
+    s.add_argument("--checkpoint", required=True, help="generator directory to continue from")
+    s.add_argument("--cohort", required=True, help="cohort on the generator's grid (phantom or real)")
+    s.add_argument("--run", required=True, help="continuation directory (cache, latents, state, logs; resumable); "
+                                                "the new generator is written to RUN/generator")
+    s.add_argument("--steps", type=int, required=True, help="training steps to add")
+    s.add_argument("--batch-size", type=int, default=4)
+    s.add_argument("--lr", type=float, default=2e-4, help="peak learning rate (cosine decay to 10%%)")
+    s.add_argument("--slab", type=int, default=0,
+                   help="latent slices of Z per training sample (0: whole volumes, as the generator decodes)")
+    s.add_argument("--val-patients", type=int, default=8, help="first N patients held out for the Dice check")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    _add_run_options(s)
+    s.set_defaults(func=run_continue_seg)

@@ -29,9 +29,9 @@ import pandas as pd
 import torch
 
 from vctcore.cohort import model_package_versions, read_attributes
-from vctcore.models.checkpoint import save_module, sha256_file
 from vctcore.models.conditioning import attribute_bins
 from vctcore.models.config import StageSchedule
+from vctcore.train.continuation import check_run, export_continuation
 from vctcore.train.data import cohort_fingerprint, load_cohort
 from vctcore.train.latents import encode_cohort, latents_done, load_latents
 from vctcore.train.loop import Progress, run_loop
@@ -54,20 +54,6 @@ class ContinueReport:
     generator_dir: Path | None
     encoded: int = 0
     n_patients: int = 0
-
-
-def _check_run(run_dir: Path, meta: dict) -> None:
-    """Write ``continue.json``, or check that a rerun continues the same base, cohort and schedule."""
-    path = run_dir / "continue.json"
-    if not path.exists():
-        run_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(meta, indent=2))
-        return
-    old = json.loads(path.read_text())
-    for key in ("base_files", "cohort_fingerprint", "seed", "val_patients", "steps", "batch_size", "lr"):
-        if old.get(key) != meta.get(key):
-            raise ValueError(f"{run_dir} continued another base checkpoint, cohort or schedule ({key} differs); "
-                             f"use a new run directory")
 
 
 def _cohort_latents(gen, cohort: Path, run_dir: Path, n: int, progress: Progress | None,
@@ -143,7 +129,7 @@ def continue_diffusion(checkpoint: str | Path, cohort: str | Path, run_dir: str 
             "cohort_fingerprint": cohort_fingerprint(cohort, ids), "n_patients": len(ids), "seed": seed,
             "val_patients": val_patients, "steps": steps, "batch_size": batch_size, "lr": lr,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "package_versions": model_package_versions()}
-    _check_run(run_dir, meta)
+    check_run(run_dir, meta)
     z_all = _cohort_latents(gen, cohort, run_dir, len(ids), progress, deadline)
     if z_all is None:
         return ContinueReport(0, steps, 0.0, None, None, None, latents_done(run_dir), len(ids))
@@ -217,34 +203,8 @@ def continue_diffusion(checkpoint: str | Path, cohort: str | Path, run_dir: str 
               "base_diffusion_sha256": gen.checkpoint_sha256.get("diffusion.safetensors"),
               "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "package_versions": meta["package_versions"],
               "method": f"vct continue-diffusion (run directory {run_dir.resolve()})"}
-    out = _export(checkpoint, run_dir, ema, gen.cfg.to_dict(), record, table, cfg.condition_on)
-    return ContinueReport(result.step, steps, result.seconds, before, after, out, len(ids), len(ids))
-
-
-def _export(base: Path, run_dir: Path, ema: torch.nn.Module, cfg: dict, record: dict, table: pd.DataFrame,
-            names: tuple[str, ...]) -> Path:
-    """``run_dir/generator``: ``base`` with the new diffusion weights, manifest and model card."""
-    from vctcore.train.export import WEIGHT_FILES, _store_half
-    from vctcore.train.model_card import write_model_card
-
-    out = run_dir / "generator"
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(base, tmp, ignore=shutil.ignore_patterns("fidelity", "model_card.md"))
-    save_module(ema, run_dir / "models" / "diffusion.safetensors", kind="diffusion", config=cfg)
-    _store_half(run_dir / "models" / "diffusion.safetensors", tmp / "diffusion.safetensors")
-    manifest = json.loads((tmp / "manifest.json").read_text())
-    manifest.setdefault("training", {}).setdefault("continuations", []).append(record)
-    manifest["support"] = _merged_support(manifest.get("support", {}), table, names)
-    manifest["files"] = {f: sha256_file(tmp / f) for f in ("config.json", *WEIGHT_FILES) if (tmp / f).exists()}
-    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    metrics_path = tmp / "metrics.json"
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
     # fidelity figures described the old diffusion; the autoencoders' reconstruction figures still hold
-    metrics = {k: v for k, v in metrics.items() if not k.startswith("fidelity.")}
-    notes = (tmp / "notes.md").read_text() if (tmp / "notes.md").exists() else ""
-    write_model_card(tmp, metrics, notes=notes)
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
-    return out
+    out = export_continuation(checkpoint, run_dir, ema, "diffusion.safetensors", "diffusion", gen.cfg.to_dict(), record,
+                              half=True, support=_merged_support(gen.manifest.get("support", {}), table,
+                                                                 cfg.condition_on))
+    return ContinueReport(result.step, steps, result.seconds, before, after, out, len(ids), len(ids))

@@ -1,0 +1,67 @@
+"""What every continuation of a finished generator shares (``vct continue-diffusion``,
+``vct continue-seg-decoder``): the run directory's ``continue.json`` check, and the export of the base
+generator with one network's weights replaced and the run recorded in ``training.continuations``."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+
+from vctcore.models.checkpoint import save_module, sha256_file
+
+#: continue.json keys a rerun must share with the first run
+RUN_KEYS = ("base_files", "cohort_fingerprint", "seed", "val_patients", "steps", "batch_size", "lr")
+
+
+def check_run(run_dir: Path, meta: dict, keys: tuple[str, ...] = RUN_KEYS) -> None:
+    """Write ``continue.json``, or check that a rerun continues the same base, cohort and schedule."""
+    path = run_dir / "continue.json"
+    if not path.exists():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(meta, indent=2))
+        return
+    old = json.loads(path.read_text())
+    for key in keys:
+        if old.get(key) != meta.get(key):
+            raise ValueError(f"{run_dir} continued another base checkpoint, cohort or schedule ({key} differs); "
+                             f"use a new run directory")
+
+
+def export_continuation(base: Path, run_dir: Path, module: torch.nn.Module, file_name: str, kind: str, cfg: dict,
+                        record: dict, *, half: bool, support: dict | None = None,
+                        drop_metrics: tuple[str, ...] = ("fidelity.",)) -> Path:
+    """``run_dir/generator``: ``base`` with ``module``'s weights as ``file_name`` (float16 where ``half``,
+    as the export stores the diffusion), ``record`` appended to the manifest's ``training.continuations``,
+    the attribute ``support`` replaced when given, and the metrics whose names start with one of
+    ``drop_metrics`` removed from ``metrics.json`` and the rewritten model card (they described the old
+    network; rerun ``vct evaluate-generator``)."""
+    from vctcore.train.export import WEIGHT_FILES, _store_half
+    from vctcore.train.model_card import write_model_card
+
+    out = run_dir / "generator"
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(base, tmp, ignore=shutil.ignore_patterns("fidelity", "model_card.md"))
+    weights = run_dir / "models" / file_name
+    save_module(module, weights, kind=kind, config=cfg)
+    if half:
+        _store_half(weights, tmp / file_name)
+    else:
+        shutil.copyfile(weights, tmp / file_name)
+    manifest = json.loads((tmp / "manifest.json").read_text())
+    manifest.setdefault("training", {}).setdefault("continuations", []).append(record)
+    if support is not None:
+        manifest["support"] = support
+    manifest["files"] = {f: sha256_file(tmp / f) for f in ("config.json", *WEIGHT_FILES) if (tmp / f).exists()}
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    metrics_path = tmp / "metrics.json"
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+    metrics = {k: v for k, v in metrics.items() if not k.startswith(drop_metrics)}
+    notes = (tmp / "notes.md").read_text() if (tmp / "notes.md").exists() else ""
+    write_model_card(tmp, metrics, notes=notes)
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return out

@@ -135,32 +135,29 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     c = sub.add_parser("continue-diffusion",
                        help="train a finished generator's diffusion U-Net further (more steps or another cohort)")
-    c.add_argument("--checkpoint", required=True, help="generator directory to continue from")
-    c.add_argument("--cohort", required=True, help="cohort on the generator's grid (phantom or real)")
-    c.add_argument("--run", required=True, help="continuation directory (latents, state, logs; resumable); "
-                                                "the new generator is written to RUN/generator")
-    c.add_argument("--steps", type=int, required=True, help="training steps to add")
-    c.add_argument("--batch-size", type=int, default=16)
-    c.add_argument("--lr", type=float, default=1e-4, help="peak learning rate (cosine decay to 10%%)")
-    c.add_argument("--val-patients", type=int, default=40, help="first N patients held out for the loss check")
-    c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    _add_run_options(c)
+    _add_continuation_options(c, batch_size=16, lr=1e-4, val_patients=40, checked="loss", cache="latents")
     c.set_defaults(func=run_continue)
 
     s = sub.add_parser("continue-seg-decoder",
                        help="train a finished generator's segmentation decoder further (encoder and codebook frozen)")
-    s.add_argument("--checkpoint", required=True, help="generator directory to continue from")
-    s.add_argument("--cohort", required=True, help="cohort on the generator's grid (phantom or real)")
-    s.add_argument("--run", required=True, help="continuation directory (cache, latents, state, logs; resumable); "
-                                                "the new generator is written to RUN/generator")
-    s.add_argument("--steps", type=int, required=True, help="training steps to add")
-    s.add_argument("--batch-size", type=int, default=4)
-    s.add_argument("--lr", type=float, default=2e-4, help="peak learning rate (cosine decay to 10%%)")
+    _add_continuation_options(s, batch_size=4, lr=2e-4, val_patients=8, checked="Dice", cache="cache, latents")
     s.add_argument("--slab", type=int, default=0,
                    help="latent slices of Z per training sample (0: whole volumes, as the generator decodes)")
-    s.add_argument("--val-patients", type=int, default=8, help="first N patients held out for the Dice check")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    _add_run_options(s)
     s.set_defaults(func=run_continue_seg)
+
+
+def _add_continuation_options(p: argparse.ArgumentParser, *, batch_size: int, lr: float, val_patients: int,
+                              checked: str, cache: str) -> None:
+    """Options every continuation command takes, with its own defaults."""
+    p.add_argument("--checkpoint", required=True, help="generator directory to continue from")
+    p.add_argument("--cohort", required=True, help="cohort on the generator's grid (phantom or real)")
+    p.add_argument("--run", required=True, help=f"continuation directory ({cache}, state, logs; resumable); "
+                                                "the new generator is written to RUN/generator")
+    p.add_argument("--steps", type=int, required=True, help="training steps to add")
+    p.add_argument("--batch-size", type=int, default=batch_size)
+    p.add_argument("--lr", type=float, default=lr, help="peak learning rate (cosine decay to 10%%)")
+    p.add_argument("--val-patients", type=int, default=val_patients,
+                   help=f"first N patients held out for the {checked} check")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    _add_run_options(p)

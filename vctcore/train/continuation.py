@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -27,6 +28,18 @@ def check_run(run_dir: Path, meta: dict, keys: tuple[str, ...] = RUN_KEYS) -> No
         if old.get(key) != meta.get(key):
             raise ValueError(f"{run_dir} continued another base checkpoint, cohort or schedule ({key} differs); "
                              f"use a new run directory")
+
+
+def held_out_before(run_dir: Path, name: str, compute: Callable[[], float]) -> float:
+    """The held-out figure ``name`` before training: computed once, then read back on every rerun
+    (``latents/val_before.json``), so a resumed run reports the same starting point."""
+    path = run_dir / "latents" / "val_before.json"
+    if path.exists():
+        return json.loads(path.read_text())[name]
+    value = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({name: value}))
+    return value
 
 
 def export_continuation(base: Path, run_dir: Path, module: torch.nn.Module, file_name: str, kind: str, cfg: dict,

@@ -18,7 +18,6 @@ new weights. The first ``val_patients`` patients are held out: their loss with f
 from __future__ import annotations
 
 import copy
-import json
 import shutil
 import time
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ import torch
 from vctcore.cohort import model_package_versions, read_attributes
 from vctcore.models.conditioning import attribute_bins
 from vctcore.models.config import StageSchedule
-from vctcore.train.continuation import check_run, export_continuation
+from vctcore.train.continuation import check_run, export_continuation, held_out_before
 from vctcore.train.data import cohort_fingerprint, load_cohort
 from vctcore.train.latents import encode_cohort, latents_done, load_latents
 from vctcore.train.loop import Progress, run_loop
@@ -169,12 +168,7 @@ def continue_diffusion(checkpoint: str | Path, cohort: str | Path, run_dir: str 
         model.train(was)
         return total / n_val
 
-    before_path = run_dir / "latents" / "val_before.json"
-    if before_path.exists():
-        before = json.loads(before_path.read_text())["val_loss"]
-    else:
-        before = val_loss(ema)
-        before_path.write_text(json.dumps({"val_loss": before}))
+    before = held_out_before(run_dir, "val_loss", lambda: val_loss(ema))
 
     sch = StageSchedule(steps=steps, batch_size=batch_size, lr=lr, checkpoint_every=checkpoint_every)
     opt = torch.optim.AdamW(dm.parameters(), lr=lr, weight_decay=1e-4)

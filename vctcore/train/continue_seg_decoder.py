@@ -19,7 +19,6 @@ and after in the new manifest's ``training.continuations``.
 from __future__ import annotations
 
 import copy
-import json
 import shutil
 import time
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ import torch
 from vctcore.cohort import model_package_versions, read_attributes
 from vctcore.models.autoencoders import one_hot
 from vctcore.models.config import StageSchedule
-from vctcore.train.continuation import RUN_KEYS, check_run, export_continuation
+from vctcore.train.continuation import RUN_KEYS, check_run, export_continuation, held_out_before
 from vctcore.train.data import cohort_fingerprint, load_cohort
 from vctcore.train.latents import encode_cohort, latents_done, load_latents
 from vctcore.train.loop import Progress, run_loop
@@ -121,12 +120,7 @@ def continue_seg_decoder(checkpoint: str | Path, cohort: str | Path, run_dir: st
         model.train()
         return float(cohort_dice(per)["mean"])
 
-    before_path = run_dir / "latents" / "val_before.json"
-    if before_path.exists():
-        before = json.loads(before_path.read_text())["val_dice"]
-    else:
-        before = val_dice(decoder)
-        before_path.write_text(json.dumps({"val_dice": before}))
+    before = held_out_before(run_dir, "val_dice", lambda: val_dice(decoder))
 
     sch = StageSchedule(steps=steps, batch_size=batch_size, lr=lr, checkpoint_every=checkpoint_every)
     opt = torch.optim.AdamW(decoder.parameters(), lr=lr)

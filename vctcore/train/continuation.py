@@ -1,10 +1,12 @@
 """What every continuation of a finished generator shares (``vct continue-diffusion``,
-``vct continue-seg-decoder``): the run directory's ``continue.json`` check, and the export of the base
-generator with one network's weights replaced and the run recorded in ``training.continuations``."""
+``vct continue-seg-decoder``): the run directory's ``continue.json`` check, the held-out figure before
+training (kept for reruns), the ``training.continuations`` record, and the export of the base generator
+with one network's weights replaced."""
 from __future__ import annotations
 
 import json
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,6 +30,17 @@ def check_run(run_dir: Path, meta: dict, keys: tuple[str, ...] = RUN_KEYS) -> No
         if old.get(key) != meta.get(key):
             raise ValueError(f"{run_dir} continued another base checkpoint, cohort or schedule ({key} differs); "
                              f"use a new run directory")
+
+
+def continuation_record(stage: str, meta: dict, seconds: float, device: str, command: str, run_dir: Path,
+                        **fields) -> dict:
+    """The ``training.continuations`` entry of a finished run: schedule and cohort from ``meta``
+    (``continue.json``), wall ``seconds``, the device's description, then the run's own ``fields``
+    (held-out figures before and after, the replaced file's sha256 in the base generator, ...)."""
+    return {"stage": stage, **{k: meta[k] for k in ("steps", "batch_size", "lr", "seed")}, "seconds": round(seconds, 1),
+            "device": device, **{k: meta[k] for k in ("cohort", "cohort_fingerprint", "n_patients", "val_patients")},
+            **fields, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "package_versions": meta["package_versions"],
+            "method": f"{command} (run directory {run_dir.resolve()})"}
 
 
 def held_out_before(run_dir: Path, name: str, compute: Callable[[], float]) -> float:

@@ -30,7 +30,7 @@ import torch
 from vctcore.cohort import model_package_versions, read_attributes
 from vctcore.models.conditioning import attribute_bins
 from vctcore.models.config import StageSchedule
-from vctcore.train.continuation import check_run, export_continuation, held_out_before
+from vctcore.train.continuation import check_run, continuation_record, export_continuation, held_out_before
 from vctcore.train.data import cohort_fingerprint, load_cohort
 from vctcore.train.latents import encode_cohort, latents_done, load_latents
 from vctcore.train.loop import Progress, run_loop
@@ -190,13 +190,9 @@ def continue_diffusion(checkpoint: str | Path, cohort: str | Path, run_dir: str 
     if not result.finished:
         return ContinueReport(result.step, steps, result.seconds, before, None, None, len(ids), len(ids))
     after = val_loss(ema)
-    record = {"stage": "diffusion", "steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed,
-              "seconds": round(result.seconds, 1), "device": describe_device(dev), "cohort": meta["cohort"],
-              "cohort_fingerprint": meta["cohort_fingerprint"], "n_patients": len(ids),
-              "val_patients": val_patients, "val_loss_before": round(before, 5), "val_loss_after": round(after, 5),
-              "base_diffusion_sha256": gen.checkpoint_sha256.get("diffusion.safetensors"),
-              "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "package_versions": meta["package_versions"],
-              "method": f"vct continue-diffusion (run directory {run_dir.resolve()})"}
+    record = continuation_record("diffusion", meta, result.seconds, describe_device(dev), "vct continue-diffusion",
+                                 run_dir, val_loss_before=round(before, 5), val_loss_after=round(after, 5),
+                                 base_diffusion_sha256=gen.checkpoint_sha256.get("diffusion.safetensors"))
     # fidelity figures described the old diffusion; the autoencoders' reconstruction figures still hold
     out = export_continuation(checkpoint, run_dir, ema, "diffusion.safetensors", "diffusion", gen.cfg.to_dict(), record,
                               half=True, support=_merged_support(gen.manifest.get("support", {}), table,

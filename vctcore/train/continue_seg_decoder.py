@@ -30,7 +30,8 @@ import torch
 from vctcore.cohort import model_package_versions, read_attributes
 from vctcore.models.autoencoders import one_hot
 from vctcore.models.config import StageSchedule
-from vctcore.train.continuation import RUN_KEYS, check_run, export_continuation, held_out_before
+from vctcore.train.continuation import (RUN_KEYS, check_run, continuation_record, export_continuation,
+                                       held_out_before)
 from vctcore.train.data import cohort_fingerprint, load_cohort
 from vctcore.train.latents import encode_cohort, latents_done, load_latents
 from vctcore.train.loop import Progress, run_loop
@@ -150,13 +151,9 @@ def continue_seg_decoder(checkpoint: str | Path, cohort: str | Path, run_dir: st
     after = val_dice(decoder)
     tuned = copy.deepcopy(seg_ae).cpu()
     tuned.vq.decoder.load_state_dict(decoder.state_dict())
-    record = {"stage": "seg_decoder", "steps": steps, "batch_size": batch_size, "lr": lr, "slab": cz, "seed": seed,
-              "seconds": round(result.seconds, 1), "device": describe_device(dev), "cohort": meta["cohort"],
-              "cohort_fingerprint": meta["cohort_fingerprint"], "n_patients": len(ids),
-              "val_patients": val_patients, "val_dice_before": round(before, 4), "val_dice_after": round(after, 4),
-              "base_seg_ae_sha256": gen.checkpoint_sha256.get("seg_ae.safetensors"),
-              "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "package_versions": meta["package_versions"],
-              "method": f"vct continue-seg-decoder (run directory {run_dir.resolve()})"}
+    record = continuation_record("seg_decoder", meta, result.seconds, describe_device(dev), "vct continue-seg-decoder",
+                                 run_dir, slab=cz, val_dice_before=round(before, 4), val_dice_after=round(after, 4),
+                                 base_seg_ae_sha256=gen.checkpoint_sha256.get("seg_ae.safetensors"))
     # the generated segmentations changed, and so did the post-processor's input (the class probabilities)
     out = export_continuation(checkpoint, run_dir, tuned, "seg_ae.safetensors", "seg_ae", gen.cfg.to_dict(), record,
                               half=False, drop_metrics=("fidelity.", "reconstruction."))

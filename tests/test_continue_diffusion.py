@@ -114,9 +114,11 @@ def test_model_card_lists_diffusion_and_segmentation_decoder_continuations(tiny_
         {"stage": "diffusion", "steps": 2572, "val_loss_before": 0.158, "val_loss_after": 0.129, **common},
         {"stage": "seg_decoder", "steps": 6221, "val_dice_before": 0.8452, "val_dice_after": 0.8831,
          "method": "provenance/seg_decoder_ft.py", **common},
+        {"stage": "post", "steps": 600, "held_out": "PSNR 33.2 -> 33.3 dB on 8 reconstructions", **common},
     ]
     (gen / "manifest.json").write_text(json.dumps(manifest))
     card = write_model_card(gen).read_text()
     assert "| diffusion | 2572 | 4 | 3.0 | NVIDIA H100 80GB HBM3 | `phantoms in memory` (200) | loss 0.158 -> 0.129 |" in card
     assert "| seg_decoder | 6221 | 4 | 3.0 | NVIDIA H100 80GB HBM3 | `phantoms in memory` (200) | Dice 0.8452 -> 0.8831 |" in card
     assert "- continuation 2: provenance/seg_decoder_ft.py" in card
+    assert "| post | 600 | 4 | 3.0 | NVIDIA H100 80GB HBM3 | `phantoms in memory` (200) | PSNR 33.2 -> 33.3 dB on 8" in card

@@ -62,10 +62,13 @@ def update_model_card(gen_dir: str | Path, metrics: dict[str, Any], *, notes: st
 
 
 def _held_out_change(c: dict) -> str:
-    """A continuation record's held-out figure before -> after: loss (diffusion) or Dice (segmentation decoder)."""
+    """A continuation record's held-out figure before -> after: loss (diffusion), Dice (segmentation decoder),
+    or the record's own ``held_out`` text (e.g. a post-processor checked on reconstructions)."""
     if "val_dice_before" in c:
         return f"Dice {c['val_dice_before']:.4g} -> {c['val_dice_after']:.4g}"
-    return f"loss {c['val_loss_before']:.4g} -> {c['val_loss_after']:.4g}"
+    if "val_loss_before" in c:
+        return f"loss {c['val_loss_before']:.4g} -> {c['val_loss_after']:.4g}"
+    return c.get("held_out", "")
 
 
 def write_model_card(gen_dir: str | Path, metrics: dict[str, Any] | None = None, *, notes: str = "") -> Path:
@@ -121,7 +124,7 @@ def write_model_card(gen_dir: str | Path, metrics: dict[str, Any] | None = None,
     if conts:
         lines += ["", "Continued training of a finished generator's networks (diffusion U-Net: EMA weights, held-out "
                       "loss with fixed noise and timesteps; segmentation decoder: frozen encoder and codebook, held-out "
-                      "Dice, mean of the 16 organ classes):", "",
+                      "Dice, mean of the 16 organ classes; others: as each record says):", "",
                   "| stage | steps | batch | minutes | device | cohort (patients) | held-out before -> after |",
                   "|---|---|---|---|---|---|---|"]
         for c in conts:

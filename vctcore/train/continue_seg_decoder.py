@@ -13,7 +13,7 @@ done), ``latents/`` (the cohort encoded as the ``latents`` stage encodes it, who
 Each step decodes a batch of latent slabs (all of X and Y, ``slab`` latent slices of Z; 0: whole
 volumes) and takes the stage's Dice + CE loss against the labels under them, with a 100-step warm-up
 and a cosine decay to 10 % of ``lr``. The first ``val_patients`` patients are held out: their Dice
-(mean of the 16 organ classes, whole latents decoded as the generator decodes them) is recorded before
+(mean of the 16 organ classes, whole latents decoded in the generator's windows) is recorded before
 and after in the new manifest's ``training.continuations``.
 """
 from __future__ import annotations
@@ -65,8 +65,9 @@ def continue_seg_decoder(checkpoint: str | Path, cohort: str | Path, run_dir: st
     """
     from vctcore.devices import autocast, describe_device
     from vctcore.evaluate.overlap import cohort_dice, dice_per_class
-    from vctcore.generator import Generator
+    from vctcore.generator import DECODE_ROI, Generator
     from vctcore.models.losses import segmentation_loss
+    from vctcore.models.windowed import windowed
     from vctcore.train.stages import warmup_cosine_lr
 
     if steps < 1 or batch_size < 1 or lr <= 0 or val_patients < 1 or slab < 0:
@@ -116,7 +117,7 @@ def continue_seg_decoder(checkpoint: str | Path, cohort: str | Path, run_dir: st
         per = []
         for i in range(val_patients):
             with amp():
-                logits = model(torch.from_numpy(np.array(z_all[i:i + 1])).to(dev)).float()
+                logits = windowed(model, torch.from_numpy(np.array(z_all[i:i + 1])).to(dev), DECODE_ROI).float()
             per.append(dice_per_class(np.asarray(labels[i]), logits[0].argmax(0).to(torch.uint8).cpu().numpy()))
         model.train()
         return float(cohort_dice(per)["mean"])

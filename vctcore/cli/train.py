@@ -56,8 +56,7 @@ def run_continue(args: argparse.Namespace) -> int:
     from vctcore.train.continue_diffusion import continue_diffusion
 
     _set_threads(args)
-    rep = _continuation(continue_diffusion, args, batch_size=args.batch_size, lr=args.lr)
-    _print_continuation(rep, "diffusion", "held-out loss", rep.val_loss_before, rep.val_loss_after)
+    _print_continuation(_continuation(continue_diffusion, args, batch_size=args.batch_size, lr=args.lr))
     return 0
 
 
@@ -65,8 +64,8 @@ def run_continue_seg(args: argparse.Namespace) -> int:
     from vctcore.train.continue_seg_decoder import continue_seg_decoder
 
     _set_threads(args)
-    rep = _continuation(continue_seg_decoder, args, batch_size=args.batch_size, lr=args.lr, slab=args.slab)
-    _print_continuation(rep, "seg_decoder", "held-out Dice", rep.val_dice_before, rep.val_dice_after)
+    _print_continuation(_continuation(continue_seg_decoder, args, batch_size=args.batch_size, lr=args.lr,
+                                      slab=args.slab))
     return 0
 
 
@@ -82,15 +81,17 @@ def _continuation(fn, args: argparse.Namespace, **kwargs):
         raise CLIError(str(err)) from None
 
 
-def _print_continuation(rep, stage: str, figure: str, before: float | None, after: float | None) -> None:
+def _print_continuation(rep) -> None:
+    """One line on where a continuation (a ``ContinuationReport``) stopped, or what it wrote."""
     if rep.encoded < rep.n_patients:
         print(f"latents: paused after encoding {rep.encoded}/{rep.n_patients} patients; "
               f"rerun the same command to continue")
     elif rep.generator_dir is None:
-        print(f"{stage}: paused at step {rep.step}/{rep.total} ({rep.seconds / 60:.1f} min in total); "
+        print(f"{rep.stage}: paused at step {rep.step}/{rep.total} ({rep.seconds / 60:.1f} min in total); "
               f"rerun the same command to continue")
     else:
-        print(f"{stage}: done, {rep.total} steps ({rep.seconds / 60:.1f} min); {figure} {before:.4f} -> {after:.4f}")
+        print(f"{rep.stage}: done, {rep.total} steps ({rep.seconds / 60:.1f} min); {rep.figure} {rep.before:.4f} -> "
+              f"{rep.after:.4f}")
         print(f"generator written to {rep.generator_dir} (its fidelity figures were dropped: run vct evaluate-generator)")
 
 

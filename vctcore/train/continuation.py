@@ -1,13 +1,14 @@
 """What every continuation of a finished generator shares (``vct continue-diffusion``,
-``vct continue-seg-decoder``): the run directory's ``continue.json`` check, the held-out figure before
-training (kept for reruns), the ``training.continuations`` record, and the export of the base generator
-with one network's weights replaced."""
+``vct continue-seg-decoder``): the report of where a run stopped, the run directory's ``continue.json``
+check, the held-out figure before training (kept for reruns), the ``training.continuations`` record, and
+the export of the base generator with one network's weights replaced."""
 from __future__ import annotations
 
 import json
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -16,6 +17,25 @@ from vctcore.models.checkpoint import save_module, sha256_file
 
 #: continue.json keys a rerun must share with the first run
 RUN_KEYS = ("base_files", "cohort_fingerprint", "seed", "val_patients", "steps", "batch_size", "lr")
+
+
+@dataclass
+class ContinuationReport:
+    """Where a continuation of ``stage`` stopped, its held-out ``figure`` (e.g. "held-out loss") before and
+    after, and the new generator (None until done).
+
+    A run stopped while encoding the cohort has ``encoded < n_patients``, step 0 and no figures yet."""
+
+    stage: str
+    figure: str
+    step: int
+    total: int
+    seconds: float
+    before: float | None
+    after: float | None
+    generator_dir: Path | None
+    encoded: int = 0
+    n_patients: int = 0
 
 
 def check_run(run_dir: Path, meta: dict, keys: tuple[str, ...] = RUN_KEYS) -> None:

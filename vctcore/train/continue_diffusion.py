@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 import shutil
 import time
-from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -30,29 +30,14 @@ import torch
 from vctcore.cohort import model_package_versions, read_attributes
 from vctcore.models.conditioning import attribute_bins
 from vctcore.models.config import StageSchedule
-from vctcore.train.continuation import check_run, continuation_record, export_continuation, held_out_before
+from vctcore.train.continuation import (ContinuationReport, check_run, continuation_record, export_continuation,
+                                       held_out_before)
 from vctcore.train.data import cohort_fingerprint, load_cohort
 from vctcore.train.latents import encode_cohort, latents_done, load_latents
 from vctcore.train.loop import Progress, run_loop
 
 #: draws of (noise, timestep) per held-out patient in the validation loss
 VAL_DRAWS = 4
-
-
-@dataclass
-class ContinueReport:
-    """Where a continuation stopped, its validation losses, and the new generator (None until done).
-
-    A run stopped while encoding the cohort has ``encoded < n_patients``, step 0 and no losses yet."""
-
-    step: int
-    total: int
-    seconds: float
-    val_loss_before: float | None
-    val_loss_after: float | None
-    generator_dir: Path | None
-    encoded: int = 0
-    n_patients: int = 0
 
 
 def _cohort_latents(gen, cohort: Path, run_dir: Path, n: int, progress: Progress | None,
@@ -96,7 +81,7 @@ def _merged_support(old: dict, table: pd.DataFrame, names: tuple[str, ...]) -> d
 def continue_diffusion(checkpoint: str | Path, cohort: str | Path, run_dir: str | Path, *, steps: int,
                        batch_size: int = 16, lr: float = 1e-4, seed: int = 0, val_patients: int = 40,
                        device: str = "auto", max_minutes: float | None = None, limit: int | None = None,
-                       progress: Progress | None = None, checkpoint_every: int = 100) -> ContinueReport:
+                       progress: Progress | None = None, checkpoint_every: int = 100) -> ContinuationReport:
     """Train ``checkpoint``'s diffusion for ``steps`` more steps on ``cohort`` (same grid); resumable.
 
     When done, writes ``run_dir/generator``: the base checkpoint with the new diffusion weights, a
@@ -129,9 +114,10 @@ def continue_diffusion(checkpoint: str | Path, cohort: str | Path, run_dir: str 
             "val_patients": val_patients, "steps": steps, "batch_size": batch_size, "lr": lr,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "package_versions": model_package_versions()}
     check_run(run_dir, meta)
+    make_report = partial(ContinuationReport, "diffusion", "held-out loss")
     z_all = _cohort_latents(gen, cohort, run_dir, len(ids), progress, deadline)
     if z_all is None:
-        return ContinueReport(0, steps, 0.0, None, None, None, latents_done(run_dir), len(ids))
+        return make_report(0, steps, 0.0, None, None, None, latents_done(run_dir), len(ids))
     bins_all = torch.from_numpy(attribute_bins(table, cfg.condition_on))
     dev = gen.device
 
@@ -188,7 +174,7 @@ def continue_diffusion(checkpoint: str | Path, cohort: str | Path, run_dir: str 
     result = run_loop("diffusion", run_dir, {"dm": dm, "ema": ema}, {"dm": opt}, sch, step, rng_state=get_rng,
                       set_rng_state=set_rng, deadline=deadline, progress=progress)
     if not result.finished:
-        return ContinueReport(result.step, steps, result.seconds, before, None, None, len(ids), len(ids))
+        return make_report(result.step, steps, result.seconds, before, None, None, len(ids), len(ids))
     after = val_loss(ema)
     record = continuation_record("diffusion", meta, result.seconds, describe_device(dev), "vct continue-diffusion",
                                  run_dir, val_loss_before=round(before, 5), val_loss_after=round(after, 5),
@@ -197,4 +183,4 @@ def continue_diffusion(checkpoint: str | Path, cohort: str | Path, run_dir: str 
     out = export_continuation(checkpoint, run_dir, ema, "diffusion.safetensors", "diffusion", gen.cfg.to_dict(), record,
                               half=True, support=_merged_support(gen.manifest.get("support", {}), table,
                                                                  cfg.condition_on))
-    return ContinueReport(result.step, steps, result.seconds, before, after, out, len(ids), len(ids))
+    return make_report(result.step, steps, result.seconds, before, after, out, len(ids), len(ids))

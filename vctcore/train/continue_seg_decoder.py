@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 import shutil
 import time
-from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -30,33 +30,17 @@ import torch
 from vctcore.cohort import model_package_versions, read_attributes
 from vctcore.models.autoencoders import one_hot
 from vctcore.models.config import StageSchedule
-from vctcore.train.continuation import (RUN_KEYS, check_run, continuation_record, export_continuation,
-                                       held_out_before)
+from vctcore.train.continuation import (RUN_KEYS, ContinuationReport, check_run, continuation_record,
+                                       export_continuation, held_out_before)
 from vctcore.train.data import cohort_fingerprint, load_cohort
 from vctcore.train.latents import encode_cohort, latents_done, load_latents
 from vctcore.train.loop import Progress, run_loop
 
 
-@dataclass
-class SegDecoderReport:
-    """Where a continuation stopped, its held-out Dice, and the new generator (None until done).
-
-    A run stopped while encoding the cohort has ``encoded < n_patients``, step 0 and no Dice yet."""
-
-    step: int
-    total: int
-    seconds: float
-    val_dice_before: float | None
-    val_dice_after: float | None
-    generator_dir: Path | None
-    encoded: int = 0
-    n_patients: int = 0
-
-
 def continue_seg_decoder(checkpoint: str | Path, cohort: str | Path, run_dir: str | Path, *, steps: int,
                          batch_size: int = 4, lr: float = 2e-4, slab: int = 0, seed: int = 0, val_patients: int = 8,
                          device: str = "auto", max_minutes: float | None = None, limit: int | None = None,
-                         progress: Progress | None = None, checkpoint_every: int = 100) -> SegDecoderReport:
+                         progress: Progress | None = None, checkpoint_every: int = 100) -> ContinuationReport:
     """Train ``checkpoint``'s segmentation decoder ``steps`` more steps on ``cohort`` (same grid); resumable.
 
     When done, writes ``run_dir/generator``: the base checkpoint with the new ``seg_ae.safetensors``, a
@@ -87,6 +71,7 @@ def continue_seg_decoder(checkpoint: str | Path, cohort: str | Path, run_dir: st
             "val_patients": val_patients, "steps": steps, "batch_size": batch_size, "lr": lr, "slab": slab,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "package_versions": model_package_versions()}
     check_run(run_dir, meta, (*RUN_KEYS, "slab"))
+    make_report = partial(ContinuationReport, "seg_decoder", "held-out Dice")
     cache = run_dir / "cache"
     report = None if progress is None else (lambda i, total: progress("cohort", i, total, {}))
     data = load_cohort(cohort, tuple(gen.cfg.grid_shape), cache, limit=len(ids), progress=report,
@@ -95,7 +80,7 @@ def continue_seg_decoder(checkpoint: str | Path, cohort: str | Path, run_dir: st
         done, _ = encode_cohort(gen.ae, gen.seg_ae, gen.cfg, data, run_dir, gen.device, progress=progress,
                                 deadline=deadline)
         if done < len(ids):
-            return SegDecoderReport(0, steps, 0.0, None, None, None, done, len(ids))
+            return make_report(0, steps, 0.0, None, None, None, done, len(ids))
     c_img = gen.cfg.image_ae.levels[-1].embedding_dim
     z_all, labels = load_latents(run_dir)[:, c_img:], data.seg  # (N, C_seg, x, y, z) latents; (N, X, Y, Z) classes
     dev = gen.device
@@ -148,7 +133,7 @@ def continue_seg_decoder(checkpoint: str | Path, cohort: str | Path, run_dir: st
                       set_rng_state=lambda s: setattr(rng.bit_generator, "state", s["numpy"]),
                       deadline=deadline, progress=progress)
     if not result.finished:
-        return SegDecoderReport(result.step, steps, result.seconds, before, None, None, len(ids), len(ids))
+        return make_report(result.step, steps, result.seconds, before, None, None, len(ids), len(ids))
     after = val_dice(decoder)
     tuned = copy.deepcopy(seg_ae).cpu()
     tuned.vq.decoder.load_state_dict(decoder.state_dict())
@@ -160,4 +145,4 @@ def continue_seg_decoder(checkpoint: str | Path, cohort: str | Path, run_dir: st
                               half=False, drop_metrics=("fidelity.", "reconstruction."))
     del data, labels
     shutil.rmtree(cache, ignore_errors=True)
-    return SegDecoderReport(result.step, steps, result.seconds, before, after, out, len(ids), len(ids))
+    return make_report(result.step, steps, result.seconds, before, after, out, len(ids), len(ids))

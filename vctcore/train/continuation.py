@@ -1,7 +1,8 @@
 """What every continuation of a finished generator shares (``vct continue-diffusion``,
 ``vct continue-seg-decoder``): the report of where a run stopped, the run directory's ``continue.json``
-check, the held-out figure before training (kept for reruns), the ``training.continuations`` record, and
-the export of the base generator with one network's weights replaced."""
+check, the cohort read through the run's cache, the held-out figure before training (kept for reruns),
+the ``training.continuations`` record, and the export of the base generator with one network's weights
+replaced."""
 from __future__ import annotations
 
 import json
@@ -14,6 +15,8 @@ from pathlib import Path
 import torch
 
 from vctcore.models.checkpoint import save_module, sha256_file
+from vctcore.train.data import CohortArrays, load_cohort
+from vctcore.train.loop import Progress
 
 #: continue.json keys a rerun must share with the first run
 RUN_KEYS = ("base_files", "cohort_fingerprint", "seed", "val_patients", "steps", "batch_size", "lr")
@@ -50,6 +53,15 @@ def check_run(run_dir: Path, meta: dict, keys: tuple[str, ...] = RUN_KEYS) -> No
         if old.get(key) != meta.get(key):
             raise ValueError(f"{run_dir} continued another base checkpoint, cohort or schedule ({key} differs); "
                              f"use a new run directory")
+
+
+def cohort_arrays(gen, cohort: Path, run_dir: Path, n: int, progress: Progress | None) -> CohortArrays:
+    """The first ``n`` patients of ``cohort`` on the generator ``gen``'s grid and spacing, read through the
+    training stages' cache in ``run_dir/cache`` (:func:`vctcore.train.data.load_cohort`), reading progress
+    reported as stage "cohort"."""
+    report = None if progress is None else (lambda i, total: progress("cohort", i, total, {}))
+    return load_cohort(cohort, tuple(gen.cfg.grid_shape), run_dir / "cache", limit=n, progress=report,
+                       spacing_mm=tuple(gen.cfg.spacing_mm))
 
 
 def continuation_record(stage: str, meta: dict, seconds: float, device: str, command: str, run_dir: Path,

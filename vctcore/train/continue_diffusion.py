@@ -30,9 +30,9 @@ import torch
 from vctcore.cohort import model_package_versions, read_attributes
 from vctcore.models.conditioning import attribute_bins
 from vctcore.models.config import StageSchedule
-from vctcore.train.continuation import (ContinuationReport, check_run, continuation_record, export_continuation,
-                                       held_out_before)
-from vctcore.train.data import cohort_fingerprint, load_cohort
+from vctcore.train.continuation import (ContinuationReport, check_run, cohort_arrays, continuation_record,
+                                       export_continuation, held_out_before)
+from vctcore.train.data import cohort_fingerprint
 from vctcore.train.latents import encode_cohort, latents_done, load_latents
 from vctcore.train.loop import Progress, run_loop
 
@@ -50,16 +50,13 @@ def _cohort_latents(gen, cohort: Path, run_dir: Path, n: int, progress: Progress
     does (:func:`vctcore.train.latents.encode_cohort`).
     """
     if latents_done(run_dir) < n:
-        cache = run_dir / "cache"
-        report = None if progress is None else (lambda i, total: progress("cohort", i, total, {}))
-        data = load_cohort(cohort, tuple(gen.cfg.grid_shape), cache, limit=n, progress=report,
-                           spacing_mm=tuple(gen.cfg.spacing_mm))
+        data = cohort_arrays(gen, cohort, run_dir, n, progress)
         done, _ = encode_cohort(gen.ae, gen.seg_ae, gen.cfg, data, run_dir, gen.device, progress=progress,
                                 deadline=deadline)
         del data
         if done < n:
             return None  # the cache stays for the rerun
-        shutil.rmtree(cache, ignore_errors=True)
+        shutil.rmtree(run_dir / "cache", ignore_errors=True)
     return load_latents(run_dir)
 
 

@@ -30,9 +30,9 @@ import torch
 from vctcore.cohort import model_package_versions, read_attributes
 from vctcore.models.autoencoders import one_hot
 from vctcore.models.config import StageSchedule
-from vctcore.train.continuation import (RUN_KEYS, ContinuationReport, check_run, continuation_record,
+from vctcore.train.continuation import (RUN_KEYS, ContinuationReport, check_run, cohort_arrays, continuation_record,
                                        export_continuation, held_out_before)
-from vctcore.train.data import cohort_fingerprint, load_cohort
+from vctcore.train.data import cohort_fingerprint
 from vctcore.train.latents import encode_cohort, latents_done, load_latents
 from vctcore.train.loop import Progress, run_loop
 
@@ -72,10 +72,7 @@ def continue_seg_decoder(checkpoint: str | Path, cohort: str | Path, run_dir: st
             "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "package_versions": model_package_versions()}
     check_run(run_dir, meta, (*RUN_KEYS, "slab"))
     make_report = partial(ContinuationReport, "seg_decoder", "held-out Dice")
-    cache = run_dir / "cache"
-    report = None if progress is None else (lambda i, total: progress("cohort", i, total, {}))
-    data = load_cohort(cohort, tuple(gen.cfg.grid_shape), cache, limit=len(ids), progress=report,
-                       spacing_mm=tuple(gen.cfg.spacing_mm))
+    data = cohort_arrays(gen, cohort, run_dir, len(ids), progress)  # the labels are the targets: cache kept
     if latents_done(run_dir) < len(ids):
         done, _ = encode_cohort(gen.ae, gen.seg_ae, gen.cfg, data, run_dir, gen.device, progress=progress,
                                 deadline=deadline)
@@ -144,5 +141,5 @@ def continue_seg_decoder(checkpoint: str | Path, cohort: str | Path, run_dir: st
     out = export_continuation(checkpoint, run_dir, tuned, "seg_ae.safetensors", "seg_ae", gen.cfg.to_dict(), record,
                               half=False, drop_metrics=("fidelity.", "reconstruction."))
     del data, labels
-    shutil.rmtree(cache, ignore_errors=True)
+    shutil.rmtree(run_dir / "cache", ignore_errors=True)
     return make_report(result.step, steps, result.seconds, before, after, out, len(ids), len(ids))

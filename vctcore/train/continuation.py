@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from vctcore.models.checkpoint import save_module, sha256_file
@@ -53,6 +54,26 @@ def check_run(run_dir: Path, meta: dict, keys: tuple[str, ...] = RUN_KEYS) -> No
         if old.get(key) != meta.get(key):
             raise ValueError(f"{run_dir} continued another base checkpoint, cohort or schedule ({key} differs); "
                              f"use a new run directory")
+
+
+def cohort_table(cohort: Path, limit: int | None) -> pd.DataFrame:
+    """``cohort``'s attribute table (its first ``limit`` rows when given)."""
+    from vctcore.cohort import read_attributes
+
+    table = read_attributes(cohort)
+    return table.iloc[:limit] if limit is not None else table
+
+
+def run_meta(checkpoint: Path, gen, cohort: Path, ids: list[str], **schedule) -> dict:
+    """A continuation's ``continue.json``: the base generator ``gen`` loaded from ``checkpoint`` (its files'
+    sha256), the cohort and the fingerprint of its patients ``ids``, the run's ``schedule`` (seed, held-out
+    patients, steps, batch size, lr, and the run's own options), the start time and package versions."""
+    from vctcore.cohort import model_package_versions
+    from vctcore.train.data import cohort_fingerprint
+
+    return {"base": str(checkpoint.resolve()), "base_files": gen.checkpoint_sha256, "cohort": str(cohort.resolve()),
+            "cohort_fingerprint": cohort_fingerprint(cohort, ids), "n_patients": len(ids), **schedule,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "package_versions": model_package_versions()}
 
 
 def cohort_arrays(gen, cohort: Path, run_dir: Path, n: int, progress: Progress | None) -> CohortArrays:

@@ -27,12 +27,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from vctcore.cohort import model_package_versions, read_attributes
 from vctcore.models.conditioning import attribute_bins
 from vctcore.models.config import StageSchedule
-from vctcore.train.continuation import (ContinuationReport, check_run, cohort_arrays, continuation_record,
-                                       export_continuation, held_out_before)
-from vctcore.train.data import cohort_fingerprint
+from vctcore.train.continuation import (ContinuationReport, check_run, cohort_arrays, cohort_table,
+                                       continuation_record, export_continuation, held_out_before, run_meta)
 from vctcore.train.latents import encode_cohort, latents_done, load_latents
 from vctcore.train.loop import Progress, run_loop
 
@@ -96,9 +94,7 @@ def continue_diffusion(checkpoint: str | Path, cohort: str | Path, run_dir: str 
     deadline = time.monotonic() + 60 * max_minutes if max_minutes is not None else None
     gen = Generator.from_pretrained(checkpoint, device=device, post=False)
     cfg = gen.cfg.diffusion
-    table = read_attributes(cohort)
-    if limit is not None:
-        table = table.iloc[:limit]
+    table = cohort_table(cohort, limit)
     missing = [a for a in cfg.condition_on if a not in table]
     if missing:
         raise ValueError(f"{cohort / 'attributes.csv'} lacks the conditioning attribute(s) {', '.join(missing)}")
@@ -106,10 +102,8 @@ def continue_diffusion(checkpoint: str | Path, cohort: str | Path, run_dir: str 
         raise ValueError(f"{cohort} has {len(table)} patients: too few for {val_patients} held out and "
                          f"batches of {batch_size}")
     ids = [str(i) for i in table["id"]]
-    meta = {"base": str(checkpoint.resolve()), "base_files": gen.checkpoint_sha256, "cohort": str(cohort.resolve()),
-            "cohort_fingerprint": cohort_fingerprint(cohort, ids), "n_patients": len(ids), "seed": seed,
-            "val_patients": val_patients, "steps": steps, "batch_size": batch_size, "lr": lr,
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "package_versions": model_package_versions()}
+    meta = run_meta(checkpoint, gen, cohort, ids, seed=seed, val_patients=val_patients, steps=steps,
+                    batch_size=batch_size, lr=lr)
     check_run(run_dir, meta)
     make_report = partial(ContinuationReport, "diffusion", "held-out loss")
     z_all = _cohort_latents(gen, cohort, run_dir, len(ids), progress, deadline)

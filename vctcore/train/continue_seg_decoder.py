@@ -27,12 +27,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vctcore.cohort import model_package_versions, read_attributes
 from vctcore.models.autoencoders import one_hot
 from vctcore.models.config import StageSchedule
-from vctcore.train.continuation import (RUN_KEYS, ContinuationReport, check_run, cohort_arrays, continuation_record,
-                                       export_continuation, held_out_before)
-from vctcore.train.data import cohort_fingerprint
+from vctcore.train.continuation import (RUN_KEYS, ContinuationReport, check_run, cohort_arrays, cohort_table,
+                                       continuation_record, export_continuation, held_out_before, run_meta)
 from vctcore.train.latents import encode_cohort, latents_done, load_latents
 from vctcore.train.loop import Progress, run_loop
 
@@ -60,16 +58,12 @@ def continue_seg_decoder(checkpoint: str | Path, cohort: str | Path, run_dir: st
     checkpoint, cohort, run_dir = Path(checkpoint), Path(cohort), Path(run_dir)
     deadline = time.monotonic() + 60 * max_minutes if max_minutes is not None else None
     gen = Generator.from_pretrained(checkpoint, device=device, post=False)
-    table = read_attributes(cohort)
-    if limit is not None:
-        table = table.iloc[:limit]
+    table = cohort_table(cohort, limit)
     if len(table) <= val_patients:
         raise ValueError(f"{cohort} has {len(table)} patients: too few to hold out {val_patients} and train on the rest")
     ids = [str(i) for i in table["id"]]
-    meta = {"base": str(checkpoint.resolve()), "base_files": gen.checkpoint_sha256, "cohort": str(cohort.resolve()),
-            "cohort_fingerprint": cohort_fingerprint(cohort, ids), "n_patients": len(ids), "seed": seed,
-            "val_patients": val_patients, "steps": steps, "batch_size": batch_size, "lr": lr, "slab": slab,
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "package_versions": model_package_versions()}
+    meta = run_meta(checkpoint, gen, cohort, ids, seed=seed, val_patients=val_patients, steps=steps,
+                    batch_size=batch_size, lr=lr, slab=slab)
     check_run(run_dir, meta, (*RUN_KEYS, "slab"))
     make_report = partial(ContinuationReport, "seg_decoder", "held-out Dice")
     data = cohort_arrays(gen, cohort, run_dir, len(ids), progress)  # the labels are the targets: cache kept

@@ -180,6 +180,31 @@ def test_attribute_conditioned_post_processor_reads_the_conditions():
         post_input(cfg, image, logits, None)
 
 
+
+def test_post_input_in_the_inference_layout_holds_the_same_values():
+    """Generation builds the post-processor's input once in bf16 channels-last (what its CPU convolutions
+    read) and adds the correction to the float32 image: the same values as the float32 input rounded."""
+    from vctcore.models.config import PostConfig
+    from vctcore.models.postprocess import PostProcessor, post_conditions, post_input
+
+    torch.manual_seed(0)
+    cfg = PostConfig(channels=(4, 8), seg_input=True, condition_on=("sex", "age_years"), residual_gate=True)
+    pp = PostProcessor(cfg).eval()
+    with torch.no_grad():
+        pp.gate.fill_(0.5)
+    image, logits = torch.randn(1, 1, 16, 16, 16), torch.randn(1, 17, 16, 16, 16).bfloat16()
+    conds = post_conditions(cfg.condition_on, {"sex": ["M"], "age_years": [45]})
+    ref = post_input(cfg, image, logits, conds)
+    fast = post_input(cfg, image, logits, conds, dtype=torch.bfloat16, memory_format=torch.channels_last_3d)
+    assert ref.dtype == torch.float32 and ref.is_contiguous()
+    assert fast.dtype == torch.bfloat16 and fast.is_contiguous(memory_format=torch.channels_last_3d)
+    assert torch.equal(fast.float(), ref.bfloat16().float())
+    with torch.no_grad():
+        assert torch.equal(pp(ref), ref[:, :1] + pp.residual(ref))
+        assert not torch.equal(pp.residual(ref), torch.zeros(1, 1, 16, 16, 16))
+        assert torch.allclose(image + pp.residual(fast.float()), pp(ref), atol=0.05)
+
+
 def test_attribute_conditioned_post_processor_trains_alone_and_generates(trained, tmp_path):
     """post.condition_on retrains post only; generation and reconstruction feed each patient's
     attributes to it, and different attributes give a different image from the same latent."""

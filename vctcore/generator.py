@@ -62,6 +62,14 @@ class Generator:
                  post: PostProcessor | None, manifest: dict[str, Any], path: Path, device: torch.device) -> None:
         self.cfg, self.ae, self.seg_ae, self.dm, self.post = cfg, ae, seg_ae, dm, post
         self.manifest, self.path, self.device = manifest, path, device
+        # The decoders and the post-processor run channels-last on CPU: oneDNN's transposed convolutions
+        # are 2.5-3x faster so (2 cores, bf16), and the post-processor's input is then built in the layout
+        # its convolutions read. The diffusion U-Net stays contiguous: channels-last was 7 % slower for it.
+        # Not measured on CUDA, so left as it is there.
+        self.decode_format = torch.channels_last_3d if device.type == "cpu" else torch.contiguous_format
+        for m in (ae, seg_ae, post):
+            if m is not None:
+                m.to(memory_format=self.decode_format)
 
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, device: str = "auto", *, verify: bool = True,
@@ -133,11 +141,14 @@ class Generator:
         c_img = self.cfg.image_ae.levels[-1].embedding_dim
         with autocast(self.device, self.cfg.precision):
             x = windowed(self.ae.decode, z[:, :c_img], DECODE_ROI).float()
-            logits = windowed(self.seg_ae.decode, z[:, c_img:], DECODE_ROI).float()
+            logits = windowed(self.seg_ae.decode, z[:, c_img:], DECODE_ROI)  # bf16 under bf16 autocast
             if self.post is not None:
                 names = self.post.cfg.condition_on
                 conds = post_conditions(names, {k: [(attributes or {}).get(k)] for k in names}) if names else None
-                x = windowed(self.post, post_input(self.post.cfg, x, logits, conds), POST_ROI).float()
+                # the input in the decoders' precision (the post's convolutions would round it so anyway);
+                # its correction is added to the float32 image
+                inp = post_input(self.post.cfg, x, logits, conds, dtype=logits.dtype, memory_format=self.decode_format)
+                x = x + windowed(self.post.residual, inp, POST_ROI).float()
         hu = unit_to_hu(x, self.cfg.image_ae.hu_clip)[0, 0].float().cpu().numpy()
         seg = logits[0].argmax(0).to(torch.uint8).cpu().numpy()
         return hu, seg

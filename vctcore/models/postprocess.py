@@ -42,10 +42,15 @@ class PostProcessor(nn.Module):
         return 1 + (N_SEG_CLASSES if self.cfg.seg_input else 0) + condition_channels(self.cfg.condition_on)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, :1] + self.residual(x)
+
+    def residual(self, x: torch.Tensor) -> torch.Tensor:
+        """The correction the post-processor adds to the image channel ``x[:, :1]`` (gate applied).
+        Inference adds it to a full-precision image itself, so ``x`` may be a bf16 copy of the input."""
         if x.shape[1] != self.in_channels:
             raise ValueError(f"post-processor expects {self.in_channels} input channels, got {x.shape[1]}")
         r = self.net(x)
-        return x[:, :1] + (self.gate * r if self.gate is not None else r)
+        return self.gate * r if self.gate is not None else r
 
 
 def condition_channels(names: Sequence[str]) -> int:
@@ -72,21 +77,31 @@ def bins_one_hot(names: Sequence[str], bins: np.ndarray) -> torch.Tensor:
 
 
 def post_input(cfg: PostConfig, image: torch.Tensor, seg_logits: torch.Tensor | None,
-               conditions: torch.Tensor | None = None) -> torch.Tensor:
+               conditions: torch.Tensor | None = None, *, dtype: torch.dtype | None = None,
+               memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
     """The post-processor's input: the decoded image (B, 1, X, Y, Z), followed by the softmax of the
     decoded segmentation's logits (B, 17, X, Y, Z) when ``cfg.seg_input`` (``seg_logits`` may be None
     otherwise), followed by ``conditions`` (B, condition_channels) broadcast over the volume when
-    ``cfg.condition_on``."""
-    parts = [image]
-    if cfg.seg_input:
-        if seg_logits is None:
-            raise ValueError("this post-processor reads the segmentation (seg_input) but got no segmentation logits")
-        parts.append(seg_logits.float().softmax(1).to(image.dtype))
-    if cfg.condition_on:
-        want = (image.shape[0], condition_channels(cfg.condition_on))
+    ``cfg.condition_on``. ``dtype`` (default: the image's) and ``memory_format`` say how to store it:
+    inference on CPU asks bf16 channels-last, what its convolutions read, so no layer converts it again."""
+    dtype = image.dtype if dtype is None else dtype
+    if cfg.seg_input and seg_logits is None:
+        raise ValueError("this post-processor reads the segmentation (seg_input) but got no segmentation logits")
+    n_cond = condition_channels(cfg.condition_on) if cfg.condition_on else 0
+    if n_cond:
+        want = (image.shape[0], n_cond)
         if conditions is None or tuple(conditions.shape) != want:
             got = "none" if conditions is None else tuple(conditions.shape)
             raise ValueError(f"this post-processor reads the attributes {', '.join(cfg.condition_on)} "
                              f"as conditions of shape {want}; got {got}")
-        parts.append(conditions.to(image.device, image.dtype)[:, :, None, None, None].expand(-1, -1, *image.shape[2:]))
-    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+    if not cfg.seg_input and not n_cond and dtype == image.dtype and memory_format == torch.contiguous_format:
+        return image
+    n_seg = N_SEG_CLASSES if cfg.seg_input else 0
+    out = torch.empty((image.shape[0], 1 + n_seg + n_cond, *image.shape[2:]), dtype=dtype, device=image.device,
+                      memory_format=memory_format)
+    out[:, :1] = image
+    if n_seg:  # bf16 logits: softmax accumulates in float32 and rounds once, to the stored dtype
+        out[:, 1:1 + n_seg] = seg_logits.softmax(1) if seg_logits.dtype == dtype else seg_logits.float().softmax(1)
+    if n_cond:
+        out[:, 1 + n_seg:] = conditions.to(image.device, dtype)[:, :, None, None, None]
+    return out

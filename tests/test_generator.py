@@ -77,6 +77,29 @@ def test_from_run_reuses_unchanged_stages_and_trains_the_rest(trained, tmp_path)
         train(trained["cohort"], tmp_path / "other", preset=new_preset, seed=4, from_run=trained["run"])
 
 
+
+def test_a_packed_finer_segmentation_latent_trains_from_an_earlier_run(trained, tmp_path):
+    """seg_ae.pack = 2 (a 2x segmentation level packed onto the 4x image latent grid): the image AE comes
+    from the old run; the segmentation AE, latents, decoder fine-tuning, diffusion and post train anew on
+    the wider joint latent, and the generator decodes it to full-resolution segmentations."""
+    import yaml
+
+    from vctcore.train.run import train
+
+    preset = yaml.safe_load(trained["preset"].read_text())
+    preset["seg_ae"] = {"level": {**preset["seg_ae"]["level"], "channels": [8]}, "pack": 2}
+    new_preset = tmp_path / "seg2x.yaml"
+    new_preset.write_text(yaml.safe_dump(preset))
+    report = train(trained["cohort"], tmp_path / "run", preset=new_preset, seed=3, from_run=trained["run"])
+    assert [r.stage for r in report.results] == ["seg_ae", "latents", "seg_decoder", "diffusion", "post"]
+    gen = Generator.from_pretrained(report.generator_dir, device="cpu")
+    assert gen.cfg.latent_channels == 2 + 2 * 8 and gen.dm.latent_std.shape == (18,)
+    lat = np.load(tmp_path / "run" / "latents" / "z.npy", mmap_mode="r")
+    assert lat.shape[1:] == (18, *gen.cfg.latent_shape)
+    (p,) = gen.generate(pd.DataFrame([ROWS[0]]), seed=0, steps=2)
+    assert p.ct.shape == p.seg.shape == TINY_GRID.shape and np.isfinite(p.ct.data).all()
+
+
 def test_a_run_started_before_an_option_existed_still_resumes(trained, tmp_path):
     """run.json written by older code lacks options added since (here the post-processor's): they compare
     at their defaults, so the run resumes instead of being refused as another architecture."""

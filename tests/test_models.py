@@ -11,7 +11,7 @@ from vctcore.models.autoencoders import SegAE, StackedImageAE, build_vq_level, h
 from vctcore.models.checkpoint import CheckpointError, load_module, load_state, save_module, save_state
 from vctcore.models.conditioning import attribute_bins, drop_conditions
 from vctcore.models.config import GeneratorConfig, VQLevel, load_preset
-from vctcore.models.diffusion import LatentDiffusion, depth_to_space, space_to_depth
+from vctcore.models.diffusion import LatentDiffusion
 from vctcore.models.losses import multi_window_l1
 
 
@@ -45,13 +45,53 @@ def test_config_round_trips_through_json_dict():
     assert GeneratorConfig.from_dict(cfg.to_dict()) == cfg
 
 
-def test_space_to_depth_inverts():
+def test_patch_packing_keeps_the_layout_the_shipped_networks_were_trained_with():
+    """The diffusion's patches and the packed segmentation latent use MONAI's pixel (un)shuffle; the
+    shipped diffusion was trained with channel c * p^3 + (i * p + j) * p + k holding the voxel (i, j, k)
+    of each p^3 block, so a MONAI change of that layout must fail here."""
+    from monai.networks.utils import pixelshuffle, pixelunshuffle
+
     z = torch.randn(2, 3, 8, 6, 4)
-    y = space_to_depth(z, 2)
+    y = pixelunshuffle(z, 3, 2)
     assert y.shape == (2, 24, 4, 3, 2)
-    assert torch.equal(depth_to_space(y, 2), z)
-    # one 2x2x2 block lands in one output voxel
-    assert torch.equal(y[0, :8, 0, 0, 0].sort().values, z[0, 0, :2, :2, :2].flatten().sort().values)
+    assert torch.equal(pixelshuffle(y, 3, 2), z)
+    for c, i, j, k in [(0, 0, 0, 0), (1, 1, 0, 1), (2, 1, 1, 0), (2, 0, 1, 1)]:
+        assert torch.equal(y[:, c * 8 + (i * 2 + j) * 2 + k], z[:, c, i::2, j::2, k::2])
+
+
+def test_packed_segmentation_latent_shares_the_image_latent_grid():
+    """seg_ae.pack = 2: a 2x segmentation level whose latent joins the 4x image latent as 8x the channels;
+    decode(encode(y)) is the level's own round trip, unpacked losslessly."""
+    from vctcore.models.autoencoders import SegAE, one_hot
+    from vctcore.models.config import SegAEConfig
+
+    torch.manual_seed(0)
+    cfg = SegAEConfig(VQLevel(in_channels=17, channels=(8,), num_res_layers=1, embedding_dim=2, num_embeddings=16), pack=2)
+    assert cfg.factor == 2 and cfg.latent_channels == 16
+    ae = SegAE(cfg).eval()
+    y = one_hot(torch.randint(0, 17, (1, 16, 16, 8)))
+    with torch.no_grad():
+        z = ae.encode(y)
+        assert z.shape == (1, 16, 4, 4, 2)
+        fine = ae.vq.quantize(ae.vq.encode(y))[0]
+        assert torch.allclose(ae.unpack(z), fine, atol=1e-6) and torch.equal(ae.pack(ae.unpack(z)), z)
+        assert torch.allclose(ae.decode(z), ae.vq.decode(fine), atol=1e-6)
+        assert ae.decode(z).shape == (1, 17, 16, 16, 8)
+    with pytest.raises(ValueError, match="seg_ae.pack must be a power of 2"):
+        SegAEConfig(cfg.level, pack=3)
+
+
+def test_config_refuses_latents_on_different_grids():
+    d = load_preset("cpu").to_dict()
+    d["seg_ae"]["pack"] = 2  # a 4x level packed by 2 would be an 8x grid against the image's 4x
+    with pytest.raises(ValueError, match="downsamples by 4 and packs by 2, image autoencoder by 4"):
+        GeneratorConfig.from_dict(d)
+    d["seg_ae"]["level"]["channels"] = [16]
+    cfg = GeneratorConfig.from_dict(d)
+    assert cfg.latent_channels == 4 + 4 * 8 and cfg.latent_shape == (32, 24, 68)
+    d["seg_ae"]["colour"] = 1
+    with pytest.raises(ValueError, match="unknown field"):
+        GeneratorConfig.from_dict(d)
 
 
 def test_snap_matches_monai_quantizer():

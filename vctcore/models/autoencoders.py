@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 from monai.networks.nets import VQVAE
+from monai.networks.utils import pixelshuffle, pixelunshuffle
 from torch import nn
 
 from vctcore.labels import MERGED_CLASSES
@@ -111,19 +112,32 @@ class StackedImageAE(nn.Module):
 
 
 class SegAE(nn.Module):
-    """Segmentation autoencoder: one-hot (B, 17, X, Y, Z) -> latent -> class logits."""
+    """Segmentation autoencoder: one-hot (B, 17, X, Y, Z) -> latent -> class logits.
+
+    ``encode`` returns the latent packed onto the joint latent grid (``cfg.pack``, space-to-depth) and
+    ``decode`` reads it so; ``forward`` (training) and ``vq`` work on the level's own, finer grid.
+    """
 
     def __init__(self, cfg: SegAEConfig) -> None:
         super().__init__()
         self.cfg = cfg
         self.vq = build_vq_level(cfg.level, out_channels=N_SEG_CLASSES)
 
+    def pack(self, z: torch.Tensor) -> torch.Tensor:
+        """The level's latent (B, C, x, y, z) -> the joint grid's (B, C * pack^3, x/pack, y/pack, z/pack)."""
+        return pixelunshuffle(z, 3, self.cfg.pack) if self.cfg.pack > 1 else z
+
+    def unpack(self, z: torch.Tensor) -> torch.Tensor:
+        """Inverse of ``pack``: what the level's decoder reads."""
+        return pixelshuffle(z, 3, self.cfg.pack) if self.cfg.pack > 1 else z
+
     def encode(self, onehot: torch.Tensor) -> torch.Tensor:
-        return quantise(self.vq, self.vq.encode(onehot))
+        """Quantised, packed latent."""
+        return self.pack(quantise(self.vq, self.vq.encode(onehot)))
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Class logits (B, 17, X, Y, Z)."""
-        return self.vq.decode(quantise(self.vq, z))
+        """Class logits (B, 17, X, Y, Z) from a packed latent (snapped to the codebook first)."""
+        return self.vq.decode(quantise(self.vq, self.unpack(z)))
 
     def forward(self, onehot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(logits, quantisation loss)."""

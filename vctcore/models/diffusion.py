@@ -7,7 +7,8 @@ classifier-free guidance: eps = eps_uncond + g * (eps_cond - eps_uncond), comput
 batched forward pass. Tensors are (B, C, X, Y, Z).
 
 With ``patch_size`` p > 1 the U-Net runs on a space-to-depth view of the latent (each p^3 block
-of latent voxels becomes p^3 channels, as the "patch size" of latent diffusion transformers):
+of latent voxels becomes p^3 channels, as the "patch size" of latent diffusion transformers;
+MONAI's ``pixelunshuffle``):
 8x fewer voxels for p = 2, which is what makes 2-core sampling fast enough.
 """
 from __future__ import annotations
@@ -17,30 +18,12 @@ from collections.abc import Callable
 import torch
 from monai.networks.nets import DiffusionModelUNet
 from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
+from monai.networks.utils import pixelshuffle, pixelunshuffle
 from torch import nn
 
 from vctcore.models.conditioning import AttributeEmbedding
 from vctcore.models.config import SAMPLERS, DiffusionConfig
 from vctcore.models.samplers import dpm_solver_pp_2m
-
-
-def space_to_depth(z: torch.Tensor, p: int) -> torch.Tensor:
-    """(B, C, X, Y, Z) -> (B, C*p^3, X/p, Y/p, Z/p)."""
-    if p == 1:
-        return z
-    b, c, x, y, w = z.shape
-    z = z.reshape(b, c, x // p, p, y // p, p, w // p, p)
-    return z.permute(0, 1, 3, 5, 7, 2, 4, 6).reshape(b, c * p**3, x // p, y // p, w // p)
-
-
-def depth_to_space(z: torch.Tensor, p: int) -> torch.Tensor:
-    """Inverse of ``space_to_depth``."""
-    if p == 1:
-        return z
-    b, cp, x, y, w = z.shape
-    c = cp // p**3
-    z = z.reshape(b, c, p, p, p, x, y, w).permute(0, 1, 5, 2, 6, 3, 7, 4)
-    return z.reshape(b, c, x * p, y * p, w * p)
 
 
 class LatentDiffusion(nn.Module):
@@ -79,7 +62,7 @@ class LatentDiffusion(nn.Module):
 
     def denoise(self, z_t: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         p = self.cfg.patch_size
-        return depth_to_space(self.unet(space_to_depth(z_t, p), timesteps=t, context=context), p)
+        return pixelshuffle(self.unet(pixelunshuffle(z_t, 3, p), timesteps=t, context=context), 3, p)
 
     def train_scheduler(self) -> DDPMScheduler:
         c = self.cfg

@@ -93,7 +93,8 @@ def continue_seg_decoder(checkpoint: str | Path, cohort: str | Path, run_dir: st
         per = []
         for i in range(val_patients):
             with amp():
-                logits = windowed(model, torch.from_numpy(np.array(z_all[i:i + 1])).to(dev), DECODE_ROI).float()
+                logits = windowed(lambda z: model(seg_ae.unpack(z)), torch.from_numpy(np.array(z_all[i:i + 1])).to(dev),
+                                  DECODE_ROI).float()
             per.append(dice_per_class(np.asarray(labels[i]), logits[0].argmax(0).to(torch.uint8).cpu().numpy()))
         model.train()
         return float(cohort_dice(per)["mean"])
@@ -113,7 +114,7 @@ def continue_seg_decoder(checkpoint: str | Path, cohort: str | Path, run_dir: st
         for g in opt.param_groups:
             g["lr"] = warmup_cosine_lr(sch, i)
         with amp():
-            loss = crit(decoder(z).float(), y)
+            loss = crit(decoder(seg_ae.unpack(z)).float(), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -186,17 +186,24 @@ def test_diffusion_sampling_is_deterministic_given_noise():
 
 
 
+def _diffusion_with_every_weight_set(cfg) -> LatentDiffusion:
+    """A seeded 8-channel LatentDiffusion in eval mode whose output depends on its input: MONAI
+    zero-initialises the U-Net's output layer, so every weight gets a small random value."""
+    torch.manual_seed(0)
+    dm = LatentDiffusion(cfg, 8).eval()
+    with torch.no_grad():
+        for p in dm.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return dm
+
+
 def test_fused_attention_is_the_same_function_with_the_same_weights():
     """Generation on CPU runs the U-Net's attention through torch's fused kernel (MONAI's
     use_flash_attention): same state dict, same outputs up to float rounding."""
     from vctcore.generator import Generator
 
     cfg = load_preset("cpu").diffusion
-    torch.manual_seed(0)
-    plain = LatentDiffusion(cfg, 8).eval()
-    with torch.no_grad():  # MONAI zero-initialises the output layer: give every weight a value
-        for p in plain.parameters():
-            p.add_(0.05 * torch.randn_like(p))
+    plain = _diffusion_with_every_weight_set(cfg)
     fused = LatentDiffusion(cfg, 8, fused_attention=True).eval()
     fused.load_state_dict(plain.state_dict(), strict=True)
     z, t, bins = torch.randn(2, 8, 8, 8, 8), torch.tensor([900, 10]), torch.tensor([[1, 2, 3, 4], [0, 0, 0, 0]])
@@ -211,11 +218,7 @@ def test_guidance_interval_guides_only_inside_it():
     from dataclasses import replace
 
     cfg = load_preset("cpu").diffusion
-    torch.manual_seed(0)
-    dm = LatentDiffusion(cfg, 8).eval()
-    with torch.no_grad():  # MONAI zero-initialises the output layer: give every weight a value
-        for p in dm.parameters():
-            p.add_(0.05 * torch.randn_like(p))
+    dm = _diffusion_with_every_weight_set(cfg)
     noise = torch.randn(1, 8, 8, 8, 8, generator=torch.Generator().manual_seed(0))
     bins = torch.tensor([[1, 2, 3, 4]])
     assert not torch.allclose(dm.sample(bins, noise, steps=4, guidance_scale=2.0),

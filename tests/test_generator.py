@@ -77,7 +77,6 @@ def test_from_run_reuses_unchanged_stages_and_trains_the_rest(trained, tmp_path)
         train(trained["cohort"], tmp_path / "other", preset=new_preset, seed=4, from_run=trained["run"])
 
 
-
 def test_a_packed_finer_segmentation_latent_trains_from_an_earlier_run(trained, tmp_path):
     """seg_ae.pack = 2 (a 2x segmentation level packed onto the 4x image latent grid): the image AE comes
     from the old run; the segmentation AE, latents, decoder fine-tuning, diffusion and post train anew on
@@ -201,7 +200,6 @@ def test_attribute_conditioned_post_processor_reads_the_conditions():
         assert not torch.equal(pp(x), pp(post_input(cfg, image, logits, old)))
     with pytest.raises(ValueError, match="reads the attributes sex, age_years as conditions of shape"):
         post_input(cfg, image, logits, None)
-
 
 
 def test_post_input_in_the_inference_layout_holds_the_same_values():

@@ -62,7 +62,7 @@ def test_patch_packing_keeps_the_layout_the_shipped_networks_were_trained_with()
 def test_packed_segmentation_latent_shares_the_image_latent_grid():
     """seg_ae.pack = 2: a 2x segmentation level whose latent joins the 4x image latent as 8x the channels;
     decode(encode(y)) is the level's own round trip, unpacked losslessly."""
-    from vctcore.models.autoencoders import SegAE, one_hot
+    from vctcore.models.autoencoders import one_hot
     from vctcore.models.config import SegAEConfig
 
     torch.manual_seed(0)
@@ -74,6 +74,7 @@ def test_packed_segmentation_latent_shares_the_image_latent_grid():
         z = ae.encode(y)
         assert z.shape == (1, 16, 4, 4, 2)
         fine = ae.vq.quantize(ae.vq.encode(y))[0]
+        assert torch.allclose(ae.codes(y), fine, atol=1e-6) and torch.equal(ae.unpack(z), ae.codes(y))
         assert torch.allclose(ae.unpack(z), fine, atol=1e-6) and torch.equal(ae.pack(ae.unpack(z)), z)
         assert torch.allclose(ae.decode(z), ae.vq.decode(fine), atol=1e-6)
         assert ae.decode(z).shape == (1, 17, 16, 16, 8)
@@ -183,7 +184,6 @@ def test_diffusion_sampling_is_deterministic_given_noise():
     a = dm.sample(bins, noise, steps=2)
     b = dm.sample(bins, noise, steps=2)
     assert torch.equal(a, b) and a.shape == noise.shape
-
 
 
 def _diffusion_with_every_weight_set(cfg) -> LatentDiffusion:

@@ -131,9 +131,13 @@ class SegAE(nn.Module):
         """Inverse of ``pack``: what the level's decoder reads."""
         return pixelshuffle(z, 3, self.cfg.pack) if self.cfg.pack > 1 else z
 
+    def codes(self, onehot: torch.Tensor) -> torch.Tensor:
+        """Quantised latent on the level's own grid: what its decoder reads."""
+        return quantise(self.vq, self.vq.encode(onehot))
+
     def encode(self, onehot: torch.Tensor) -> torch.Tensor:
-        """Quantised, packed latent."""
-        return self.pack(quantise(self.vq, self.vq.encode(onehot)))
+        """Quantised latent packed onto the joint latent grid."""
+        return self.pack(self.codes(onehot))
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Class logits (B, 17, X, Y, Z) from a packed latent (snapped to the codebook first)."""

@@ -288,7 +288,7 @@ def train_seg_decoder(ctx: StageContext) -> StageResult:
         _, seg = sampler.batch(sch.batch_size)
         y = one_hot(seg.to(ctx.device))
         with torch.no_grad():
-            z = seg_ae.unpack(seg_ae.encode(y))
+            z = seg_ae.codes(y)
         with ctx.autocast():
             dice_ce = crit(model(z).float(), y)
         opt.zero_grad(set_to_none=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -36,6 +37,8 @@ def test_seg_decoder_continuation_resumes_and_moves_only_the_decoder(tiny_genera
 
     new = run / "generator"
     gen = Generator.from_pretrained(new, device="cpu")  # verifies every file's sha256
+    # only the segmentation half of the joint latent was encoded (the image encoder never ran)
+    assert np.load(run / "latents" / "z.npy", mmap_mode="r").shape[1] == gen.cfg.seg_ae.latent_channels
     for name in ("image_ae.safetensors", "diffusion.safetensors", "post.safetensors", "config.json"):
         assert (new / name).read_bytes() == (base / name).read_bytes()
     old_w, new_w = load_file(str(base / "seg_ae.safetensors")), load_file(str(new / "seg_ae.safetensors"))

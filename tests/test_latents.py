@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pytest
 
 from vctcore.generator import Generator
 from vctcore.train.data import load_cohort
@@ -31,3 +32,19 @@ def test_stopped_encoding_resumes_to_the_same_latents(tiny_generator, tmp_path):
     assert np.isfinite(a).all() and a.std() > 0
     # distinct patients give distinct latents (the rows are not one patient copied)
     assert not np.array_equal(a[0], a[1])
+
+
+def test_segmentation_only_encoding_is_the_joint_latents_segmentation_half(tiny_generator, tmp_path):
+    gen = Generator.from_pretrained(tiny_generator["generator"], device="cpu", post=False)
+    data = load_cohort(tiny_generator["cohort"], tuple(gen.cfg.grid_shape), tmp_path / "cache")
+    encode_cohort(gen.ae, gen.seg_ae, gen.cfg, data, tmp_path / "joint", gen.device, n=2)
+    encode_cohort(None, gen.seg_ae, gen.cfg, data, tmp_path / "seg", gen.device, n=2)
+    joint, seg = load_latents(tmp_path / "joint"), load_latents(tmp_path / "seg")
+    c_img = gen.cfg.image_ae.levels[-1].embedding_dim
+    assert seg.shape == (2, gen.cfg.seg_ae.latent_channels, *gen.cfg.latent_shape)
+    np.testing.assert_array_equal(seg, joint[:, c_img:])
+
+    # a run directory holding the other kind of latents is refused, not overwritten
+    with pytest.raises(ValueError, match=r"z\.npy holds latents of shape .* use a new run directory"):
+        encode_cohort(gen.ae, gen.seg_ae, gen.cfg, data, tmp_path / "seg", gen.device)
+    np.testing.assert_array_equal(load_latents(tmp_path / "seg"), seg)

@@ -7,7 +7,8 @@ reconstruction Dice from 0.845 to 0.883 (2026-11-27, the session script kept in 
 
 A continuation directory ``RUN`` holds ``continue.json``, ``cache/`` (the cohort's arrays, read through
 :func:`vctcore.train.data.load_cohort`; the labels are the training targets, so it stays until the run is
-done), ``latents/`` (the cohort encoded as the ``latents`` stage encodes it, whole volumes; resumable),
+done), ``latents/`` (the segmentation latents Z_seg of the cohort, encoded whole with the frozen encoder as the
+``latents`` stage encodes them; resumable),
 ``state/`` and ``logs/seg_decoder.csv`` (the stage loop's, resumable), and, when done, the new generator.
 
 Each step decodes a batch of latent slabs (all of X and Y, ``slab`` latent slices of Z; 0: whole
@@ -63,17 +64,16 @@ def continue_seg_decoder(checkpoint: str | Path, cohort: str | Path, run_dir: st
         raise ValueError(f"{cohort} has {len(table)} patients: too few to hold out {val_patients} and train on the rest")
     ids = [str(i) for i in table["id"]]
     meta = run_meta(checkpoint, gen, cohort, ids, seed=seed, val_patients=val_patients, steps=steps,
-                    batch_size=batch_size, lr=lr, slab=slab)
-    check_run(run_dir, meta, (*RUN_KEYS, "slab"))
+                    batch_size=batch_size, lr=lr, slab=slab, latents="segmentation")
+    check_run(run_dir, meta, (*RUN_KEYS, "slab", "latents"))
     make_report = partial(ContinuationReport, "seg_decoder", "held-out Dice")
     data = cohort_arrays(gen, cohort, run_dir, len(ids), progress)  # the labels are the targets: cache kept
     if latents_done(run_dir) < len(ids):
-        done, _ = encode_cohort(gen.ae, gen.seg_ae, gen.cfg, data, run_dir, gen.device, progress=progress,
+        done, _ = encode_cohort(None, gen.seg_ae, gen.cfg, data, run_dir, gen.device, progress=progress,
                                 deadline=deadline)
         if done < len(ids):
             return make_report(0, steps, 0.0, None, None, None, done, len(ids))
-    c_img = gen.cfg.image_ae.levels[-1].embedding_dim
-    z_all, labels = load_latents(run_dir)[:, c_img:], data.seg  # (N, C_seg, x, y, z) latents; (N, X, Y, Z) classes
+    z_all, labels = load_latents(run_dir), data.seg  # (N, C_seg, x, y, z) latents; (N, X, Y, Z) classes
     dev = gen.device
     lz = z_all.shape[-1]
     cz = lz if slab == 0 else min(slab, lz)

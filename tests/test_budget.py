@@ -127,6 +127,35 @@ def test_the_loop_checks_the_plan_again_at_every_checkpoint(tmp_path):
     assert res.step == 23 and res.total == 23 and res.finished
 
 
+def test_a_cosine_schedule_sets_every_steps_learning_rate_and_follows_a_shortened_plan(tmp_path):
+    import torch
+
+    from vctcore.train.loop import warmup_cosine_lr
+
+    lin = torch.nn.Linear(2, 1)
+    opt = torch.optim.SGD(lin.parameters(), lr=0.1)
+    seen = []
+
+    def step(i: int) -> dict[str, float]:
+        seen.append(opt.param_groups[0]["lr"])
+        return {"loss": float(i)}
+
+    run_loop("s", tmp_path / "const", {"m": lin}, {"m": opt}, StageSchedule(steps=5, lr=0.1), step)
+    assert seen == [0.1] * 5
+    seen.clear()
+    cosine = StageSchedule(steps=300, lr=0.1, checkpoint_every=50, lr_schedule="cosine")
+    shortened = StageSchedule(steps=200, lr=0.1, checkpoint_every=50, lr_schedule="cosine")
+    res = run_loop("s", tmp_path / "cos", {"m": lin}, {"m": opt}, cosine, step,
+                   plan=lambda done, *_: cosine if done < 100 else shortened, probe_steps=3)
+    assert res.step == 200 and res.finished
+    assert seen[0] == pytest.approx(0.001) and seen[99] == pytest.approx(0.1)  # 100 warm-up steps
+    assert seen[:100] == sorted(seen[:100]) and seen[100:] == sorted(seen[100:], reverse=True)
+    # the decay follows the plan in force: it reaches 10 % of the rate at the shortened stage's end
+    assert seen[150] == pytest.approx(warmup_cosine_lr(shortened, 150)) and seen[-1] == pytest.approx(0.01, rel=0.01)
+    with pytest.raises(ValueError, match="lr_schedule must be one of constant, cosine, got 'step'"):
+        StageSchedule(steps=5, lr_schedule="step")
+
+
 def _budget_preset(path, minutes: float):
     preset = copy.deepcopy(TINY_PRESET)
     preset["time_budget"] = {"minutes": minutes, "probe_steps": 1, "min_fraction": 0.1,

@@ -156,9 +156,18 @@ class PostConfig:
             raise ValueError(f"post.core_weight must be a weight of at least 0, got {self.core_weight}")
 
 
+#: learning-rate schedules a training stage may use
+LR_SCHEDULES = ("constant", "cosine")
+
+
 @dataclass(frozen=True)
 class StageSchedule:
-    """Training schedule of one stage: steps, batch, patch size in voxels (X, Y, Z), learning rate."""
+    """Training schedule of one stage: steps, batch, patch size in voxels (X, Y, Z), learning rate.
+
+    ``lr_schedule``: "constant" keeps ``lr``; "cosine" warms up linearly over 100 steps, then decays
+    to 10 % of ``lr`` by the last step (:func:`vctcore.train.loop.warmup_cosine_lr`). The diffusion
+    stage always uses the cosine.
+    """
 
     steps: int
     batch_size: int = 1
@@ -168,6 +177,11 @@ class StageSchedule:
     adversarial_weight: float = 0.0
     adversarial_start: int = 0
     perceptual_weight: float = 0.0
+    lr_schedule: str = "constant"
+
+    def __post_init__(self) -> None:
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,6 @@ def continue_seg_decoder(checkpoint: str | Path, cohort: str | Path, run_dir: st
     from vctcore.generator import DECODE_ROI, Generator
     from vctcore.models.losses import segmentation_loss
     from vctcore.models.windowed import windowed
-    from vctcore.train.stages import warmup_cosine_lr
 
     if steps < 1 or batch_size < 1 or lr <= 0 or val_patients < 1 or slab < 0:
         raise ValueError(f"steps, batch size and val patients must be at least 1, lr positive and slab at least 0 "
@@ -101,7 +100,7 @@ def continue_seg_decoder(checkpoint: str | Path, cohort: str | Path, run_dir: st
 
     before = held_out_before(run_dir, "val_dice", lambda: val_dice(decoder))
 
-    sch = StageSchedule(steps=steps, batch_size=batch_size, lr=lr, checkpoint_every=checkpoint_every)
+    sch = StageSchedule(steps=steps, batch_size=batch_size, lr=lr, checkpoint_every=checkpoint_every, lr_schedule="cosine")
     opt = torch.optim.AdamW(decoder.parameters(), lr=lr)
     crit = segmentation_loss()
     rng = np.random.default_rng(seed * 1000 + 50)
@@ -111,8 +110,6 @@ def continue_seg_decoder(checkpoint: str | Path, cohort: str | Path, run_dir: st
         z0 = int(rng.integers(0, lz - cz + 1))
         z = torch.from_numpy(np.array(z_all[idx, ..., z0:z0 + cz])).to(dev)
         y = one_hot(torch.from_numpy(np.array(labels[idx, ..., z0 * scale:(z0 + cz) * scale])).to(dev))
-        for g in opt.param_groups:
-            g["lr"] = warmup_cosine_lr(sch, i)
         with amp():
             loss = crit(decoder(seg_ae.unpack(z)).float(), y)
         opt.zero_grad(set_to_none=True)

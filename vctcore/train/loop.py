@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -58,6 +59,14 @@ class _Stop:
             signal.signal(signal.SIGTERM, self._old)
 
 
+def warmup_cosine_lr(sch: StageSchedule, step: int, warmup: int = 100) -> float:
+    """Linear warm-up then cosine decay to 10 % of the base rate."""
+    if step < warmup:
+        return sch.lr * (step + 1) / warmup
+    frac = min(1.0, (step - warmup) / max(1, sch.steps - warmup))
+    return float(sch.lr * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * frac))))  # a Python float: states load weights_only
+
+
 def run_loop(stage: str, run_dir: Path, modules: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer],
              schedule: StageSchedule, step_fn: Callable[[int], dict[str, float]], *,
              rng_state: Callable[[], dict] | None = None, set_rng_state: Callable[[dict], None] | None = None,
@@ -69,7 +78,9 @@ def run_loop(stage: str, run_dir: Path, modules: dict[str, nn.Module], optimizer
     (a time budget, :mod:`vctcore.train.budget`) is called after one warm-up step and ``probe_steps``
     timed ones, and again at every checkpoint after that, with (steps done, seconds per step over the
     probe or, later, over the last ``checkpoint_every`` steps, the stage's seconds so far, the steps that
-    rate was timed on); it returns the stage's schedule from then on.
+    rate was timed on); it returns the stage's schedule from then on. With ``schedule.lr_schedule``
+    "cosine" every optimiser's learning rate is set by :func:`warmup_cosine_lr` before each step (over
+    the schedule in force, so a shortened stage also shortens its cosine).
     """
     state_path = run_dir / "state" / f"{stage}.pt"
     log_path = run_dir / "logs" / f"{stage}.csv"
@@ -108,6 +119,10 @@ def run_loop(stage: str, run_dir: Path, modules: dict[str, nn.Module], optimizer
             # the probe, later over the last checkpoint interval, so a stretch of slow steps ages out
             ends: deque[float] = deque(maxlen=max(probe_steps, schedule.checkpoint_every) + 1)
             while step < schedule.steps:
+                if schedule.lr_schedule == "cosine":
+                    for opt in optimizers.values():
+                        for group in opt.param_groups:
+                            group["lr"] = warmup_cosine_lr(schedule, step)
                 losses = step_fn(step)
                 step += 1
                 ran += 1

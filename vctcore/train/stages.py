@@ -38,7 +38,7 @@ from vctcore.models.postprocess import PostProcessor, bins_one_hot, post_input
 from vctcore.train.budget import RunBudget
 from vctcore.train.data import CohortArrays, PatchSampler
 from vctcore.train.latents import encode_cohort, latents_done, load_latents
-from vctcore.train.loop import Progress, StageResult, run_loop
+from vctcore.train.loop import Progress, StageResult, run_loop, warmup_cosine_lr
 
 STAGES = ("image_ae_1", "image_ae_2", "seg_ae", "latents", "seg_decoder", "diffusion", "post")
 #: stages that run only when the preset has a schedule for them
@@ -340,14 +340,6 @@ def _encode_latents(ctx: StageContext) -> StageResult:
     done, seconds = encode_cohort(load_image_ae(ctx), load_seg_ae(ctx), ctx.cfg, ctx.data, ctx.run_dir, ctx.device,
                                   n=n, progress=ctx.progress, deadline=ctx.deadline)
     return StageResult("latents", min(done, n), n, done >= n, seconds, {})
-
-
-def warmup_cosine_lr(sch: StageSchedule, step: int, warmup: int = 100) -> float:
-    """Linear warm-up then cosine decay to 10 % of the base rate."""
-    if step < warmup:
-        return sch.lr * (step + 1) / warmup
-    frac = min(1.0, (step - warmup) / max(1, sch.steps - warmup))
-    return float(sch.lr * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * frac))))  # a Python float: states load weights_only
 
 
 def diffusion_loss(model: nn.Module, sched, cfg, z0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor,

@@ -7,7 +7,7 @@ VQ-VAE, 1.5 mm): PSNR 31.06 dB, SSIM 0.9472.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -61,3 +61,30 @@ def reconstruct(generator, ct: CTVolume, seg: LabelMap, attributes: Mapping[str,
     z = encode_patient(generator.ae, generator.seg_ae, x, s, generator.cfg)
     hu, lab = generator.decode(z, attributes)
     return CTVolume(hu, ct.affine), LabelMap(lab, ct.affine, {k: v for k, v in MERGED_CLASSES.items() if k})
+
+
+@torch.no_grad()
+def segmentation_reconstruction_dice(seg_ae, labels: Iterable[np.ndarray], device: torch.device,
+                                     precision: str = "bf16") -> dict:
+    """Dice of the segmentation autoencoder ``seg_ae`` alone (a vctcore ``SegAE``) on merged-class maps
+    (X, Y, Z): each encoded whole and decoded in the generator's windows, as generation decodes Z_seg.
+
+    Returns :func:`vctcore.evaluate.overlap.cohort_dice` of the maps ("mean" over the 16 organ classes,
+    "per_class"). Scores a training run's segmentation AE before a generator exists (``bench/seg_ae.py``).
+    """
+    from vctcore.devices import autocast
+    from vctcore.evaluate.overlap import cohort_dice, dice_per_class
+    from vctcore.generator import DECODE_ROI
+    from vctcore.models.encode import encode_segmentation
+    from vctcore.models.windowed import windowed
+
+    was_training = seg_ae.training
+    seg_ae.eval()
+    per = []
+    for lab in labels:
+        s = torch.from_numpy(np.asarray(lab, dtype=np.int64))[None].to(device)
+        with autocast(device, precision):
+            logits = windowed(seg_ae.decode, encode_segmentation(seg_ae, s), DECODE_ROI)
+        per.append(dice_per_class(np.asarray(lab), logits[0].float().argmax(0).to(torch.uint8).cpu().numpy()))
+    seg_ae.train(was_training)
+    return cohort_dice(per)

@@ -1,0 +1,67 @@
+"""Held-out reconstruction Dice of a training run's segmentation autoencoder (issue target: >= 0.95, mean of
+the 16 organ classes), before any generator exists: the finished stage's weights (the ``seg_decoder`` stage's
+when the run has them), or the ``seg_ae`` stage's resumable state while it still trains. Prints JSON.
+
+    python bench/seg_ae.py --run RUN --cohort HELD_OUT_COHORT [--n 8] [--device cpu]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--run", required=True, help="a vct train run directory")
+    ap.add_argument("--cohort", required=True, help="held-out cohort on the run's grid")
+    ap.add_argument("--n", type=int, default=8, help="first N patients of the cohort")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from vctcore.cohort import read_attributes
+    from vctcore.devices import resolve_device
+    from vctcore.evaluate.recon import segmentation_reconstruction_dice
+    from vctcore.models.autoencoders import SegAE
+    from vctcore.models.checkpoint import load_module, load_state
+    from vctcore.models.config import GeneratorConfig
+    from vctcore.train.stages import tuned_seg_ae_file
+    from vctcore.volume import read_labels
+
+    run = Path(args.run)
+    cfg = GeneratorConfig.from_dict(json.loads((run / "run.json").read_text())["config"])
+    seg_ae = SegAE(cfg.seg_ae)
+    weights, state_step = tuned_seg_ae_file(run / "models"), None
+    if weights.exists():
+        load_module(seg_ae, weights, kind="seg_ae")
+    else:
+        weights = run / "state" / "seg_ae.pt"
+        if not weights.exists():
+            raise SystemExit(f"{run}: no segmentation AE yet (neither models/seg_ae.safetensors nor state/seg_ae.pt)")
+        state = load_state(weights)
+        seg_ae.load_state_dict(state["modules"]["seg_ae"])
+        state_step = int(state["step"])
+    device = resolve_device(args.device)
+    seg_ae.to(device)
+    ids = [str(i) for i in read_attributes(args.cohort)["id"].iloc[: args.n]]
+    labels = [read_labels(f"{args.cohort}/patients/{pid}/seg.nii.gz").data for pid in ids]
+    if any(tuple(lab.shape) != tuple(cfg.grid_shape) for lab in labels):
+        raise SystemExit(f"{args.cohort}: label maps are not on the run's grid {tuple(cfg.grid_shape)}")
+    t = time.perf_counter()
+    d = segmentation_reconstruction_dice(seg_ae, labels, device, cfg.precision)
+    return {
+        "benchmark": "seg_ae", "run": str(run), "weights": str(weights), "state_step": state_step,
+        "seg_ae": cfg.to_dict()["seg_ae"], "cohort": args.cohort, "n": len(ids),
+        "seg_dice_mean": round(float(d["mean"]), 4),
+        "seg_dice_per_class": {k: round(v, 4) for k, v in d["per_class"].items()},
+        "target": 0.95, "seconds_per_patient": round((time.perf_counter() - t) / len(ids), 2),
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(), indent=2))

@@ -1,67 +1,113 @@
 """Build a whole phantom cohort from a population spec (the default "real" cohort of a trial)."""
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from vctcore.cohort import CohortWriter, read_attributes
-from vctcore.phantom.builder import DEFAULT_GRID, REQUIRED, PhantomGrid, build_phantom, check_attributes
+from vctcore.phantom.builder import DEFAULT_GRID, REQUIRED, Phantom, PhantomGrid, build_phantom, check_attributes
 from vctcore.population import PopulationSpec
 
 Progress = Callable[[int, int, str], None]
+#: one phantom to build: (attributes, patient seed, pose, grid)
+_Task = tuple[dict[str, Any], int, str, PhantomGrid]
 
 
 def build_cohort(spec: PopulationSpec, *, n: int, seed: int, out: str | os.PathLike, pose: str = "supine",
-                 grid: PhantomGrid = DEFAULT_GRID, progress: Progress | None = None) -> pd.DataFrame:
+                 grid: PhantomGrid = DEFAULT_GRID, progress: Progress | None = None,
+                 workers: int = 1) -> pd.DataFrame:
     """Sample ``n`` patients from ``spec`` (seeded) and write their phantoms to ``out``.
 
     Rows outside the phantom's support are replaced by further draws (recorded in cohort.json).
-    Patients already on disk are kept (resume). Returns the attribute table that was written,
-    with the measured ``body_volume_l`` of each phantom.
+    Patients already on disk are kept (resume). ``workers`` > 1 builds phantoms in that many
+    processes; the cohort written is the same as with one (each patient has its own seed, and
+    patients are numbered in draw order). Returns the attribute table that was written, with the
+    measured ``body_volume_l`` of each phantom.
     """
     if n < 1:
         raise ValueError(f"--n must be at least 1, got {n}")
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
     rows = spec.sample(max(2 * n, n + 20), seed=seed)
     writer = CohortWriter(out, {"maker": "vctcore.phantom", "population": spec.to_dict(), "n": n, "seed": seed,
                                 "pose": pose, "grid": {"shape": list(grid.shape), "spacing_mm": list(grid.spacing_mm)}})
     old = _previous(out)
-    kept, skipped = [], []
     child_seeds = np.random.SeedSequence(seed).spawn(len(rows))
+    # rows inside the support, in draw order; the others are skipped (recorded up to the last row used)
+    tasks: list[tuple[int, _Task]] = []
+    unsupported: list[dict[str, Any]] = []
     for i, (_, row) in enumerate(rows.iterrows()):
-        if len(kept) == n:
-            break
-        pid = f"P{len(kept):04d}"
         attrs = {k: row[k] for k in REQUIRED}
         try:
             check_attributes(attrs)
         except ValueError as err:
-            skipped.append({"row": int(i), "reason": str(err)})
+            unsupported.append({"row": int(i), "reason": str(err)})
             continue
-        record = {"id": pid, **attrs}
-        patient_seed = int(child_seeds[i].generate_state(1)[0])
-        if writer.has(pid) and pid in old.index:
-            record["body_volume_l"] = float(old.loc[pid, "body_volume_l"])
-        else:
-            try:
-                ph = build_phantom(attrs, seed=patient_seed, pose=pose, grid=grid)
-            except ValueError as err:
-                skipped.append({"row": int(i), "reason": str(err)})
-                continue
-            writer.add(pid, ct=ph.ct, seg=ph.seg, labels=ph.labels)
-            record["body_volume_l"] = round(ph.report["body_volume_l"], 3)
-        record["seed"] = patient_seed
-        kept.append(record)
-        writer.write_attributes(pd.DataFrame(kept))
-        if progress:
-            progress(len(kept), n, pid)
+        tasks.append((i, (attrs, int(child_seeds[i].generate_state(1)[0]), pose, grid)))
+
+    kept: list[dict[str, Any]] = []
+    failed: list[dict[str, Any]] = []
+    bound = len(rows)  # rows drawn so far (all of them if the cohort is not filled)
+    built: Iterator[Phantom | str] | None = None  # one result per task from the first one not on disk
+    try:
+        for j, (i, (attrs, patient_seed, _, _)) in enumerate(tasks):
+            if len(kept) == n:
+                break
+            bound = i + 1
+            if built is None and not writer.has(f"P{len(kept):04d}"):
+                built = _built(tasks[j:], workers)
+            result = next(built) if built is not None else None
+            pid = f"P{len(kept):04d}"
+            record = {"id": pid, **attrs}
+            if writer.has(pid) and pid in old.index:
+                record["body_volume_l"] = float(old.loc[pid, "body_volume_l"])
+            else:
+                if result is None:  # the patient's files exist but the table lacks it: build it here
+                    result = _build_one(tasks[j][1])
+                if isinstance(result, str):
+                    failed.append({"row": int(i), "reason": result})
+                    continue
+                writer.add(pid, ct=result.ct, seg=result.seg, labels=result.labels)
+                record["body_volume_l"] = round(result.report["body_volume_l"], 3)
+            record["seed"] = patient_seed
+            kept.append(record)
+            writer.write_attributes(pd.DataFrame(kept))
+            if progress:
+                progress(len(kept), n, pid)
+    finally:
+        if built is not None:
+            built.close()  # stops the worker processes
     if len(kept) < n:
         raise ValueError(f"only {len(kept)} of {n} sampled patients are inside the phantom's support; "
                          "widen or adjust the population spec")
+    skipped = sorted([s for s in unsupported if s["row"] < bound] + failed, key=lambda s: s["row"])
     writer.update_provenance(skipped_rows=skipped)
     return pd.DataFrame(kept)
+
+
+def _build_one(task: _Task) -> Phantom | str:
+    """One phantom, or the reason it cannot be built (its attributes are inconsistent)."""
+    attrs, patient_seed, pose, grid = task
+    try:
+        return build_phantom(attrs, seed=patient_seed, pose=pose, grid=grid)
+    except ValueError as err:
+        return str(err)
+
+
+def _built(tasks: list[tuple[int, _Task]], workers: int) -> Iterator[Phantom | str]:
+    """Each task's phantom in order, built lazily here or ahead in ``workers`` processes."""
+    if workers == 1:
+        for _, task in tasks:
+            yield _build_one(task)
+        return
+    # spawned, not forked: the caller may hold threads (torch, a progress bar) that fork would copy
+    with mp.get_context("spawn").Pool(workers) as pool:
+        yield from pool.imap(_build_one, [task for _, task in tasks], chunksize=1)
 
 
 def _previous(out: str | os.PathLike) -> pd.DataFrame:

@@ -151,16 +151,20 @@ def continue_diffusion(checkpoint: str | Path, cohort: str | Path, run_dir: str 
     opt = torch.optim.AdamW(dm.parameters(), lr=lr, weight_decay=1e-4)
     rng = np.random.default_rng(seed * 1000 + 40)
     gen_t = torch.Generator().manual_seed(seed * 1000 + 41)
+    gen_noise = torch.Generator(device=dev).manual_seed(seed * 1000 + 42) if dev.type == "cuda" else None
     # the EMA starts from trained weights: no warm-up of its decay
     step = diffusion_step(dm, dm, ema, opt, sch, z_all[val_patients:], bins_all[val_patients:], rng, gen_t, dev, amp,
-                          ema_decay=0.995, ema_warmup=False)
+                          ema_decay=0.995, ema_warmup=False, noise_gen=gen_noise)
 
     def get_rng() -> dict:
-        return {"numpy": rng.bit_generator.state, "torch": gen_t.get_state()}
+        state = {"numpy": rng.bit_generator.state, "torch": gen_t.get_state()}
+        return state if gen_noise is None else {**state, "noise": gen_noise.get_state()}
 
     def set_rng(state: dict) -> None:
         rng.bit_generator.state = state["numpy"]
         gen_t.set_state(state["torch"])
+        if gen_noise is not None and "noise" in state:
+            gen_noise.set_state(state["noise"])
 
     result = run_loop("diffusion", run_dir, {"dm": dm, "ema": ema}, {"dm": opt}, sch, step, rng_state=get_rng,
                       set_rng_state=set_rng, deadline=deadline, progress=progress)

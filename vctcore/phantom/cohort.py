@@ -59,10 +59,10 @@ def build_cohort(spec: PopulationSpec, *, n: int, seed: int, out: str | os.PathL
             if len(kept) == n:
                 break
             bound = i + 1
-            if built is None and not writer.has(f"P{len(kept):04d}"):
+            pid = f"P{len(kept):04d}"
+            if built is None and not writer.has(pid):
                 built = _built(tasks[j:], workers)
             result = next(built) if built is not None else None
-            pid = f"P{len(kept):04d}"
             record = {"id": pid, **attrs}
             if writer.has(pid) and pid in old.index:
                 record["body_volume_l"] = float(old.loc[pid, "body_volume_l"])

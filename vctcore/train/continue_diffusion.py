@@ -85,7 +85,7 @@ def continue_diffusion(checkpoint: str | Path, cohort: str | Path, run_dir: str 
     """
     from vctcore.devices import autocast, describe_device
     from vctcore.generator import Generator
-    from vctcore.train.stages import diffusion_loss, diffusion_step
+    from vctcore.train.stages import diffusion_loss, diffusion_step, noise_generator
 
     if steps < 1 or batch_size < 1 or lr <= 0 or val_patients < 1:
         raise ValueError(f"steps, batch size and val patients must be at least 1 and lr positive "
@@ -151,23 +151,20 @@ def continue_diffusion(checkpoint: str | Path, cohort: str | Path, run_dir: str 
     opt = torch.optim.AdamW(dm.parameters(), lr=lr, weight_decay=1e-4)
     rng = np.random.default_rng(seed * 1000 + 40)
     gen_t = torch.Generator().manual_seed(seed * 1000 + 41)
-    gen_noise = torch.Generator(device=dev).manual_seed(seed * 1000 + 42) if dev.type == "cuda" else None
+    gen_noise = noise_generator(dev, seed * 1000 + 42)
     # the EMA starts from trained weights: no warm-up of its decay
     step = diffusion_step(dm, dm, ema, opt, sch, z_all[val_patients:], bins_all[val_patients:], rng, gen_t, dev, amp,
                           ema_decay=0.995, ema_warmup=False, noise_gen=gen_noise)
 
-    def get_rng() -> dict:
-        state = {"numpy": rng.bit_generator.state, "torch": gen_t.get_state()}
-        return state if gen_noise is None else {**state, "noise": gen_noise.get_state()}
-
     def set_rng(state: dict) -> None:
         rng.bit_generator.state = state["numpy"]
-        gen_t.set_state(state["torch"])
-        if gen_noise is not None and "noise" in state:
-            gen_noise.set_state(state["noise"])
+        if "torch" in state:  # saved before run_loop kept the generators
+            gen_t.set_state(state["torch"])
 
-    result = run_loop("diffusion", run_dir, {"dm": dm, "ema": ema}, {"dm": opt}, sch, step, rng_state=get_rng,
-                      set_rng_state=set_rng, deadline=deadline, progress=progress)
+    result = run_loop("diffusion", run_dir, {"dm": dm, "ema": ema}, {"dm": opt}, sch, step,
+                      rng_state=lambda: {"numpy": rng.bit_generator.state}, set_rng_state=set_rng,
+                      generators={"torch": gen_t, "noise": gen_noise},
+                      deadline=deadline, progress=progress)
     if not result.finished:
         return make_report(result.step, steps, result.seconds, before, None, None, len(ids), len(ids))
     after = val_loss(ema)

@@ -70,10 +70,13 @@ def warmup_cosine_lr(sch: StageSchedule, step: int, warmup: int = 100) -> float:
 def run_loop(stage: str, run_dir: Path, modules: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer],
              schedule: StageSchedule, step_fn: Callable[[int], dict[str, float]], *,
              rng_state: Callable[[], dict] | None = None, set_rng_state: Callable[[dict], None] | None = None,
+             generators: dict[str, torch.Generator | None] | None = None,
              deadline: float | None = None, progress: Progress | None = None, is_main: bool = True,
              plan: Callable[[int, float, float, int], StageSchedule] | None = None, probe_steps: int = 10) -> StageResult:
     """Run ``step_fn(step)`` from the saved step to ``schedule.steps``; returns where it stopped.
 
+    The saved state holds ``rng_state()`` and the position of each torch ``generators`` entry (None entries
+    are skipped), so a resumed stage draws what an uninterrupted one would have drawn.
     ``deadline`` is a ``time.monotonic()`` value after which the loop saves and returns. ``plan``
     (a time budget, :mod:`vctcore.train.budget`) is called after one warm-up step and ``probe_steps``
     timed ones, and again at every checkpoint after that, with (steps done, seconds per step over the
@@ -83,6 +86,7 @@ def run_loop(stage: str, run_dir: Path, modules: dict[str, nn.Module], optimizer
     the schedule in force, so a shortened stage also shortens its cosine).
     """
     state_path = run_dir / "state" / f"{stage}.pt"
+    gens = {k: g for k, g in (generators or {}).items() if g is not None}
     log_path = run_dir / "logs" / f"{stage}.csv"
     step, elapsed = 0, 0.0
     if state_path.exists():
@@ -93,6 +97,10 @@ def run_loop(stage: str, run_dir: Path, modules: dict[str, nn.Module], optimizer
             opt.load_state_dict(st["optimizers"][name])
         step, elapsed = int(st["step"]), float(st.get("seconds", 0.0))
         torch.set_rng_state(st["torch_rng"])
+        # states saved before generators were kept leave them at their seeds, as they were then
+        for name, gen in gens.items():
+            if name in st.get("generators", {}):
+                gen.set_state(st["generators"][name])
         if set_rng_state is not None and "rng" in st:
             set_rng_state(st["rng"])
 
@@ -102,6 +110,7 @@ def run_loop(stage: str, run_dir: Path, modules: dict[str, nn.Module], optimizer
         save_state({"modules": {k: m.state_dict() for k, m in modules.items()},
                     "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
                     "step": step, "seconds": elapsed, "torch_rng": torch.get_rng_state(),
+                    "generators": {k: g.get_state() for k, g in gens.items()},
                     "rng": rng_state() if rng_state is not None else {}}, state_path)
 
     log_path.parent.mkdir(parents=True, exist_ok=True)

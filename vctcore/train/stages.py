@@ -112,39 +112,25 @@ def _finish(ctx: StageContext, stage: str, module: nn.Module, result: StageResul
 
 def _run(ctx: StageContext, stage: str, modules: dict[str, nn.Module], opts: dict[str, torch.optim.Optimizer],
          step_fn: Callable[[int], dict[str, float]], sampler: PatchSampler | np.random.Generator,
-         generators: dict[str, torch.Generator] | None = None) -> StageResult:
-    """Run a stage's steps under :func:`run_loop`; the state it saves holds ``sampler``'s state and that of
-    each torch ``generators`` (noise, condition dropout), so a resumed stage draws what an uninterrupted one
-    would have drawn."""
+         generators: dict[str, torch.Generator | None] | None = None) -> StageResult:
+    """Run a stage's steps under :func:`run_loop`, which saves ``sampler``'s state and that of each torch
+    ``generators`` (noise, condition dropout; None entries are skipped), so a resumed stage draws what an
+    uninterrupted one would."""
     if isinstance(sampler, PatchSampler):
-        get_sampler, put_sampler = sampler.state, sampler.set_state
+        get, put = sampler.state, sampler.set_state
     else:
-        def get_sampler() -> dict:
+        def get() -> dict:
             return sampler.bit_generator.state
 
-        def put_sampler(s: dict) -> None:
+        def put(s: dict) -> None:
             sampler.bit_generator.state = s
-    gens = generators or {}
-
-    def get() -> dict:
-        return {"sampler": get_sampler(), "torch_generators": {k: g.get_state() for k, g in gens.items()}}
-
-    def put(s: dict) -> None:
-        if "torch_generators" not in s:  # saved before the generators were: they start again from their seeds
-            put_sampler(s)
-            return
-        put_sampler(s["sampler"])
-        for k, g in gens.items():
-            if k in s["torch_generators"]:
-                g.set_state(s["torch_generators"][k])
-
     plan, probe = None, 0
     if ctx.budget is not None:
         plan = ctx.budget.planner(stage, ctx.cfg.schedules[stage], ctx.pending)
         probe = ctx.budget.budget.probe_steps
     return run_loop(stage, ctx.run_dir, modules, opts, ctx.schedule(stage), step_fn, rng_state=get,
-                    set_rng_state=put, deadline=ctx.deadline, progress=ctx.progress, is_main=ctx.rank == 0,
-                    plan=plan, probe_steps=probe)
+                    set_rng_state=put, generators=generators, deadline=ctx.deadline, progress=ctx.progress,
+                    is_main=ctx.rank == 0, plan=plan, probe_steps=probe)
 
 
 def _sampler(ctx: StageContext, stage: str, p_class: float = 0.0) -> PatchSampler:
@@ -393,6 +379,12 @@ def latent_batches(z_all: np.ndarray, device: torch.device,
     return lambda idx: torch.from_numpy(np.array(z_all[idx])).to(device)
 
 
+def noise_generator(device: torch.device, seed: int) -> torch.Generator | None:
+    """The diffusion's noise and timestep generator on a CUDA ``device`` (None on CPU, where they are
+    drawn from the CPU generator as before; see :func:`diffusion_step`)."""
+    return torch.Generator(device=device).manual_seed(seed) if device.type == "cuda" else None
+
+
 def diffusion_step(dm: LatentDiffusion, model: nn.Module, ema: nn.Module, opt: torch.optim.Optimizer,
                    sch: StageSchedule | Callable[[], StageSchedule], z_all: np.ndarray, bins_all: torch.Tensor,
                    rng: np.random.Generator,
@@ -453,12 +445,10 @@ def train_diffusion(ctx: StageContext, ema_decay: float = 0.995) -> StageResult:
     opt = _adamw(dm, sch.lr)
     rng = np.random.default_rng(ctx.seed * 1000 + 40 + ctx.rank)
     gen = torch.Generator().manual_seed(ctx.seed * 1000 + 41 + ctx.rank)
-    gens = {"gen": gen}
-    if ctx.device.type == "cuda":
-        gens["noise"] = torch.Generator(device=ctx.device).manual_seed(ctx.seed * 1000 + 42 + ctx.rank)
+    noise = noise_generator(ctx.device, ctx.seed * 1000 + 42 + ctx.rank)
     step = diffusion_step(dm, model, ema, opt, lambda: ctx.schedule("diffusion"), z_all, bins_all, rng, gen,
-                          ctx.device, ctx.autocast, ema_decay=ema_decay, ema_warmup=True, noise_gen=gens.get("noise"))
-    result = _run(ctx, "diffusion", {"dm": dm, "ema": ema}, {"dm": opt}, step, rng, gens)
+                          ctx.device, ctx.autocast, ema_decay=ema_decay, ema_warmup=True, noise_gen=noise)
+    result = _run(ctx, "diffusion", {"dm": dm, "ema": ema}, {"dm": opt}, step, rng, {"gen": gen, "noise": noise})
     return _finish(ctx, "diffusion", ema, result, "diffusion")
 
 

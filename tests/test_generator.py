@@ -80,17 +80,45 @@ def test_from_run_reuses_unchanged_stages_and_trains_the_rest(trained, tmp_path)
 def test_a_packed_finer_segmentation_latent_trains_from_an_earlier_run(trained, tmp_path):
     """seg_ae.pack = 2 (a 2x segmentation level packed onto the 4x image latent grid): the image AE comes
     from the old run; the segmentation AE, latents, decoder fine-tuning, diffusion and post train anew on
-    the wider joint latent, and the generator decodes it to full-resolution segmentations."""
+    the wider joint latent, and the generator decodes it to full-resolution segmentations. With
+    --warm-start diffusion, the U-Net starts from the old one, its first and last convolutions grafted:
+    the image channels (the same image AE) keep the old weights, the new segmentation channels are not read."""
     import yaml
+    from safetensors.torch import load_file
 
+    from vctcore.models.checkpoint import load_matching
+    from vctcore.models.config import load_preset
+    from vctcore.models.diffusion import UNET_IN_CONV, UNET_OUT_CONV, LatentDiffusion
     from vctcore.train.run import train
+    from vctcore.train.stages import shared_latent_channels
 
     preset = yaml.safe_load(trained["preset"].read_text())
     preset["seg_ae"] = {"level": {**preset["seg_ae"]["level"], "channels": [8]}, "pack": 2}
     new_preset = tmp_path / "seg2x.yaml"
     new_preset.write_text(yaml.safe_dump(preset))
-    report = train(trained["cohort"], tmp_path / "run", preset=new_preset, seed=3, from_run=trained["run"])
+    seen = {}
+    report = train(trained["cohort"], tmp_path / "run", preset=new_preset, seed=3, from_run=trained["run"],
+                   warm_start=["diffusion"], progress=lambda stage, i, n, vals: seen.setdefault(stage, vals))
     assert [r.stage for r in report.results] == ["seg_ae", "latents", "seg_decoder", "diffusion", "post"]
+    assert seen["diffusion"] == {"warm_fresh_tensors": 0.0, "warm_grafted_tensors": 3.0}
+    # the graft itself, before any training step: image latent channels 0, 1 (2 x 8 U-Net channels after
+    # the U-Net's 2x space-to-depth) are the old ones, the 16 new segmentation channels are not read
+    assert shared_latent_channels(trained["run"], tmp_path / "run") == [(0, 0), (1, 1)]
+    cfg = load_preset(new_preset)
+    dm = LatentDiffusion(cfg.diffusion, cfg.latent_channels)
+    old = load_file(str(trained["run"] / "models" / "diffusion.safetensors"))
+    fresh = load_matching(dm, trained["run"] / "models" / "diffusion.safetensors", kind="diffusion")
+    convs = [f"{UNET_IN_CONV}.weight", f"{UNET_OUT_CONV}.weight", f"{UNET_OUT_CONV}.bias"]
+    assert sorted(fresh) == sorted([*convs, "latent_mean", "latent_std"])  # the statistics: the new run's own
+    assert dm.graft_latent_channels(old, [(0, 0), (1, 1)]) == convs
+    p3 = cfg.diffusion.patch_size**3
+    w_in, w_out = dm.state_dict()[f"{UNET_IN_CONV}.weight"], dm.state_dict()[f"{UNET_OUT_CONV}.weight"]
+    assert w_in.shape[1] == cfg.latent_channels * p3 == 18 * p3
+    assert torch.equal(w_in[:, :2 * p3], old[f"{UNET_IN_CONV}.weight"][:, :2 * p3])
+    assert not w_in[:, 2 * p3:].any()
+    assert torch.equal(w_out[:2 * p3], old[f"{UNET_OUT_CONV}.weight"][:2 * p3])
+    with pytest.raises(ValueError, match="out of range"):
+        dm.graft_latent_channels(old, [(0, 18)])
     gen = Generator.from_pretrained(report.generator_dir, device="cpu")
     assert gen.cfg.latent_channels == 2 + 2 * 8 and gen.dm.latent_std.shape == (18,)
     lat = np.load(tmp_path / "run" / "latents" / "z.npy", mmap_mode="r")

@@ -95,13 +95,30 @@ def test_config_refuses_latents_on_different_grids():
         GeneratorConfig.from_dict(d)
 
 
-def test_snap_matches_monai_quantizer():
+@pytest.mark.parametrize("kd_tree_max_dim", [8, 0], ids=["kd-tree", "distance-matrix"])
+def test_snap_matches_monai_quantizer(kd_tree_max_dim, monkeypatch):
+    import vctcore.models.autoencoders as autoencoders
+
+    monkeypatch.setattr(autoencoders, "KD_TREE_MAX_DIM", kd_tree_max_dim)
     # seeded: an unseeded draw can land on a near-tie that the two summation orders round differently
     torch.manual_seed(0)
     vq = build_vq_level(VQLevel(in_channels=1, channels=(8,), num_res_layers=1, embedding_dim=4, num_embeddings=32)).eval()
     z = torch.randn(2, 4, 6, 5, 7)
     expected, _ = vq.quantize(z)
     assert torch.allclose(snap(vq, z, chunk=17), expected)
+
+
+def test_snap_finds_the_exact_nearest_code_of_a_large_two_channel_latent():
+    """The KD-tree path against a float64 brute force, on a 2-channel latent the size of the 2x segmentation
+    latent's (the search there took 0.74 s as a distance matrix; it must stay exact while faster)."""
+    torch.manual_seed(1)
+    vq = build_vq_level(VQLevel(in_channels=1, channels=(8,), num_res_layers=1, embedding_dim=2, num_embeddings=512)).eval()
+    emb = vq.quantizer.quantizer.embedding.weight.detach().double()
+    z = torch.randn(1, 2, 64, 48, 17)
+    flat = z.permute(0, 2, 3, 4, 1).reshape(-1, 2).double()
+    nearest = emb[torch.cdist(flat, emb).argmin(1)]
+    got = snap(vq, z).permute(0, 2, 3, 4, 1).reshape(-1, 2).double()
+    assert torch.allclose(got, nearest.float().double())
 
 
 def test_hu_units_round_trip_and_clip():

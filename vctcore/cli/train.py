@@ -126,7 +126,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "unchanged (e.g. keep the autoencoders, retrain a wider diffusion U-Net)")
     p.add_argument("--warm-start", default=None,
                    help="with --from-run: comma-separated stages (diffusion) that, retrained because their config "
-                        "changed (e.g. new conditioning attributes), start from the earlier run's weights where they fit")
+                        "changed (e.g. new conditioning attributes, a finer segmentation latent), start from the earlier "
+                        "run's weights where they fit (the diffusion U-Net keeps the old weights of latent channels "
+                        "that both runs' autoencoders share)")
     p.add_argument("--stages", default=None, help="comma-separated subset of stages to run")
     p.add_argument("--budget-minutes", type=float, default=None,
                    help="wall-time budget of the whole run in minutes, replacing the preset's (cpu: 172); each stage "

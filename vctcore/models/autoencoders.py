@@ -6,9 +6,11 @@ background plus the 16 merged classes of ``vctcore.labels.MERGED_CLASSES``.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 from monai.networks.nets import VQVAE
 from monai.networks.utils import pixelshuffle, pixelunshuffle
+from scipy.spatial import cKDTree
 from torch import nn
 
 from vctcore.labels import MERGED_CLASSES
@@ -44,21 +46,34 @@ def build_vq_level(level: VQLevel, out_channels: int | None = None) -> VQVAE:
     )
 
 
+#: code channels up to which ``snap`` searches with a KD-tree on CPU (measured faster up to 8)
+KD_TREE_MAX_DIM = 8
+
+
 def snap(vq: VQVAE, z: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
     """Nearest codebook vectors of ``vq`` for every latent voxel of ``z`` (B, C, X, Y, Z).
 
     Same result as MONAI's quantizer, written here because MONAI's builds a dense
     (voxels x codebook) one-hot matrix, which costs seconds and GBs on a whole-body latent;
-    this does the same nearest-neighbour search in chunks without it (inference only).
+    this does the same nearest-neighbour search without it (inference only). On CPU, for codes of at
+    most ``KD_TREE_MAX_DIM`` channels, scipy's KD-tree answers it with exact float64 distances: 10x faster
+    than the chunked distance matrix on a 2-channel latent of 418k voxels (0.07 against 0.74 s, 2-core
+    EPYC), 4x on the default's 4-channel one; 16-channel codes are faster as the matrix. Elsewhere the
+    distance matrix in chunks (fp32), which agrees except at near-ties (2 voxels in a million).
     """
     emb = vq.quantizer.quantizer.embedding.weight.float()  # (K, C)
     flat = z.permute(0, 2, 3, 4, 1).reshape(-1, z.shape[1]).float()
-    idx = torch.empty(flat.shape[0], dtype=torch.long, device=z.device)
-    with torch.autocast(z.device.type, enabled=False):  # nearest neighbours need fp32 distances
-        e2 = (emb * emb).sum(1)
-        for i in range(0, flat.shape[0], chunk):
-            part = flat[i:i + chunk]
-            idx[i:i + chunk] = torch.argmin(e2.unsqueeze(0) - 2.0 * part @ emb.t(), dim=1)
+    if z.device.type == "cpu" and emb.shape[1] <= KD_TREE_MAX_DIM:
+        tree = cKDTree(emb.detach().double().numpy())
+        _, found = tree.query(flat.detach().double().numpy(), workers=torch.get_num_threads())
+        idx = torch.from_numpy(found.astype(np.int64))
+    else:
+        idx = torch.empty(flat.shape[0], dtype=torch.long, device=z.device)
+        with torch.autocast(z.device.type, enabled=False):  # nearest neighbours need fp32 distances
+            e2 = (emb * emb).sum(1)
+            for i in range(0, flat.shape[0], chunk):
+                part = flat[i:i + chunk]
+                idx[i:i + chunk] = torch.argmin(e2.unsqueeze(0) - 2.0 * part @ emb.t(), dim=1)
     out = torch.nn.functional.embedding(idx, emb).to(z.dtype)
     b, c, x, y, w = z.shape
     return out.reshape(b, x, y, w, c).permute(0, 4, 1, 2, 3).contiguous()

@@ -86,7 +86,7 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     return meta
 
 
-def _read_tensors(path: Path, kind: str) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+def read_tensors(path: Path, kind: str) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
     """(metadata, tensors) of a vct model file holding a ``kind`` model; CheckpointError otherwise."""
     meta = read_metadata(path)
     if meta.get("kind") != kind:
@@ -100,7 +100,7 @@ def _read_tensors(path: Path, kind: str) -> tuple[dict[str, str], dict[str, torc
 def load_module(module: nn.Module, path: str | os.PathLike, *, kind: str) -> dict[str, Any]:
     """Load weights of ``kind`` from ``path`` into ``module`` (strict); returns the stored config."""
     path = Path(path)
-    meta, state = _read_tensors(path, kind)
+    meta, state = read_tensors(path, kind)
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as err:
@@ -116,7 +116,7 @@ def load_matching(module: nn.Module, path: str | os.PathLike, *, kind: str) -> l
     model did not read). Returns the names of ``module``'s entries left as initialised; CheckpointError
     when nothing matches."""
     path = Path(path)
-    _, state = _read_tensors(path, kind)
+    _, state = read_tensors(path, kind)
     own = module.state_dict()
     fit = {k: v for k, v in state.items() if k in own and tuple(own[k].shape) == tuple(v.shape)}
     if not fit:

@@ -13,7 +13,7 @@ MONAI's ``pixelunshuffle``):
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from monai.networks.nets import DiffusionModelUNet
@@ -24,6 +24,9 @@ from torch import nn
 from vctcore.models.conditioning import AttributeEmbedding
 from vctcore.models.config import SAMPLERS, DiffusionConfig
 from vctcore.models.samplers import dpm_solver_pp_2m
+
+#: MONAI DiffusionModelUNet's first and last convolutions: their input columns / output rows are latent channels
+UNET_IN_CONV, UNET_OUT_CONV = "unet.conv_in.conv", "unet.out.2.conv"
 
 
 class LatentDiffusion(nn.Module):
@@ -70,6 +73,42 @@ class LatentDiffusion(nn.Module):
     def denoise(self, z_t: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         p = self.cfg.patch_size
         return pixelshuffle(self.unet(pixelunshuffle(z_t, 3, p), timesteps=t, context=context), 3, p)
+
+    def graft_latent_channels(self, old: Mapping[str, torch.Tensor], pairs: Sequence[tuple[int, int]]) -> list[str]:
+        """Warm start across a changed joint latent (say, a finer segmentation latent beside the same image
+        latent): copy the U-Net input columns and output rows of ``old`` (a LatentDiffusion state dict with
+        the same U-Net widths and patch size) for each ``(old latent channel, new latent channel)`` in ``pairs``.
+
+        After the U-Net's space-to-depth (MONAI ``pixelunshuffle``, channel-major), latent channel ``c`` is
+        U-Net channels ``c * p^3 .. (c + 1) * p^3 - 1``. Input columns of the other latent channels are set to
+        zero, so the U-Net starts out reading only what the old one read; their output rows keep their
+        initialisation (MONAI zero-initialises that convolution). Returns the names of the tensors changed;
+        ValueError when ``old``'s convolutions do not fit apart from their latent channels.
+        """
+        p3 = self.cfg.patch_size**3
+        own = self.state_dict()
+        names = {"in": f"{UNET_IN_CONV}.weight", "out": f"{UNET_OUT_CONV}.weight", "bias": f"{UNET_OUT_CONV}.bias"}
+        for key in names.values():
+            if key not in old:
+                raise ValueError(f"the old diffusion state has no {key}")
+        w_in, w_out = old[names["in"]], old[names["out"]]
+        n_old = w_in.shape[1] // p3
+        if (w_in.shape[1] % p3 or w_in.shape[0] != own[names["in"]].shape[0] or w_in.shape[2:] != own[names["in"]].shape[2:]
+                or w_out.shape[1:] != own[names["out"]].shape[1:]):
+            raise ValueError(f"the old diffusion U-Net's first or last convolution ({tuple(w_in.shape)}, "
+                             f"{tuple(w_out.shape)}) does not fit this one's apart from latent channels")
+        bad = [(o, n) for o, n in pairs if not (0 <= o < n_old and 0 <= n < self.latent_channels)]
+        if bad:
+            raise ValueError(f"latent channel pairs out of range (old {n_old}, new {self.latent_channels}): {bad}")
+        new_in = torch.zeros_like(own[names["in"]])
+        new_out, new_bias = own[names["out"]].clone(), own[names["bias"]].clone()
+        for o, n in pairs:
+            src, dst = slice(o * p3, (o + 1) * p3), slice(n * p3, (n + 1) * p3)
+            new_in[:, dst] = w_in[:, src]
+            new_out[dst] = w_out[src]
+            new_bias[dst] = old[names["bias"]][src]
+        self.load_state_dict({names["in"]: new_in, names["out"]: new_out, names["bias"]: new_bias}, strict=False)
+        return list(names.values())
 
     def train_scheduler(self) -> DDPMScheduler:
         c = self.cfg

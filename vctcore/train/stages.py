@@ -17,6 +17,7 @@ Each finished stage leaves ``<run>/models/<stage>.safetensors``; later stages lo
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -28,10 +29,10 @@ from monai.networks.nets import PatchDiscriminator
 from torch import nn
 
 from vctcore.models.autoencoders import SegAE, StackedImageAE, build_vq_level, hu_to_unit, one_hot, quantise
-from vctcore.models.checkpoint import load_matching, load_module, save_module
+from vctcore.models.checkpoint import load_matching, load_module, read_tensors, save_module, sha256_file
 from vctcore.models.conditioning import attribute_bins, drop_conditions
 from vctcore.models.config import GeneratorConfig, StageSchedule
-from vctcore.models.diffusion import LatentDiffusion
+from vctcore.models.diffusion import UNET_IN_CONV, UNET_OUT_CONV, LatentDiffusion
 from vctcore.models.losses import (adversarial_loss, bone_interior, masked_l1, multi_window_l1, perceptual_loss,
                                   segmentation_loss)
 from vctcore.models.postprocess import PostProcessor, bins_one_hot, post_input
@@ -460,12 +461,42 @@ def warm_start(ctx: StageContext, stage: str, module: nn.Module, kind: str) -> N
     if ctx.warm_from is None or stage not in ctx.warm_stages:
         return
     before = {k: v.clone() for k, v in module.state_dict().items() if k.startswith("latent_")}
-    fresh = load_matching(module, ctx.warm_from / "models" / f"{stage}.safetensors", kind=kind)
+    path = ctx.warm_from / "models" / f"{stage}.safetensors"
+    fresh = load_matching(module, path, kind=kind)
     for k, v in before.items():
         if not torch.allclose(module.state_dict()[k], v, rtol=1e-4, atol=1e-5):
             raise ValueError(f"--warm-start {stage}: {ctx.warm_from} normalised other latents ({k} differs)")
+    grafted: list[str] = []
+    if isinstance(module, LatentDiffusion) and any(k.startswith((UNET_IN_CONV, UNET_OUT_CONV)) for k in fresh):
+        # the joint latent changed: the U-Net's first and last convolutions keep the old weights of the
+        # latent channels that mean what they meant (an autoencoder both runs share)
+        pairs = shared_latent_channels(ctx.warm_from, ctx.run_dir)
+        if pairs:
+            grafted = module.graft_latent_channels(read_tensors(path, kind)[1], pairs)
     if ctx.progress is not None:
-        ctx.progress(stage, 0, ctx.schedule(stage).steps, {"warm_fresh_tensors": float(len(fresh))})
+        # the latent statistics are this run's own (computed from its latents), not fresh
+        left = set(fresh) - set(grafted) - set(before)
+        ctx.progress(stage, 0, ctx.schedule(stage).steps, {"warm_fresh_tensors": float(len(left)),
+                                                           "warm_grafted_tensors": float(len(grafted))})
+
+
+def shared_latent_channels(old_run: Path, new_run: Path) -> list[tuple[int, int]]:
+    """``(old, new)`` joint-latent channel pairs that carry the same latent in two runs: the image channels
+    (first in the joint latent) when every image AE level's weights are identical, the segmentation channels
+    when the segmentation AE the latents were encoded with is. Empty when neither is shared."""
+    cfgs = [GeneratorConfig.from_dict(json.loads((r / "run.json").read_text())["config"]) for r in (old_run, new_run)]
+    imgs = [c.image_ae.levels[-1].embedding_dim for c in cfgs]
+    pairs: list[tuple[int, int]] = []
+
+    def same(files: list[tuple[Path, Path]]) -> bool:
+        return all(a.exists() and b.exists() and sha256_file(a) == sha256_file(b) for a, b in files)
+
+    levels = [f"image_ae_{i + 1}.safetensors" for i in range(len(cfgs[1].image_ae.levels))]
+    if len(cfgs[0].image_ae.levels) == len(levels) and same([(old_run / "models" / f, new_run / "models" / f) for f in levels]):
+        pairs += [(c, c) for c in range(imgs[1])]
+    if same([(tuned_seg_ae_file(old_run / "models"), tuned_seg_ae_file(new_run / "models"))]):
+        pairs += [(imgs[0] + c, imgs[1] + c) for c in range(cfgs[1].seg_ae.latent_channels)]
+    return pairs
 
 
 def tuned_seg_ae_file(models: Path) -> Path:

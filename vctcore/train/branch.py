@@ -18,6 +18,7 @@ from typing import Any
 
 from vctcore.models.config import GeneratorConfig, normalised_config, without_sampling
 from vctcore.train.budget import budget_path, read_budget
+from vctcore.train.data import same_cohort
 
 #: config sections (besides grid_shape and spacing_mm) that each stage's result depends on,
 #: including through the stages it reads
@@ -74,11 +75,12 @@ def reusable_stages(old_meta: dict[str, Any], cfg: GeneratorConfig) -> list[str]
 
 
 def branch_run(old_run: str | Path, new_run: str | Path, cfg: GeneratorConfig, cohort_fingerprint: str,
-               seed: int, warm_start: Sequence[str] = ()) -> list[str]:
+               seed: int, warm_start: Sequence[str], cohort: Path, ids: list[str]) -> list[str]:
     """Bring the reusable finished stages of ``old_run`` into the new (empty) ``new_run``.
 
     Returns the stages brought over; ``warm_start`` (stages that start from the old run's weights) is
-    recorded beside them in ``branched_from.json``. Rerunning with the same ``old_run`` (to resume) brings nothing
+    recorded beside them in ``branched_from.json``. ``cohort_fingerprint`` is that of the patients ``ids`` of the
+    new run's ``cohort`` (:func:`vctcore.train.data.cohort_fingerprint`). Rerunning with the same ``old_run`` (to resume) brings nothing
     more; refuses a different cohort or seed, and a ``new_run`` started otherwise (two histories).
     """
     old_run, new_run = Path(old_run), Path(new_run)
@@ -91,7 +93,7 @@ def branch_run(old_run: str | Path, new_run: str | Path, cfg: GeneratorConfig, c
     if (new_run / "run.json").exists():
         raise ValueError(f"{new_run} has already started without {old_run}; --from-run needs a new run directory")
     old_meta = json.loads(meta_path.read_text())
-    if old_meta["cohort_fingerprint"] != cohort_fingerprint or old_meta["seed"] != seed:
+    if not same_cohort(old_meta["cohort_fingerprint"], cohort_fingerprint, cohort, ids) or old_meta["seed"] != seed:
         raise ValueError(f"{old_run} was trained on another cohort or seed ({old_meta['cohort']}, "
                          f"seed {old_meta['seed']}); its stages cannot be reused")
     stages = reusable_stages(old_meta, cfg)

@@ -32,19 +32,45 @@ class CohortArrays:
     spacing_mm: tuple[float, float, float]
     source: str
     origin_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)  # median affine origin of the cohort
+    fingerprint: str = ""  # cohort_fingerprint of these patients
 
     def __len__(self) -> int:
         return len(self.table)
 
 
 def cohort_fingerprint(root: Path, ids: list[str]) -> str:
-    """sha256 over patient ids and file sizes/mtimes: changes when the cohort changes."""
+    """sha256 over the patients ``ids``: their attribute rows and the bytes of their ct/seg files.
+
+    A cohort rebuilt byte for byte (a phantom cohort from the same seed; nibabel writes gzip without a
+    time stamp) keeps its fingerprint, so a training run (or a run committed from another machine)
+    resumes on it; any changed patient file or attribute changes it. Reads every file once (about 1 s
+    per GB)."""
+    root = Path(root)
+    table = read_attributes(root).set_index("id", drop=False)
+    h = hashlib.sha256()
+    for pid in ids:
+        h.update(f"{pid}:{table.loc[[pid]].to_csv(index=False)}".encode())
+        for name in ("ct.nii.gz", "seg.nii.gz"):
+            with open(root / "patients" / pid / name, "rb") as f:
+                h.update(f"{name}:{hashlib.file_digest(f, 'sha256').hexdigest()}".encode())
+    return h.hexdigest()[:16]
+
+
+def legacy_cohort_fingerprint(root: Path, ids: list[str]) -> str:
+    """The fingerprint runs recorded before 2026-11-27: sha256 over ids and file sizes and mtimes (so a
+    rebuilt cohort did not match)."""
     h = hashlib.sha256()
     for pid in ids:
         for name in ("ct.nii.gz", "seg.nii.gz"):
-            st = (root / "patients" / pid / name).stat()
+            st = (Path(root) / "patients" / pid / name).stat()
             h.update(f"{pid}/{name}:{st.st_size}:{int(st.st_mtime)}".encode())
     return h.hexdigest()[:16]
+
+
+def same_cohort(recorded: str, fingerprint: str, root: Path, ids: list[str]) -> bool:
+    """Whether a run's ``recorded`` cohort fingerprint is this cohort's: its ``fingerprint``
+    (:func:`cohort_fingerprint`), or the legacy one for runs recorded before it."""
+    return recorded == fingerprint or recorded == legacy_cohort_fingerprint(root, ids)
 
 
 def load_cohort(root: str | Path, grid_shape: tuple[int, int, int], cache_dir: str | Path, *,
@@ -71,7 +97,7 @@ def load_cohort(root: str | Path, grid_shape: tuple[int, int, int], cache_dir: s
                 raise ValueError(f"cohort {root}: voxel spacing {tuple(meta['spacing_mm'])} mm differs from the "
                                  f"model's {tuple(spacing_mm)} mm")
             return CohortArrays(np.load(cache / "ct.npy", mmap_mode="r"), np.load(cache / "seg.npy", mmap_mode="r"),
-                                table, tuple(meta["spacing_mm"]), str(root), tuple(meta["origin_mm"]))
+                                table, tuple(meta["spacing_mm"]), str(root), tuple(meta["origin_mm"]), key)
     cache.mkdir(parents=True, exist_ok=True)
     n = len(ids)
     ct = np.lib.format.open_memmap(cache / "ct.tmp.npy", mode="w+", dtype=np.int16, shape=(n, *grid_shape))

@@ -18,7 +18,7 @@ import torch
 from vctcore.models.config import SAMPLING_KEYS, GeneratorConfig, load_preset, normalised_config, without_sampling
 from vctcore.train.branch import branch_run, link_cache
 from vctcore.train.budget import RunBudget, with_budget
-from vctcore.train.data import CohortArrays, cohort_fingerprint, load_cohort
+from vctcore.train.data import CohortArrays, load_cohort, same_cohort
 from vctcore.train.loop import Progress, StageResult
 from vctcore.train.stages import OPTIONAL_STAGES, RUNNERS, STAGES, WARM_STAGES, StageContext
 
@@ -65,7 +65,8 @@ def _rank_device(dev: torch.device) -> torch.device:
     return dev
 
 
-def _check_run(run_dir: Path, cfg: GeneratorConfig, cohort: Path, fingerprint: str, seed: int) -> None:
+def _check_run(run_dir: Path, cfg: GeneratorConfig, cohort: Path, fingerprint: str, seed: int,
+               ids: list[str]) -> None:
     meta_path = run_dir / "run.json"
     if meta_path.exists():
         meta = json.loads(meta_path.read_text())
@@ -78,7 +79,7 @@ def _check_run(run_dir: Path, cfg: GeneratorConfig, cohort: Path, fingerprint: s
         if old_arch != {k: v for k, v in without_sampling(new).items() if k not in training_only}:
             raise ValueError(f"{run_dir} was started with a different architecture (preset "
                              f"{meta['config']['name']}); use a new --run directory")
-        if meta["cohort_fingerprint"] != fingerprint or meta["seed"] != seed:
+        if not same_cohort(meta["cohort_fingerprint"], fingerprint, cohort, ids) or meta["seed"] != seed:
             raise ValueError(f"{run_dir} was started on another cohort or seed "
                              f"({meta['cohort']}, seed {meta['seed']}); use a new --run directory")
         if old_norm != new:
@@ -139,10 +140,10 @@ def train(cohort: str | Path, run_dir: str | Path, *, preset: str | Path | Gener
             link_cache(from_run, run_dir)
         data = load_cohort(cohort, cfg.grid_shape, run_dir / "cache", limit=limit,
                            progress=(lambda d, n: progress("load", d, n, {})) if progress else None)
-        fingerprint = cohort_fingerprint(cohort, [str(i) for i in data.table["id"]])
+        ids = [str(i) for i in data.table["id"]]
         if from_run is not None and rank == 0:
-            branch_run(from_run, run_dir, cfg, fingerprint, seed, warm_start)
-        _check_run(run_dir, cfg, cohort, fingerprint, seed)
+            branch_run(from_run, run_dir, cfg, data.fingerprint, seed, warm_start, cohort, ids)
+        _check_run(run_dir, cfg, cohort, data.fingerprint, seed, ids)
         return data
 
     # under DDP rank 0 writes the cohort cache, the branch and run.json; the others then read them

@@ -77,6 +77,45 @@ def test_from_run_reuses_unchanged_stages_and_trains_the_rest(trained, tmp_path)
         train(trained["cohort"], tmp_path / "other", preset=new_preset, seed=4, from_run=trained["run"])
 
 
+def test_a_run_starts_from_a_generator_directory_and_resumes_from_a_copy_without_its_files(trained, tmp_path):
+    """--from-run GENERATOR_DIR (a shipped generator, not a run): its image AE comes over finished, on any
+    seed; a finer segmentation latent trains anew and --warm-start diffusion grafts the generator's U-Net.
+    A copy of the run without the generator's files (as committed) resumes: they come back, nothing retrains."""
+    import yaml
+
+    from vctcore.models.checkpoint import tensors_sha256
+    from vctcore.train.from_generator import FOLDER
+    from vctcore.train.run import train
+    from vctcore.train.stages import shared_latent_channels
+
+    preset = yaml.safe_load(trained["preset"].read_text())
+    preset["seg_ae"] = {"level": {**preset["seg_ae"]["level"], "channels": [8]}, "pack": 2}
+    new_preset = tmp_path / "seg2x.yaml"
+    new_preset.write_text(yaml.safe_dump(preset))
+    seen = {}
+    run = tmp_path / "run"
+    report = train(trained["cohort"], run, preset=new_preset, seed=5, from_run=trained["generator"],
+                   warm_start=["diffusion"], progress=lambda stage, i, n, vals: seen.setdefault(stage, vals))
+    assert [r.stage for r in report.results] == ["seg_ae", "latents", "seg_decoder", "diffusion", "post"]
+    marker = json.loads((run / "branched_from.json").read_text())
+    assert marker["stages"] == ["image_ae_1", "image_ae_2"] and "generator" in marker
+    assert seen["diffusion"] == {"warm_fresh_tensors": 0.0, "warm_grafted_tensors": 3.0}
+    gen = Generator.from_pretrained(report.generator_dir, device="cpu")
+    ref = Generator.from_pretrained(trained["generator"], device="cpu")
+    for mine, theirs in zip(gen.ae.parameters(), ref.ae.parameters()):
+        assert torch.equal(mine, theirs)
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("cache", FOLDER, "image_ae_*", "generator"))
+    again = train(trained["cohort"], copy, preset=new_preset, seed=5, from_run=trained["generator"],
+                  warm_start=["diffusion"])
+    assert again.results == [] and (copy / "models" / "image_ae_1.safetensors").exists()
+    assert tensors_sha256(copy / "generator" / "image_ae.safetensors") == \
+        tensors_sha256(report.generator_dir / "image_ae.safetensors")
+    assert shared_latent_channels(copy / FOLDER, copy) == [(0, 0), (1, 1)]  # the graft's pairs hold in the copy
+    with pytest.raises(ValueError, match="already started without"):
+        train(trained["cohort"], copy, preset=new_preset, seed=5, from_run=trained["run"])
+
+
 def test_a_run_resumes_on_its_cohort_rebuilt_elsewhere_and_not_on_a_changed_one(trained, tmp_path):
     """A run (say, committed from another machine) resumes on the same cohort written again from the same
     seeds (new files, new times, the same bytes); a cohort with one changed attribute is refused."""

@@ -123,7 +123,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--from-run", default=None,
                    help="start this (new) run from the finished stages of an earlier run that this preset leaves "
-                        "unchanged (e.g. keep the autoencoders, retrain a wider diffusion U-Net)")
+                        "unchanged (e.g. keep the autoencoders, retrain a wider diffusion U-Net), or of a generator "
+                        "directory such as checkpoints/default (on any cohort and seed)")
     p.add_argument("--warm-start", default=None,
                    help="with --from-run: comma-separated stages (diffusion) that, retrained because their config "
                         "changed (e.g. new conditioning attributes, a finer segmentation latent), start from the earlier "

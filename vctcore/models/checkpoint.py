@@ -31,6 +31,16 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def tensors_sha256(path: str | os.PathLike) -> str:
+    """sha256 over a safetensors file's tensors (names, dtypes, shapes, values), not its header metadata:
+    safetensors writes the metadata in no fixed order, so two saves of the same weights can differ as files."""
+    h = hashlib.sha256()
+    for name, t in sorted(load_file(str(path)).items()):
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 def check_sha256(weights: Path, expected: str | None, manifest: Path) -> str:
     """sha256 of ``weights``; CheckpointError naming it when it is not ``expected``, the digest that
     ``manifest`` records for it (a corrupt or modified file)."""

@@ -79,24 +79,56 @@ def branch_run(old_run: str | Path, new_run: str | Path, cfg: GeneratorConfig, c
     """Bring the reusable finished stages of ``old_run`` into the new (empty) ``new_run``.
 
     Returns the stages brought over; ``warm_start`` (stages that start from the old run's weights) is
-    recorded beside them in ``branched_from.json``. ``cohort_fingerprint`` is that of the patients ``ids`` of the
-    new run's ``cohort`` (:func:`vctcore.train.data.cohort_fingerprint`). Rerunning with the same ``old_run`` (to resume) brings nothing
-    more; refuses a different cohort or seed, and a ``new_run`` started otherwise (two histories).
+    recorded beside them in ``branched_from.json``. ``cohort_fingerprint`` is that of the patients ``ids``
+    of the new run's ``cohort`` (:func:`vctcore.train.data.cohort_fingerprint`). Rerunning with the same
+    ``old_run`` (to resume) brings nothing new, only the brought files the new run lacks (a run committed
+    without them). Refuses a run trained on another cohort or seed (not a generator: see
+    :mod:`vctcore.train.from_generator`), and a ``new_run`` started otherwise (two histories).
     """
     old_run, new_run = Path(old_run), Path(new_run)
     meta_path = old_run / "run.json"
     if not meta_path.exists():
         raise FileNotFoundError(f"{old_run}: not a training run (no run.json)")
+    old_meta = json.loads(meta_path.read_text())
+    source = _source_id(old_run, old_meta)
     marker = new_run / "branched_from.json"
-    if marker.exists() and json.loads(marker.read_text())["run"] == str(old_run.resolve()):
-        return []
+    if marker.exists():
+        mark = json.loads(marker.read_text())
+        if mark.get("source", mark["run"]) == source:
+            _bring(old_run, new_run, mark["stages"])  # what a fresh checkout of a committed run lacks
+            return []
     if (new_run / "run.json").exists():
         raise ValueError(f"{new_run} has already started without {old_run}; --from-run needs a new run directory")
-    old_meta = json.loads(meta_path.read_text())
-    if not same_cohort(old_meta["cohort_fingerprint"], cohort_fingerprint, cohort, ids) or old_meta["seed"] != seed:
+    # a published generator's networks are a starting point on any cohort; a run's stages are reused
+    # only on the cohort and seed they were trained with
+    if "generator" not in old_meta and (
+            not same_cohort(old_meta["cohort_fingerprint"], cohort_fingerprint, cohort, ids) or old_meta["seed"] != seed):
         raise ValueError(f"{old_run} was trained on another cohort or seed ({old_meta['cohort']}, "
                          f"seed {old_meta['seed']}); its stages cannot be reused")
-    stages = reusable_stages(old_meta, cfg)
+    brought = _bring(old_run, new_run, reusable_stages(old_meta, cfg))
+    b = read_budget(old_run)
+    if b is not None:
+        # a brought stage the old run's time budget shortened is finished at its shortened length
+        b["stages"] = {k: v for k, v in b.get("stages", {}).items() if k in brought}
+        budget_path(new_run).write_text(json.dumps(b, indent=2))
+    marker.write_text(json.dumps(
+        {"run": str(old_run.resolve()), "source": source, "stages": brought, "warm_start": list(warm_start),
+         "old_config": old_meta["config"], **({"generator": old_meta["generator"]} if "generator" in old_meta else {})},
+        indent=2))
+    return brought
+
+
+def _source_id(old_run: Path, old_meta: dict[str, Any]) -> str:
+    """What a branch came from: a generator by its files' sha256 (its stage files are written inside the new
+    run, so the path moves with it), a run by its path."""
+    if "generator" in old_meta:
+        return "generator:" + json.dumps(old_meta["generator"]["files"], sort_keys=True)
+    return str(old_run.resolve())
+
+
+def _bring(old_run: Path, new_run: Path, stages: Sequence[str]) -> list[str]:
+    """Copy the finished ``stages`` of ``old_run`` (model, state, log; the latents folder) into ``new_run``
+    where it lacks them; returns the stages the old run had finished."""
     brought = []
     for stage in stages:
         files = [old_run / "models" / f"{stage}.safetensors", old_run / "state" / f"{stage}.pt",
@@ -109,12 +141,4 @@ def branch_run(old_run: str | Path, new_run: str | Path, cfg: GeneratorConfig, c
             if f.exists():
                 _link_or_copy(f, new_run / f.relative_to(old_run), link=False)
         brought.append(stage)
-    b = read_budget(old_run)
-    if b is not None:
-        # a brought stage the old run's time budget shortened is finished at its shortened length
-        b["stages"] = {k: v for k, v in b.get("stages", {}).items() if k in brought}
-        budget_path(new_run).write_text(json.dumps(b, indent=2))
-    (new_run / "branched_from.json").write_text(json.dumps(
-        {"run": str(old_run.resolve()), "stages": brought, "warm_start": list(warm_start),
-         "old_config": old_meta["config"]}, indent=2))
     return brought

@@ -19,6 +19,8 @@ from vctcore.models.config import SAMPLING_KEYS, GeneratorConfig, load_preset, n
 from vctcore.train.branch import branch_run, link_cache
 from vctcore.train.budget import RunBudget, with_budget
 from vctcore.train.data import CohortArrays, load_cohort, same_cohort
+from vctcore.train.from_generator import FOLDER as GENERATOR_FOLDER
+from vctcore.train.from_generator import generator_as_run, is_generator_dir
 from vctcore.train.loop import Progress, StageResult
 from vctcore.train.stages import OPTIONAL_STAGES, RUNNERS, STAGES, WARM_STAGES, StageContext
 
@@ -111,7 +113,8 @@ def train(cohort: str | Path, run_dir: str | Path, *, preset: str | Path | Gener
     ``max_minutes`` bounds this call's wall time: the running stage saves and returns.
     ``limit`` uses only the first ``limit`` patients of the cohort.
     ``from_run`` starts a new run from the unchanged finished stages of an earlier one
-    (:func:`vctcore.train.branch.branch_run`); ``warm_start`` names stages (so far: diffusion) that, when
+    (:func:`vctcore.train.branch.branch_run`), or of a generator directory such as ``checkpoints/default``
+    (:mod:`vctcore.train.from_generator`); ``warm_start`` names stages (so far: diffusion) that, when
     retrained, start from ``from_run``'s weights wherever they fit (:func:`vctcore.train.stages.warm_start`).
     ``budget_minutes`` replaces the preset's time budget (0: none; :mod:`vctcore.train.budget`).
     """
@@ -135,7 +138,13 @@ def train(cohort: str | Path, run_dir: str | Path, *, preset: str | Path | Gener
         raise ValueError(f"preset {cfg.name!r} has a time budget, which single-process runs use (each rank would "
                          "decide on its own timings); pass --budget-minutes 0 under torchrun")
 
+    generator_dir = Path(from_run) if from_run is not None and is_generator_dir(from_run) else None
+    if generator_dir is not None:
+        from_run = run_dir / GENERATOR_FOLDER  # the generator's networks as stage files (written below)
+
     def prepare() -> CohortArrays:
+        if generator_dir is not None and rank == 0:
+            generator_as_run(generator_dir, from_run)
         if from_run is not None and rank == 0:
             link_cache(from_run, run_dir)
         data = load_cohort(cohort, cfg.grid_shape, run_dir / "cache", limit=limit,

@@ -29,7 +29,7 @@ from monai.networks.nets import PatchDiscriminator
 from torch import nn
 
 from vctcore.models.autoencoders import SegAE, StackedImageAE, build_vq_level, hu_to_unit, one_hot, quantise
-from vctcore.models.checkpoint import load_matching, load_module, read_tensors, save_module, sha256_file
+from vctcore.models.checkpoint import load_matching, load_module, read_tensors, save_module, tensors_sha256
 from vctcore.models.conditioning import attribute_bins, drop_conditions
 from vctcore.models.config import GeneratorConfig, StageSchedule
 from vctcore.models.diffusion import UNET_IN_CONV, UNET_OUT_CONV, LatentDiffusion
@@ -482,14 +482,14 @@ def warm_start(ctx: StageContext, stage: str, module: nn.Module, kind: str) -> N
 
 def shared_latent_channels(old_run: Path, new_run: Path) -> list[tuple[int, int]]:
     """``(old, new)`` joint-latent channel pairs that carry the same latent in two runs: the image channels
-    (first in the joint latent) when every image AE level's weights are identical, the segmentation channels
+    (first in the joint latent) when every image AE level's weights are identical (tensor for tensor), the segmentation channels
     when the segmentation AE the latents were encoded with is. Empty when neither is shared."""
     cfgs = [GeneratorConfig.from_dict(json.loads((r / "run.json").read_text())["config"]) for r in (old_run, new_run)]
     imgs = [c.image_ae.levels[-1].embedding_dim for c in cfgs]
     pairs: list[tuple[int, int]] = []
 
     def same(files: list[tuple[Path, Path]]) -> bool:
-        return all(a.exists() and b.exists() and sha256_file(a) == sha256_file(b) for a, b in files)
+        return all(a.exists() and b.exists() and tensors_sha256(a) == tensors_sha256(b) for a, b in files)
 
     levels = [f"image_ae_{i + 1}.safetensors" for i in range(len(cfgs[1].image_ae.levels))]
     if len(cfgs[0].image_ae.levels) == len(levels) and same([(old_run / "models" / f, new_run / "models" / f) for f in levels]):

@@ -1,6 +1,7 @@
 """Held-out reconstruction Dice of a training run's segmentation autoencoder (issue target: >= 0.95, mean of
 the 16 organ classes), before any generator exists: the finished stage's weights (the ``seg_decoder`` stage's
-when the run has them), or the ``seg_ae`` stage's resumable state while it still trains. Prints JSON.
+when the run has them), or the ``seg_ae`` stage's resumable state while it still trains; also how far apart
+its used codes lie in the diffusion's units (vctcore.evaluate.codebook). Prints JSON.
 
     python bench/seg_ae.py --run RUN --cohort HELD_OUT_COHORT [--n 8] [--device cpu]
 """
@@ -26,6 +27,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     from vctcore.cohort import read_attributes
     from vctcore.devices import resolve_device
+    from vctcore.evaluate.codebook import used_code_spacing
     from vctcore.evaluate.recon import segmentation_reconstruction_dice
     from vctcore.models.autoencoders import SegAE
     from vctcore.models.checkpoint import load_module, load_state
@@ -53,13 +55,17 @@ def main(argv: list[str] | None = None) -> dict:
     if any(tuple(lab.shape) != tuple(cfg.grid_shape) for lab in labels):
         raise SystemExit(f"{args.cohort}: label maps are not on the run's grid {tuple(cfg.grid_shape)}")
     t = time.perf_counter()
-    d = segmentation_reconstruction_dice(seg_ae, labels, device, cfg.precision)
+    latents: list = []
+    d = segmentation_reconstruction_dice(seg_ae, labels, device, cfg.precision, latents)
+    seconds = time.perf_counter() - t
     return {
         "benchmark": "seg_ae", "run": str(run), "weights": str(weights), "state_step": state_step,
         "seg_ae": cfg.to_dict()["seg_ae"], "cohort": args.cohort, "n": len(ids),
         "seg_dice_mean": round(float(d["mean"]), 4),
         "seg_dice_per_class": {k: round(v, 4) for k, v in d["per_class"].items()},
-        "target": 0.95, "seconds_per_patient": round((time.perf_counter() - t) / len(ids), 2),
+        "target": 0.95, "seconds_per_patient": round(seconds / len(ids), 2),
+        # how precisely the diffusion must land on a code (vctcore.evaluate.codebook)
+        "codebook": {k: None if v is None else round(v, 4) for k, v in used_code_spacing(latents).items()},
     }
 
 

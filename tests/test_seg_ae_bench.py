@@ -29,6 +29,13 @@ def test_a_finished_runs_segmentation_ae_scores_as_the_generator_reconstructs(ti
     out = _bench()(["--run", str(run), "--cohort", str(cohort), "--n", "2", "--threads", "1"])
     assert out["weights"].endswith("seg_decoder.safetensors") and out["state_step"] is None and out["n"] == 2
     assert 0 <= out["seg_dice_mean"] <= 1 and out["seg_dice_per_class"]
+    level = out["seg_ae"]["level"]
+    spacing = out["codebook"]
+    assert 1 <= spacing["used_codes"] <= level["num_embeddings"]
+    if spacing["used_codes"] >= 2:  # the tiny AE may use one code only
+        assert 0 < spacing["nearest_used_code_sd_p10"] <= spacing["nearest_used_code_sd"] < 100
+    else:
+        assert spacing["nearest_used_code_sd"] is None
 
     # the same figure from the exported generator's own reconstruction (its seg AE is the run's tuned one)
     gen = Generator.from_pretrained(tiny_generator["generator"], device="cpu", post=False)
@@ -53,3 +60,22 @@ def test_a_run_still_training_is_scored_from_its_state_and_a_run_without_one_is_
     (training / "state" / "seg_ae.pt").unlink()
     with pytest.raises(SystemExit, match="no segmentation AE yet"):
         _bench()(["--run", str(training), "--cohort", str(cohort), "--n", "1"])
+
+
+def test_used_code_spacing_is_the_use_weighted_distance_to_the_nearest_other_used_code():
+    """One channel, codes 0 (2 voxels), 1 and 3: SD sqrt(2); nearest-code distances 1, 1, 2 over sqrt(2)."""
+    import torch
+
+    from vctcore.evaluate.codebook import used_code_spacing
+
+    z = torch.tensor([0.0, 0.0, 1.0, 3.0]).reshape(1, 4, 1, 1)
+    got = used_code_spacing([z[:, :2], z[:, 2:]])
+    assert got["used_codes"] == 3
+    assert got["nearest_used_code_sd"] == pytest.approx((1 + 1 + 1 + 2) / 4 / np.sqrt(2))
+    assert got["nearest_used_code_sd_p10"] == pytest.approx(1 / np.sqrt(2))
+    two_channels = torch.stack([z[0], 10 * z[0]])  # a channel scaled by 10 measures the same in SD units
+    assert used_code_spacing([two_channels])["nearest_used_code_sd"] == pytest.approx(
+        (2 * 1 + 1 + 2) / 4 / np.sqrt(2) * np.sqrt(2))
+    assert used_code_spacing([torch.zeros(2, 3, 1, 1)])["nearest_used_code_sd"] is None
+    with pytest.raises(ValueError, match="not snapped"):
+        used_code_spacing([torch.randn(2, 20000, 1, 1)])

@@ -65,7 +65,7 @@ def reconstruct(generator, ct: CTVolume, seg: LabelMap, attributes: Mapping[str,
 
 @torch.no_grad()
 def segmentation_reconstruction_dice(seg_ae, labels: Iterable[np.ndarray], device: torch.device,
-                                     precision: str = "bf16") -> dict:
+                                     precision: str = "bf16", latents: list[torch.Tensor] | None = None) -> dict:
     """Dice of the segmentation autoencoder ``seg_ae`` alone (a vctcore ``SegAE``) on merged-class maps
     (X, Y, Z): each encoded whole and decoded in the generator's windows, as generation decodes Z_seg.
 
@@ -75,6 +75,7 @@ def segmentation_reconstruction_dice(seg_ae, labels: Iterable[np.ndarray], devic
     from vctcore.devices import autocast
     from vctcore.evaluate.overlap import cohort_dice, dice_per_class
     from vctcore.generator import DECODE_ROI
+    from vctcore.models.autoencoders import snap
     from vctcore.models.encode import encode_segmentation
     from vctcore.models.windowed import windowed
 
@@ -84,7 +85,10 @@ def segmentation_reconstruction_dice(seg_ae, labels: Iterable[np.ndarray], devic
     for lab in labels:
         s = torch.from_numpy(np.asarray(lab, dtype=np.int64))[None].to(device)
         with autocast(device, precision):
-            logits = windowed(seg_ae.decode, encode_segmentation(seg_ae, s), DECODE_ROI)
+            z = encode_segmentation(seg_ae, s)
+            logits = windowed(seg_ae.decode, z, DECODE_ROI)
+        if latents is not None:  # windowed encoding blends codes where windows overlap: snap them
+            latents.append(snap(seg_ae.vq, seg_ae.unpack(z).float())[0].cpu())
         per.append(dice_per_class(np.asarray(lab), logits[0].float().argmax(0).to(torch.uint8).cpu().numpy()))
     seg_ae.train(was_training)
     return cohort_dice(per)

@@ -102,6 +102,11 @@ def test_a_run_starts_from_a_generator_directory_and_resumes_from_a_copy_without
     assert seen["diffusion"] == {"warm_fresh_tensors": 0.0, "warm_grafted_tensors": 3.0}
     gen = Generator.from_pretrained(report.generator_dir, device="cpu")
     ref = Generator.from_pretrained(trained["generator"], device="cpu")
+    training = gen.manifest["training"]  # provenance: the source generator and what the graft kept
+    assert training["branched_from"]["generator"]["files"] == ref.checkpoint_sha256
+    assert training["branched_from"]["stages"] == ["image_ae_1", "image_ae_2"]
+    assert training["warm_start"]["diffusion"]["latent_channel_pairs"] == [[0, 0], [1, 1]]
+    assert len(training["warm_start"]["diffusion"]["grafted_tensors"]) == 3
     for mine, theirs in zip(gen.ae.parameters(), ref.ae.parameters()):
         assert torch.equal(mine, theirs)
     copy = tmp_path / "copy"

@@ -23,7 +23,7 @@ from vctcore.models.checkpoint import load_module, save_module, sha256_file
 from vctcore.models.config import GeneratorConfig
 from vctcore.train.budget import read_budget
 from vctcore.train.data import CohortArrays
-from vctcore.train.stages import tuned_seg_ae_file
+from vctcore.train.stages import read_warm_starts, tuned_seg_ae_file
 
 WEIGHT_FILES = ("image_ae.safetensors", "seg_ae.safetensors", "diffusion.safetensors", "post.safetensors")
 
@@ -78,6 +78,19 @@ def _store_half(src: Path, dst: Path) -> None:
     save_file(tensors, str(dst), metadata=meta)
 
 
+def _branch_provenance(run_dir: Path) -> dict:
+    """``branched_from`` (the run or generator the run started from, the stages it brought and warm-started)
+    and ``warm_start`` (what each warm-started stage kept: :func:`vctcore.train.stages.read_warm_starts`)."""
+    out: dict = {}
+    marker = run_dir / "branched_from.json"
+    if marker.exists():
+        mark = json.loads(marker.read_text())
+        out["branched_from"] = {k: mark[k] for k in ("run", "stages", "warm_start", "generator") if k in mark}
+    if warm := read_warm_starts(run_dir):
+        out["warm_start"] = warm
+    return out
+
+
 def export_generator(run_dir: Path, out: Path, data: CohortArrays | None = None) -> Path:
     """Write the generator directory ``out`` from the finished stages of ``run_dir``."""
     run = json.loads((run_dir / "run.json").read_text())
@@ -107,7 +120,8 @@ def export_generator(run_dir: Path, out: Path, data: CohortArrays | None = None)
         "training": {"cohort": run["cohort"], "cohort_fingerprint": run["cohort_fingerprint"],
                      "n_patients": cache_meta.get("n"), "seed": run["seed"], "started": run["started"],
                      "package_versions": run["package_versions"], "stages": _stage_log_summary(run_dir),
-                     **({"time_budget": budget} if (budget := read_budget(run_dir)) else {})},
+                     **({"time_budget": budget} if (budget := read_budget(run_dir)) else {}),
+                     **_branch_provenance(run_dir)},
         "support": attribute_support(data.table, cfg.diffusion.condition_on) if data is not None
         else run.get("support", {}),
         "files": {f: sha256_file(tmp / f) for f in ("config.json", *WEIGHT_FILES)},

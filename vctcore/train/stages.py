@@ -46,6 +46,9 @@ STAGES = ("image_ae_1", "image_ae_2", "seg_ae", "latents", "seg_decoder", "diffu
 OPTIONAL_STAGES = ("seg_decoder",)
 #: stages that ``vct train --warm-start`` can start from an earlier run's weights
 WARM_STAGES = ("diffusion",)
+#: ``<run>/warm_start.json``: per warm-started stage, the weights it started from, the tensors left fresh,
+#: the grafted ones and the joint-latent channel pairs they kept
+WARM_START_RECORD = "warm_start.json"
 
 
 @dataclass
@@ -467,17 +470,29 @@ def warm_start(ctx: StageContext, stage: str, module: nn.Module, kind: str) -> N
         if not torch.allclose(module.state_dict()[k], v, rtol=1e-4, atol=1e-5):
             raise ValueError(f"--warm-start {stage}: {ctx.warm_from} normalised other latents ({k} differs)")
     grafted: list[str] = []
+    pairs: list[tuple[int, int]] = []
     if isinstance(module, LatentDiffusion) and any(k.startswith((UNET_IN_CONV, UNET_OUT_CONV)) for k in fresh):
         # the joint latent changed: the U-Net's first and last convolutions keep the old weights of the
         # latent channels that mean what they meant (an autoencoder both runs share)
         pairs = shared_latent_channels(ctx.warm_from, ctx.run_dir)
         if pairs:
             grafted = module.graft_latent_channels(read_tensors(path, kind)[1], pairs)
+    # the latent statistics are this run's own (computed from its latents), not fresh
+    left = set(fresh) - set(grafted) - set(before)
+    if ctx.rank == 0:  # provenance, copied into the exported generator's manifest
+        record = read_warm_starts(ctx.run_dir)
+        record[stage] = {"from": str(path.resolve()), "fresh_tensors": sorted(left), "grafted_tensors": grafted,
+                         "latent_channel_pairs": [list(p) for p in pairs]}
+        (ctx.run_dir / WARM_START_RECORD).write_text(json.dumps(record, indent=2))
     if ctx.progress is not None:
-        # the latent statistics are this run's own (computed from its latents), not fresh
-        left = set(fresh) - set(grafted) - set(before)
         ctx.progress(stage, 0, ctx.schedule(stage).steps, {"warm_fresh_tensors": float(len(left)),
                                                            "warm_grafted_tensors": float(len(grafted))})
+
+
+def read_warm_starts(run_dir: Path) -> dict:
+    """The run's warm-start record (:data:`WARM_START_RECORD`; empty when no stage warm-started)."""
+    path = Path(run_dir) / WARM_START_RECORD
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def shared_latent_channels(old_run: Path, new_run: Path) -> list[tuple[int, int]]:

@@ -44,6 +44,9 @@ def generator_as_run(gen_dir: str | Path, out: str | Path) -> Path:
     meta_path = out / "run.json"
     if meta_path.exists() and json.loads(meta_path.read_text()).get("generator", {}).get("files") == files:
         return out
+    training = gen.manifest.get("training", {})
+    if "seed" not in training:
+        raise CheckpointError(f"{gen_dir / 'manifest.json'}: records no training seed; not a vct training export")
     cfg = gen.cfg.to_dict()
     models = out / "models"
     for i, level in enumerate(gen.ae.levels):
@@ -53,9 +56,6 @@ def generator_as_run(gen_dir: str | Path, out: str | Path) -> Path:
     save_module(gen.dm, models / "diffusion.safetensors", kind="diffusion", config=cfg)
     if gen.post is not None:
         save_module(gen.post, models / "post.safetensors", kind="post", config=cfg)
-    training = gen.manifest.get("training", {})
-    if "seed" not in training:
-        raise CheckpointError(f"{gen_dir / 'manifest.json'}: records no training seed; not a vct training export")
     meta_path.write_text(json.dumps({
         "config": cfg, "cohort": training.get("cohort"), "cohort_fingerprint": training.get("cohort_fingerprint"),
         "seed": training["seed"], "generator": {"path": str(gen_dir.resolve()), "files": files}}, indent=2))

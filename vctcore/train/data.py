@@ -90,14 +90,18 @@ def load_cohort(root: str | Path, grid_shape: tuple[int, int, int], cache_dir: s
     key = cohort_fingerprint(root, ids)
     cache = Path(cache_dir)
     meta_path = cache / "cache.json"
+
+    def from_cache(meta: dict) -> CohortArrays:
+        if spacing_mm is not None and not np.allclose(meta["spacing_mm"], spacing_mm, atol=1e-3):
+            raise ValueError(f"cohort {root}: voxel spacing {tuple(meta['spacing_mm'])} mm differs from the "
+                             f"model's {tuple(spacing_mm)} mm")
+        return CohortArrays(np.load(cache / "ct.npy", mmap_mode="r"), np.load(cache / "seg.npy", mmap_mode="r"),
+                            table, tuple(meta["spacing_mm"]), str(root), tuple(meta["origin_mm"]), key)
+
     if meta_path.exists():
         meta = json.loads(meta_path.read_text())
         if meta.get("key") == key and tuple(meta.get("grid_shape", ())) == tuple(grid_shape):
-            if spacing_mm is not None and not np.allclose(meta["spacing_mm"], spacing_mm, atol=1e-3):
-                raise ValueError(f"cohort {root}: voxel spacing {tuple(meta['spacing_mm'])} mm differs from the "
-                                 f"model's {tuple(spacing_mm)} mm")
-            return CohortArrays(np.load(cache / "ct.npy", mmap_mode="r"), np.load(cache / "seg.npy", mmap_mode="r"),
-                                table, tuple(meta["spacing_mm"]), str(root), tuple(meta["origin_mm"]), key)
+            return from_cache(meta)
     cache.mkdir(parents=True, exist_ok=True)
     n = len(ids)
     ct = np.lib.format.open_memmap(cache / "ct.tmp.npy", mode="w+", dtype=np.int16, shape=(n, *grid_shape))
@@ -125,10 +129,10 @@ def load_cohort(root: str | Path, grid_shape: tuple[int, int, int], cache_dir: s
     del ct, seg
     (cache / "ct.tmp.npy").replace(cache / "ct.npy")
     (cache / "seg.tmp.npy").replace(cache / "seg.npy")
-    meta_path.write_text(json.dumps({"key": key, "grid_shape": list(grid_shape), "spacing_mm": list(spacing),
-                                     "origin_mm": np.median(np.array(origins), axis=0).tolist(),
-                                     "source": str(root), "n": n}))
-    return load_cohort(root, grid_shape, cache_dir, limit=limit, spacing_mm=spacing_mm)
+    meta = {"key": key, "grid_shape": list(grid_shape), "spacing_mm": list(spacing),
+            "origin_mm": np.median(np.array(origins), axis=0).tolist(), "source": str(root), "n": n}
+    meta_path.write_text(json.dumps(meta))
+    return from_cache(meta)  # memory-mapped, as a later run reads it (the fingerprint, read once)
 
 
 class PatchSampler:

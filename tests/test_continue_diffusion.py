@@ -74,6 +74,14 @@ def test_continuation_refuses_bad_inputs_with_clear_errors(tiny_generator, tmp_p
     continue_diffusion(base, cohort, run, steps=2, batch_size=2, val_patients=1, device="cpu", max_minutes=0)
     with pytest.raises(ValueError, match="steps differs"):
         continue_diffusion(base, cohort, run, steps=3, batch_size=2, val_patients=1, device="cpu")
+    # a run recorded before content fingerprints (sizes and mtimes) still continues on its own cohort
+    from vctcore.train.data import legacy_cohort_fingerprint
+
+    meta = json.loads((run / "continue.json").read_text())
+    ids = [str(i) for i in pd.read_csv(cohort / "attributes.csv")["id"]]
+    meta["cohort_fingerprint"] = legacy_cohort_fingerprint(cohort, ids)
+    (run / "continue.json").write_text(json.dumps(meta))
+    continue_diffusion(base, cohort, run, steps=2, batch_size=2, val_patients=1, device="cpu", max_minutes=0)
 
     no_attr = tmp_path / "no_attr"
     shutil.copytree(cohort, no_attr)

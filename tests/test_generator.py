@@ -149,6 +149,26 @@ def test_a_run_resumes_on_its_cohort_rebuilt_elsewhere_and_not_on_a_changed_one(
         train(rebuilt, run, preset=trained["preset"], seed=3)
 
 
+def test_a_cohort_file_is_hashed_once_per_process_until_it_changes(tmp_path, monkeypatch):
+    """Fingerprinting reads a file's bytes once per process; a rewritten file is read again."""
+    import hashlib
+    import os
+
+    from vctcore.train import data
+
+    reads = []
+    digest = hashlib.file_digest
+    monkeypatch.setattr(data.hashlib, "file_digest", lambda f, name: reads.append(f.name) or digest(f, name))
+    f = tmp_path / "ct.nii.gz"
+    f.write_bytes(b"a" * 100)
+    assert data.file_sha256(f) == data.file_sha256(f) == hashlib.sha256(b"a" * 100).hexdigest()
+    assert len(reads) == 1
+    st = os.stat(f)
+    f.write_bytes(b"b" * 100)  # same size; the time moves on
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    assert data.file_sha256(f) == hashlib.sha256(b"b" * 100).hexdigest() and len(reads) == 2
+
+
 def test_a_packed_finer_segmentation_latent_trains_from_an_earlier_run(trained, tmp_path):
     """seg_ae.pack = 2 (a 2x segmentation level packed onto the 4x image latent grid): the image AE comes
     from the old run; the segmentation AE, latents, decoder fine-tuning, diffusion and post train anew on

@@ -84,8 +84,8 @@ class Generator:
         root = Path(path) if path is not None else DEFAULT_CHECKPOINT
         if not root.is_dir():
             raise CheckpointError(f"{root}: generator checkpoint directory does not exist")
-        manifest = _read_json(root / "manifest.json")
-        cfg_dict = _read_json(root / "config.json")
+        manifest = read_checkpoint_json(root / "manifest.json")
+        cfg_dict = read_checkpoint_json(root / "config.json")
         if verify:
             for name, digest in manifest.get("files", {}).items():
                 f = root / name
@@ -187,7 +187,9 @@ class Generator:
         return out
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_checkpoint_json(path: Path) -> dict[str, Any]:
+    """A generator directory's JSON file (manifest.json, config.json); CheckpointError naming the file
+    when it is missing or not JSON."""
     if not path.exists():
         raise CheckpointError(f"{path}: missing from the generator checkpoint")
     try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -120,13 +121,16 @@ def load_module(module: nn.Module, path: str | os.PathLike, *, kind: str) -> dic
     return json.loads(meta.get("config", "{}"))
 
 
-def load_matching(module: nn.Module, path: str | os.PathLike, *, kind: str) -> list[str]:
+def load_matching(module: nn.Module, path: str | os.PathLike, *, kind: str,
+                  state: Mapping[str, torch.Tensor] | None = None) -> list[str]:
     """Warm start: load the tensors of ``kind`` from ``path`` into ``module`` wherever the name and shape
     match, leaving the rest as initialised (e.g. embeddings of conditioning attributes that the old
-    model did not read). Returns the names of ``module``'s entries left as initialised; CheckpointError
-    when nothing matches."""
+    model did not read). ``state``: the file's tensors when the caller has read them already
+    (:func:`read_tensors`). Returns the names of ``module``'s entries left as initialised;
+    CheckpointError when nothing matches."""
     path = Path(path)
-    _, state = read_tensors(path, kind)
+    if state is None:
+        _, state = read_tensors(path, kind)
     own = module.state_dict()
     fit = {k: v for k, v in state.items() if k in own and tuple(own[k].shape) == tuple(v.shape)}
     if not fit:

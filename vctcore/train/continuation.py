@@ -42,8 +42,12 @@ class ContinuationReport:
     n_patients: int = 0
 
 
-def check_run(run_dir: Path, meta: dict, keys: tuple[str, ...] = RUN_KEYS) -> None:
-    """Write ``continue.json``, or check that a rerun continues the same base, cohort and schedule."""
+def check_run(run_dir: Path, meta: dict, ids: list[str], keys: tuple[str, ...] = RUN_KEYS) -> None:
+    """Write ``continue.json``, or check that a rerun continues the same base, cohort (its patients
+    ``ids``) and schedule. A run recorded before content fingerprints still matches its own files
+    (:func:`vctcore.train.data.same_cohort`)."""
+    from vctcore.train.data import same_cohort
+
     path = run_dir / "continue.json"
     if not path.exists():
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -51,6 +55,8 @@ def check_run(run_dir: Path, meta: dict, keys: tuple[str, ...] = RUN_KEYS) -> No
         return
     old = json.loads(path.read_text())
     for key in keys:
+        if key == "cohort_fingerprint" and same_cohort(old.get(key), meta.get(key), Path(meta["cohort"]), ids):
+            continue
         if old.get(key) != meta.get(key):
             raise ValueError(f"{run_dir} continued another base checkpoint, cohort or schedule ({key} differs); "
                              f"use a new run directory")

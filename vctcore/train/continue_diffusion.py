@@ -104,7 +104,7 @@ def continue_diffusion(checkpoint: str | Path, cohort: str | Path, run_dir: str 
     ids = [str(i) for i in table["id"]]
     meta = run_meta(checkpoint, gen, cohort, ids, seed=seed, val_patients=val_patients, steps=steps,
                     batch_size=batch_size, lr=lr)
-    check_run(run_dir, meta)
+    check_run(run_dir, meta, ids)
     make_report = partial(ContinuationReport, "diffusion", "held-out loss")
     z_all = _cohort_latents(gen, cohort, run_dir, len(ids), progress, deadline)
     if z_all is None:

@@ -64,7 +64,7 @@ def continue_seg_decoder(checkpoint: str | Path, cohort: str | Path, run_dir: st
     ids = [str(i) for i in table["id"]]
     meta = run_meta(checkpoint, gen, cohort, ids, seed=seed, val_patients=val_patients, steps=steps,
                     batch_size=batch_size, lr=lr, slab=slab, latents="segmentation")
-    check_run(run_dir, meta, (*RUN_KEYS, "slab", "latents"))
+    check_run(run_dir, meta, ids, (*RUN_KEYS, "slab", "latents"))
     make_report = partial(ContinuationReport, "seg_decoder", "held-out Dice")
     data = cohort_arrays(gen, cohort, run_dir, len(ids), progress)  # the labels are the targets: cache kept
     if latents_done(run_dir) < len(ids):

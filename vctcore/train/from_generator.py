@@ -36,13 +36,13 @@ def generator_as_run(gen_dir: str | Path, out: str | Path) -> Path:
     started from one generator share their autoencoders
     (:func:`vctcore.train.stages.shared_latent_channels`).
     """
-    from vctcore.generator import Generator, _read_json
+    from vctcore.generator import Generator, read_checkpoint_json
 
     gen_dir, out = Path(gen_dir), Path(out)
     meta_path = out / "run.json"
     # written before from this generator (a resumed run): nothing to load
     if meta_path.exists() and json.loads(meta_path.read_text()).get("generator", {}).get("files") == \
-            _read_json(gen_dir / "manifest.json").get("files"):
+            read_checkpoint_json(gen_dir / "manifest.json").get("files"):
         return out
     gen = Generator.from_pretrained(gen_dir, device="cpu", verify=True)
     files = gen.checkpoint_sha256

@@ -465,7 +465,8 @@ def warm_start(ctx: StageContext, stage: str, module: nn.Module, kind: str) -> N
         return
     before = {k: v.clone() for k, v in module.state_dict().items() if k.startswith("latent_")}
     path = ctx.warm_from / "models" / f"{stage}.safetensors"
-    fresh = load_matching(module, path, kind=kind)
+    old_state = read_tensors(path, kind)[1]
+    fresh = load_matching(module, path, kind=kind, state=old_state)
     for k, v in before.items():
         if not torch.allclose(module.state_dict()[k], v, rtol=1e-4, atol=1e-5):
             raise ValueError(f"--warm-start {stage}: {ctx.warm_from} normalised other latents ({k} differs)")
@@ -476,7 +477,7 @@ def warm_start(ctx: StageContext, stage: str, module: nn.Module, kind: str) -> N
         # latent channels that mean what they meant (an autoencoder both runs share)
         pairs = shared_latent_channels(ctx.warm_from, ctx.run_dir)
         if pairs:
-            grafted = module.graft_latent_channels(read_tensors(path, kind)[1], pairs)
+            grafted = module.graft_latent_channels(old_state, pairs)
     # the latent statistics are this run's own (computed from its latents), not fresh
     left = set(fresh) - set(grafted) - set(before)
     if ctx.rank == 0:  # provenance, copied into the exported generator's manifest

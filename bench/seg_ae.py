@@ -1,9 +1,11 @@
 """Held-out reconstruction Dice of a training run's segmentation autoencoder (issue target: >= 0.95, mean of
 the 16 organ classes), before any generator exists: the finished stage's weights (the ``seg_decoder`` stage's
 when the run has them), or the ``seg_ae`` stage's resumable state while it still trains; also how far apart
-its used codes lie in the diffusion's units (vctcore.evaluate.codebook). Prints JSON.
+its used codes lie in the diffusion's units (vctcore.evaluate.codebook), the decoded maps' connected
+components, and with --noise the Dice and components when the latent misses its codes by that many SDs.
+Prints JSON.
 
-    python bench/seg_ae.py --run RUN --cohort HELD_OUT_COHORT [--n 8] [--device cpu]
+    python bench/seg_ae.py --run RUN --cohort HELD_OUT_COHORT [--n 8] [--device cpu] [--noise 0.05,0.1,0.2]
 """
 from __future__ import annotations
 
@@ -20,6 +22,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--n", type=int, default=8, help="first N patients of the cohort")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--noise", default="",
+                    help="comma-separated latent noise levels in the diffusion's units (per-channel SDs), e.g. "
+                         "0.05,0.1,0.2: Dice and fragments when a sample misses the codes by that much")
     args = ap.parse_args(argv)
 
     import torch
@@ -58,12 +63,20 @@ def main(argv: list[str] | None = None) -> dict:
     latents: list = []
     d = segmentation_reconstruction_dice(seg_ae, labels, device, cfg.precision, latents)
     seconds = time.perf_counter() - t
+    noise = {}
+    for level in [float(v) for v in args.noise.split(",") if v.strip()]:
+        dn = segmentation_reconstruction_dice(seg_ae, labels, device, cfg.precision, noise_sd=level, seed=0)
+        noise[f"{level:g}"] = {"seg_dice_mean": round(float(dn["mean"]), 4), "fragments": dn["fragments"]}
     return {
         "benchmark": "seg_ae", "run": str(run), "weights": str(weights), "state_step": state_step,
         "seg_ae": cfg.to_dict()["seg_ae"], "cohort": args.cohort, "n": len(ids),
         "seg_dice_mean": round(float(d["mean"]), 4),
         "seg_dice_per_class": {k: round(v, 4) for k, v in d["per_class"].items()},
         "target": 0.95, "seconds_per_patient": round(seconds / len(ids), 2),
+        # connected components of the decoded and true maps, per patient (speckle shows as many more)
+        "fragments": d["fragments"], "fragments_truth": d["fragments_truth"],
+        # Dice and fragments when the packed latent is perturbed by that many SDs before snapping
+        "latent_noise": noise,
         # how precisely the diffusion must land on a code (vctcore.evaluate.codebook)
         "codebook": {k: None if v is None else round(v, 4) for k, v in used_code_spacing(latents).items()},
     }

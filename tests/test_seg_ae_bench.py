@@ -26,9 +26,13 @@ def _bench():
 
 def test_a_finished_runs_segmentation_ae_scores_as_the_generator_reconstructs(tiny_generator):
     run, cohort = tiny_generator["run"], tiny_generator["cohort"]
-    out = _bench()(["--run", str(run), "--cohort", str(cohort), "--n", "2", "--threads", "1"])
+    out = _bench()(["--run", str(run), "--cohort", str(cohort), "--n", "2", "--threads", "1", "--noise", "0,2"])
     assert out["weights"].endswith("seg_decoder.safetensors") and out["state_step"] is None and out["n"] == 2
     assert 0 <= out["seg_dice_mean"] <= 1 and out["seg_dice_per_class"]
+    assert out["fragments_truth"] > 0 and out["fragments"] > 0
+    # no noise decodes as the plain reconstruction does
+    assert out["latent_noise"]["0"] == {"seg_dice_mean": out["seg_dice_mean"], "fragments": out["fragments"]}
+    assert set(out["latent_noise"]) == {"0", "2"} and 0 <= out["latent_noise"]["2"]["seg_dice_mean"] <= 1
     level = out["seg_ae"]["level"]
     spacing = out["codebook"]
     assert 1 <= spacing["used_codes"] <= level["num_embeddings"]
@@ -79,3 +83,29 @@ def test_used_code_spacing_is_the_use_weighted_distance_to_the_nearest_other_use
     assert used_code_spacing([torch.zeros(2, 3, 1, 1)])["nearest_used_code_sd"] is None
     with pytest.raises(ValueError, match="not snapped"):
         used_code_spacing([torch.randn(2, 20000, 1, 1)])
+
+
+def test_fragments_count_26_connected_components_of_each_organ_class():
+    from vctcore.evaluate.codebook import fragments
+
+    seg = np.zeros((8, 8, 8), np.uint8)
+    seg[0:2, 0:2, 0:2] = 1
+    seg[5:7, 5:7, 5:7] = 1  # a second liver-class island
+    seg[2, 2, 2] = 1  # touches the first only at a corner: the same component under 26-connectivity
+    seg[0:3, 5:8, 0:2] = 2
+    assert fragments(seg) == 3
+    assert fragments(seg, classes=[2]) == 1
+    assert fragments(np.zeros((4, 4, 4), np.uint8)) == 0
+
+
+def test_a_perturbed_latent_moves_each_channel_by_its_own_spread():
+    import torch
+
+    from vctcore.evaluate.codebook import perturb_latent
+
+    z = torch.randn(1, 2, 20, 20, 20) * torch.tensor([1.0, 50.0]).reshape(1, 2, 1, 1, 1)
+    assert perturb_latent(z, 0.0, seed=1) is z
+    a, b = perturb_latent(z, 0.5, seed=1), perturb_latent(z, 0.5, seed=1)
+    assert torch.equal(a, b) and not torch.equal(a, perturb_latent(z, 0.5, seed=2))
+    moved = ((a - z).std(dim=(0, 2, 3, 4)) / z.std(dim=(0, 2, 3, 4)))
+    assert torch.allclose(moved, torch.full((2,), 0.5), atol=0.03)

@@ -65,14 +65,20 @@ def reconstruct(generator, ct: CTVolume, seg: LabelMap, attributes: Mapping[str,
 
 @torch.no_grad()
 def segmentation_reconstruction_dice(seg_ae, labels: Iterable[np.ndarray], device: torch.device,
-                                     precision: str = "bf16", latents: list[torch.Tensor] | None = None) -> dict:
+                                     precision: str = "bf16", latents: list[torch.Tensor] | None = None,
+                                     noise_sd: float = 0.0, seed: int = 0) -> dict:
     """Dice of the segmentation autoencoder ``seg_ae`` alone (a vctcore ``SegAE``) on merged-class maps
     (X, Y, Z): each encoded whole and decoded in the generator's windows, as generation decodes Z_seg.
+    With ``noise_sd``, the packed latent is perturbed first (:func:`vctcore.evaluate.codebook.perturb_latent`,
+    patient ``i`` drawn from ``seed + i``): how precisely a diffusion sample must land on the codes.
 
     Returns :func:`vctcore.evaluate.overlap.cohort_dice` of the maps ("mean" over the 16 organ classes,
-    "per_class"). Scores a training run's segmentation AE before a generator exists (``bench/seg_ae.py``).
+    "per_class"), plus "fragments" and "fragments_truth": connected components per patient of the
+    decoded and of the true maps (:func:`vctcore.evaluate.codebook.fragments`). Scores a training run's
+    segmentation AE before a generator exists (``bench/seg_ae.py``).
     """
     from vctcore.devices import autocast
+    from vctcore.evaluate.codebook import fragments, perturb_latent
     from vctcore.evaluate.overlap import cohort_dice, dice_per_class
     from vctcore.generator import DECODE_ROI
     from vctcore.models.autoencoders import snap
@@ -81,14 +87,17 @@ def segmentation_reconstruction_dice(seg_ae, labels: Iterable[np.ndarray], devic
 
     was_training = seg_ae.training
     seg_ae.eval()
-    per = []
-    for lab in labels:
+    per, frags, frags_truth = [], [], []
+    for i, lab in enumerate(labels):
         s = torch.from_numpy(np.asarray(lab, dtype=np.int64))[None].to(device)
         with autocast(device, precision):
             z = encode_segmentation(seg_ae, s)
-            logits = windowed(seg_ae.decode, z, DECODE_ROI)
+            logits = windowed(seg_ae.decode, perturb_latent(z, noise_sd, seed + i), DECODE_ROI)
         if latents is not None:  # windowed encoding blends codes where windows overlap: snap them
             latents.append(snap(seg_ae.vq, seg_ae.unpack(z).float())[0].cpu())
-        per.append(dice_per_class(np.asarray(lab), logits[0].float().argmax(0).to(torch.uint8).cpu().numpy()))
+        pred = logits[0].float().argmax(0).to(torch.uint8).cpu().numpy()
+        per.append(dice_per_class(np.asarray(lab), pred))
+        frags.append(fragments(pred))
+        frags_truth.append(fragments(np.asarray(lab)))
     seg_ae.train(was_training)
-    return cohort_dice(per)
+    return {**cohort_dice(per), "fragments": float(np.mean(frags)), "fragments_truth": float(np.mean(frags_truth))}

@@ -41,3 +41,31 @@ def test_held_out_denoising_loss_refuses_timesteps_outside_the_schedule(tiny_gen
         held_out_denoising_loss(gen, [], [], pd.DataFrame(), [1000])
     with pytest.raises(ValueError, match="one of each per patient"):
         held_out_denoising_loss(gen, [None], [], pd.DataFrame(), [10])
+
+
+def test_a_runs_diffusion_is_scored_finished_or_still_training(tiny_generator, tmp_path):
+    """--run reads the run's own networks: its finished diffusion scores as the exported generator does
+    (which stores it in float16), and a run whose diffusion still trains is scored from the EMA weights of
+    its state; a run without a diffusion is refused."""
+    import shutil
+
+    run, cohort = tiny_generator["run"], tiny_generator["cohort"]
+    common = ["--cohort", str(cohort), "--n", "2", "--timesteps", "10,500", "--threads", "1"]
+    finished = _bench()(["--run", str(run), *common])
+    exported = _bench()(["--checkpoint", str(tiny_generator["generator"]), *common])
+    assert finished["diffusion_state_step"] is None
+    for t, d in finished["loss"].items():
+        assert d["all"] == pytest.approx(exported["loss"][t]["all"], rel=0.05)
+
+    training = tmp_path / "training"
+    shutil.copytree(run / "models", training / "models")
+    (training / "models" / "diffusion.safetensors").unlink()
+    shutil.copy(run / "run.json", training / "run.json")
+    with pytest.raises(SystemExit, match="no diffusion yet"):
+        _bench()(["--run", str(training), *common])
+    (training / "state").mkdir()
+    shutil.copy(run / "state" / "diffusion.pt", training / "state" / "diffusion.pt")
+    mid = _bench()(["--run", str(training), *common])
+    assert mid["diffusion_state_step"] > 0 and mid["loss"]["10"]["all"] > 0
+    with pytest.raises(SystemExit, match="not both"):
+        _bench()(["--run", str(training), "--checkpoint", str(tiny_generator["generator"]), *common])

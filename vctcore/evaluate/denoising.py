@@ -12,18 +12,35 @@ t = 50 for 2x-latent candidates that generated speckled segmentations, against 0
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 
+from vctcore.models.autoencoders import SegAE, StackedImageAE
+from vctcore.models.config import GeneratorConfig
+from vctcore.models.diffusion import LatentDiffusion
+
+
+@dataclass
+class GeneratorModules:
+    """What the loss reads of a generator, for a training run that has no exported generator yet."""
+
+    cfg: GeneratorConfig
+    ae: StackedImageAE
+    seg_ae: SegAE
+    dm: LatentDiffusion
+    device: torch.device
+
 
 @torch.no_grad()
-def held_out_denoising_loss(gen, cts: Sequence[np.ndarray], segs: Sequence[np.ndarray], table: pd.DataFrame,
-                            timesteps: Sequence[int], seed: int = 0) -> dict[str, dict[str, float]]:
-    """Mean squared error of ``gen``'s diffusion (a vctcore Generator) on held-out patients: ``cts`` in HU
-    and ``segs`` merged classes, each (X, Y, Z) on the generator's grid, ``table`` their attribute rows
-    (conditioning columns as in vctcore.attributes; missing ones count as "none").
+def held_out_denoising_loss(models: GeneratorModules, cts: Sequence[np.ndarray], segs: Sequence[np.ndarray],
+                            table: pd.DataFrame, timesteps: Sequence[int], seed: int = 0) -> dict[str, dict[str, float]]:
+    """Mean squared error of a generator's diffusion on held-out patients: ``models`` (a vctcore Generator,
+    or :class:`GeneratorModules` of a training run), ``cts`` in HU and ``segs`` merged classes, each
+    (X, Y, Z) on the generator's grid, ``table`` their attribute rows (conditioning columns as in
+    vctcore.attributes; missing ones count as "none").
 
     Returns ``{str(t): {"image": mse, "segmentation": mse, "all": mse}}`` for every ``t`` in
     ``timesteps`` (0 <= t < the diffusion's train_timesteps), averaged over patients and voxels."""
@@ -31,6 +48,7 @@ def held_out_denoising_loss(gen, cts: Sequence[np.ndarray], segs: Sequence[np.nd
     from vctcore.models.conditioning import attribute_bins
     from vctcore.models.encode import encode_patient
 
+    gen = models
     dm, cfg = gen.dm, gen.cfg
     n_t = cfg.diffusion.train_timesteps
     bad = [t for t in timesteps if not 0 <= int(t) < n_t]

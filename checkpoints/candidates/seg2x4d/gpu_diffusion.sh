@@ -7,7 +7,8 @@
 # The device machine has torch but not monai/nibabel and no network: carry wheels fetched here with
 #   pip download monai==1.6.1 nibabel==5.4.2 --no-deps -d .whl
 # (run's carry: [".whl"]). Writes $OUT/diffusion.f16.part* (the diffusion's weights as float16, cut
-# under 16 MiB) and $OUT/logs; join them here with `cat diffusion.f16.part* > diffusion.safetensors`
+# under 16 MiB), $OUT/logs and $OUT/diffusion_loss*.json (bench/diffusion_loss.py, this run and the
+# shipped generator); join the parts here with `cat diffusion.f16.part* > diffusion.safetensors`
 # and put it in the run's models/ (a CPU session then runs the post stage and the evaluation).
 set -euo pipefail
 MINUTES=${1:-6}
@@ -25,6 +26,12 @@ time python3 -m vctcore.cli train --cohort /tmp/train43 --run "$RUN" --preset "$
     --from-run checkpoints/default --warm-start diffusion --stages latents,diffusion --budget-minutes 0 \
     --max-minutes "$MINUTES" --device cuda
 cp -r "$RUN/logs" "$RUN/warm_start.json" "$OUT/"
+# held-out denoising loss, image and segmentation channels apart, of this diffusion (finished, or the EMA
+# of its state) and of the shipped one, on eval100's first 8 patients rebuilt byte for byte
+python3 -m vctcore.cli phantom --n 8 --seed 13 --out /tmp/eval8 --quiet
+python3 bench/diffusion_loss.py --run "$RUN" --cohort /tmp/eval8 --device cuda > "$OUT/diffusion_loss.json"
+python3 bench/diffusion_loss.py --checkpoint checkpoints/default --cohort /tmp/eval8 --device cuda \
+    > "$OUT/diffusion_loss_default.json"
 python3 - "$RUN" "$OUT" <<'PY'
 import sys
 from pathlib import Path

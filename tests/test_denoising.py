@@ -1,19 +1,13 @@
 """bench/diffusion_loss.py: a generator's held-out denoising loss per timestep, image and segmentation apart."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "diffusion_loss.py"
+from bench_scripts import bench_main
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_diffusion_loss", BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.main
+    return bench_main("diffusion_loss")
 
 
 def test_held_out_denoising_loss_splits_image_and_segmentation_channels(tiny_generator):

@@ -1,27 +1,21 @@
 """bench/seg_ae.py: a training run's segmentation AE scored on held-out label maps, decoded as generation decodes."""
 from __future__ import annotations
 
-import importlib.util
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from bench_scripts import bench_main
 from vctcore.cohort import read_attributes
 from vctcore.evaluate.overlap import cohort_dice, dice_per_class
 from vctcore.evaluate.recon import reconstruct
 from vctcore.generator import Generator
 from vctcore.volume import read_ct, read_labels
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "seg_ae.py"
-
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_seg_ae", BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.main
+    return bench_main("seg_ae")
 
 
 def test_a_finished_runs_segmentation_ae_scores_as_the_generator_reconstructs(tiny_generator):

@@ -1,0 +1,16 @@
+"""The ``main`` of a script in bench/ (they are scripts, not a package), for tests that run them."""
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parents[1] / "bench"
+
+
+def bench_main(name: str) -> Callable[[list[str] | None], dict]:
+    """``bench/<name>.py``'s ``main(argv) -> dict``."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH_DIR / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.main

@@ -18,6 +18,7 @@ def test_held_out_denoising_loss_splits_image_and_segmentation_channels(tiny_gen
     assert out["n"] == 2 and set(out["loss"]) == {"10", "500"}
     for d in out["loss"].values():
         assert d["image"] > 0 and d["segmentation"] > 0
+        assert d["image_bound"] >= 0 and d["segmentation_bound"] >= 0
         # every channel weighs the same in "all"
         assert d["all"] == pytest.approx((c_img * d["image"] + (c - c_img) * d["segmentation"]) / c, abs=2e-4)
     assert _bench()(args)["loss"] == out["loss"]  # the same draws from the same seed
@@ -63,3 +64,23 @@ def test_a_runs_diffusion_is_scored_finished_or_still_training(tiny_generator, t
     assert mid["diffusion_state_step"] > 0 and mid["loss"]["10"]["all"] > 0
     with pytest.raises(SystemExit, match="not both"):
         _bench()(["--run", str(training), "--checkpoint", str(tiny_generator["generator"]), *common])
+
+
+def test_per_voxel_bound_matches_the_closed_forms():
+    """One code: nothing to confuse, zero error. A dense Gaussian codebook: the velocity is independent of
+    the noisy voxel, so the best prediction is 0 and the error its variance, 1; the noise's error is
+    alpha_bar (its posterior mean is sqrt(1 - alpha_bar) z_t)."""
+    import torch
+
+    from vctcore.evaluate.denoising import per_voxel_bound
+
+    ac = torch.linspace(0.99, 0.05, 1000)
+    one = per_voxel_bound(torch.zeros(1, 3), torch.ones(1), ac, [10, 500])
+    assert one[10] == pytest.approx(0, abs=1e-9) and one[500] == pytest.approx(0, abs=1e-9)
+    far = per_voxel_bound(torch.tensor([[0.0], [100.0]]), torch.tensor([3, 1]), ac, [10])
+    assert far[10] == pytest.approx(0, abs=1e-9)
+    dense = torch.randn(6000, 1, generator=torch.Generator().manual_seed(0))
+    v = per_voxel_bound(dense, torch.ones(6000), ac, [10, 500], n=8000)
+    assert v[10] == pytest.approx(1, abs=0.06) and v[500] == pytest.approx(1, abs=0.06)
+    eps = per_voxel_bound(dense, torch.ones(6000), ac, [10, 500], prediction_type="epsilon", n=8000)
+    assert eps[10] == pytest.approx(float(ac[10]), abs=0.06) and eps[500] == pytest.approx(float(ac[500]), abs=0.06)

@@ -57,8 +57,7 @@ def held_out_denoising_loss(models: GeneratorModules, cts: Sequence[np.ndarray],
     from vctcore.models.conditioning import attribute_bins
     from vctcore.models.encode import encode_patient
 
-    gen = models
-    dm, cfg = gen.dm, gen.cfg
+    dm, cfg = models.dm, models.cfg
     n_t = cfg.diffusion.train_timesteps
     bad = [t for t in timesteps if not 0 <= int(t) < n_t]
     if bad:
@@ -70,38 +69,41 @@ def held_out_denoising_loss(models: GeneratorModules, cts: Sequence[np.ndarray],
     bins_all = torch.from_numpy(attribute_bins(table.reset_index(drop=True), cfg.diffusion.condition_on))
     sums = {int(t): np.zeros(3) for t in timesteps}
     p3, d_seg = cfg.seg_ae.pack ** 3, cfg.seg_ae.level.embedding_dim
-    codes: dict[str, list[torch.Tensor]] = {"image": [], "segmentation": []}
+    # (group, sub-voxel) -> the patients' codes; each packed sub-voxel has its own normalisation
+    codes: dict[tuple[str, int], list[torch.Tensor]] = {}
     for i, (ct, seg) in enumerate(zip(cts, segs)):
-        x = torch.from_numpy(np.asarray(ct, dtype=np.float32))[None, None].to(gen.device)
-        s = torch.from_numpy(np.asarray(seg, dtype=np.int64))[None].to(gen.device)
-        z = encode_patient(gen.ae, gen.seg_ae, x, s, cfg).float()
+        x = torch.from_numpy(np.asarray(ct, dtype=np.float32))[None, None].to(models.device)
+        s = torch.from_numpy(np.asarray(seg, dtype=np.int64))[None].to(models.device)
+        z = encode_patient(models.ae, models.seg_ae, x, s, cfg).float()
         z0 = dm.normalise(z)
         # the codes themselves (windowed encoding blends them where windows overlap), in the same units
-        snapped = dm.normalise(torch.cat([snap(gen.ae.levels[-1], z[:, :c_img]),
-                                          gen.seg_ae.pack(snap(gen.seg_ae.vq, gen.seg_ae.unpack(z[:, c_img:])))], 1))[0]
-        codes["image"].append(snapped[:c_img].reshape(c_img, -1).T.cpu())
+        snapped = dm.normalise(torch.cat([snap(models.ae.levels[-1], z[:, :c_img]),
+                                          models.seg_ae.pack(snap(models.seg_ae.vq, models.seg_ae.unpack(z[:, c_img:])))], 1))[0]
+        codes.setdefault(("image", 0), []).append(snapped[:c_img].reshape(c_img, -1).T.cpu())
         for k in range(p3):  # packed channel c * p3 + k is code dimension c of sub-voxel k
-            codes["segmentation"].append(snapped[[c_img + c * p3 + k for c in range(d_seg)]].reshape(d_seg, -1).T.cpu())
-        bins = bins_all[i:i + 1].to(gen.device)
+            part = snapped[[c_img + c * p3 + k for c in range(d_seg)]].reshape(d_seg, -1).T.cpu()
+            codes.setdefault(("segmentation", k), []).append(part)
+        bins = bins_all[i:i + 1].to(models.device)
         for t in sums:
             g = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, i, t]).generate_state(1)[0]))
-            noise = torch.randn(z0.shape, generator=g).to(gen.device)
-            tt = torch.full((1,), t, dtype=torch.long, device=gen.device)
+            noise = torch.randn(z0.shape, generator=g).to(models.device)
+            tt = torch.full((1,), t, dtype=torch.long, device=models.device)
             zt = sched.add_noise(z0, noise, tt)
             target = sched.get_velocity(z0, noise, tt) if cfg.diffusion.prediction_type == "v_prediction" else noise
-            with autocast(gen.device, cfg.precision):
+            with autocast(models.device, cfg.precision):
                 pred = dm(zt, tt, bins)
             err = (pred.float() - target).pow(2).mean(dim=(0, 2, 3, 4)).cpu().numpy()  # per channel
             sums[t] += [err[:c_img].mean(), err[c_img:].mean(), err.mean()]
     out = {str(t): dict(zip(("image", "segmentation", "all"), (float(v) for v in s / len(cts))))
            for t, s in sums.items()}
-    for group, vecs in codes.items():
-        if not vecs:
-            continue
+    bounds: dict[str, list[dict[int, float]]] = {}
+    for (group, _), vecs in codes.items():
         found, counts = torch.unique(torch.cat(vecs).double(), dim=0, return_counts=True)
-        bound = per_voxel_bound(found, counts, sched.alphas_cumprod, list(sums), cfg.diffusion.prediction_type, seed=seed)
-        for t, b in bound.items():
-            out[str(t)][f"{group}_bound"] = b
+        bounds.setdefault(group, []).append(
+            per_voxel_bound(found, counts, sched.alphas_cumprod, list(sums), cfg.diffusion.prediction_type, seed=seed))
+    for group, per_part in bounds.items():  # the sub-voxels weigh alike, as their channels do in the loss
+        for t in sums:
+            out[str(t)][f"{group}_bound"] = float(np.mean([b[t] for b in per_part]))
     return out
 
 

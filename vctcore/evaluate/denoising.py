@@ -12,7 +12,7 @@ a yardstick, :func:`per_voxel_bound`: the loss of the best denoiser that knows o
 is used, voxel by voxel, and nothing of its neighbours. A trained U-Net, which also sees the context,
 should reach it or go below (the shipped diffusion: segmentation 0.276 at t = 50 against a bound of
 0.30). Session 19's 2x-latent candidates, which generated speckled segmentations, scored 0.91 at
-t = 50; the 2x/4-channel candidate's bound there is 0.11 (session 21).
+t = 50; the 2x/4-channel candidate's bound there is 0.10 (session 21).
 """
 from __future__ import annotations
 

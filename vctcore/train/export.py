@@ -18,12 +18,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from vctcore.models.autoencoders import SegAE, StackedImageAE
-from vctcore.models.checkpoint import load_module, save_module, sha256_file
+from vctcore.models.checkpoint import save_module, sha256_file
 from vctcore.models.config import GeneratorConfig
 from vctcore.train.budget import read_budget
 from vctcore.train.data import CohortArrays
-from vctcore.train.stages import read_warm_starts, tuned_seg_ae_file
+from vctcore.train.stages import image_ae_from_run, read_warm_starts, tuned_seg_ae_from_run
 
 WEIGHT_FILES = ("image_ae.safetensors", "seg_ae.safetensors", "diffusion.safetensors", "post.safetensors")
 
@@ -99,14 +98,9 @@ def export_generator(run_dir: Path, out: Path, data: CohortArrays | None = None)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    ae = StackedImageAE(cfg.image_ae)
-    for i in range(len(cfg.image_ae.levels)):
-        load_module(ae.levels[i], models / f"image_ae_{i + 1}.safetensors", kind="vq_level")
-    save_module(ae, tmp / "image_ae.safetensors", kind="image_ae", config=cfg.to_dict())
-    seg = SegAE(cfg.seg_ae)
+    save_module(image_ae_from_run(models, cfg), tmp / "image_ae.safetensors", kind="image_ae", config=cfg.to_dict())
     # the fine-tuned decoder (same encoder and codebook) when the preset has that stage
-    load_module(seg, tuned_seg_ae_file(models), kind="seg_ae")
-    save_module(seg, tmp / "seg_ae.safetensors", kind="seg_ae", config=cfg.to_dict())
+    save_module(tuned_seg_ae_from_run(models, cfg), tmp / "seg_ae.safetensors", kind="seg_ae", config=cfg.to_dict())
     _store_half(models / "diffusion.safetensors", tmp / "diffusion.safetensors")
     shutil.copyfile(models / "post.safetensors", tmp / "post.safetensors")
     (tmp / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))

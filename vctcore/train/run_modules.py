@@ -8,11 +8,10 @@ from pathlib import Path
 import torch
 
 from vctcore.evaluate.denoising import GeneratorModules
-from vctcore.models.autoencoders import SegAE, StackedImageAE
 from vctcore.models.checkpoint import load_module, load_state
 from vctcore.models.config import GeneratorConfig
 from vctcore.models.diffusion import LatentDiffusion
-from vctcore.train.stages import tuned_seg_ae_file
+from vctcore.train.stages import image_ae_from_run, tuned_seg_ae_file, tuned_seg_ae_from_run
 
 
 def load_run_modules(run_dir: str | Path, device: torch.device) -> tuple[GeneratorModules, int | None]:
@@ -26,17 +25,14 @@ def load_run_modules(run_dir: str | Path, device: torch.device) -> tuple[Generat
         raise ValueError(f"{run}: not a training run (no run.json)")
     cfg = GeneratorConfig.from_dict(json.loads(meta.read_text())["config"])
     models = run / "models"
-    ae = StackedImageAE(cfg.image_ae)
     for i in range(len(cfg.image_ae.levels)):
-        path = models / f"image_ae_{i + 1}.safetensors"
-        if not path.exists():
-            raise ValueError(f"{run}: the image autoencoder's level {i + 1} is not trained yet ({path.name})")
-        load_module(ae.levels[i], path, kind="vq_level")
-    seg_path = tuned_seg_ae_file(models)
-    if not seg_path.exists():
-        raise ValueError(f"{run}: the segmentation autoencoder is not trained yet ({seg_path.name})")
-    seg_ae = SegAE(cfg.seg_ae)
-    load_module(seg_ae, seg_path, kind="seg_ae")
+        name = f"image_ae_{i + 1}.safetensors"
+        if not (models / name).exists():
+            raise ValueError(f"{run}: the image autoencoder's level {i + 1} is not trained yet ({name})")
+    seg_file = tuned_seg_ae_file(models)
+    if not seg_file.exists():
+        raise ValueError(f"{run}: the segmentation autoencoder is not trained yet ({seg_file.name})")
+    ae, seg_ae = image_ae_from_run(models, cfg), tuned_seg_ae_from_run(models, cfg)
     dm = LatentDiffusion(cfg.diffusion, cfg.latent_channels)
     step = None
     if (models / "diffusion.safetensors").exists():

@@ -310,11 +310,17 @@ def train_seg_decoder(ctx: StageContext) -> StageResult:
     return _finish(ctx, "seg_decoder", seg_ae, result, "seg_ae")
 
 
+def image_ae_from_run(models: Path, cfg: GeneratorConfig) -> StackedImageAE:
+    """The stacked image AE in a run's ``models`` folder (one ``image_ae_<i>`` stage file per level), on
+    the CPU: what the later stages, the export and :func:`vctcore.train.run_modules.load_run_modules` read."""
+    ae = StackedImageAE(cfg.image_ae)
+    for i in range(len(cfg.image_ae.levels)):
+        load_module(ae.levels[i], models / f"image_ae_{i + 1}.safetensors", kind="vq_level")
+    return ae
+
+
 def load_image_ae(ctx: StageContext) -> StackedImageAE:
-    ae = StackedImageAE(ctx.cfg.image_ae)
-    for i in range(len(ctx.cfg.image_ae.levels)):
-        load_module(ae.levels[i], ctx.model_path(f"image_ae_{i + 1}"), kind="vq_level")
-    return _frozen(ae.to(ctx.device))
+    return _frozen(image_ae_from_run(ctx.run_dir / "models", ctx.cfg).to(ctx.device))
 
 
 def load_seg_ae(ctx: StageContext, stage: str = "seg_ae") -> SegAE:
@@ -520,6 +526,14 @@ def tuned_seg_ae_file(models: Path) -> Path:
     ``seg_decoder`` stage's fine-tuned decoder when the run has one, else the ``seg_ae`` stage's."""
     tuned = models / "seg_decoder.safetensors"
     return tuned if tuned.exists() else models / "seg_ae.safetensors"
+
+
+def tuned_seg_ae_from_run(models: Path, cfg: GeneratorConfig) -> SegAE:
+    """The segmentation AE in a run's ``models`` folder as the generator will decode with it
+    (:func:`tuned_seg_ae_file`), on the CPU."""
+    seg_ae = SegAE(cfg.seg_ae)
+    load_module(seg_ae, tuned_seg_ae_file(models), kind="seg_ae")
+    return seg_ae
 
 
 def load_tuned_seg_ae(ctx: StageContext) -> SegAE:

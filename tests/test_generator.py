@@ -157,8 +157,8 @@ def test_a_cohort_file_is_hashed_once_per_process_until_it_changes(tmp_path, mon
     from vctcore.train import data
 
     reads = []
-    digest = hashlib.file_digest
-    monkeypatch.setattr(data.hashlib, "file_digest", lambda f, name: reads.append(f.name) or digest(f, name))
+    digest = data.sha256_file
+    monkeypatch.setattr(data, "sha256_file", lambda path: reads.append(path) or digest(path))
     f = tmp_path / "ct.nii.gz"
     f.write_bytes(b"a" * 100)
     assert data.file_sha256(f) == data.file_sha256(f) == hashlib.sha256(b"a" * 100).hexdigest()

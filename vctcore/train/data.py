@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 
 from vctcore.cohort import read_attributes
+from vctcore.models.checkpoint import sha256_file
 from vctcore.volume import read_ct, read_labels
 
 
@@ -68,8 +69,7 @@ def file_sha256(path: str | Path) -> str:
 @functools.lru_cache(maxsize=1 << 16)
 def _sha256_of(path: str, size: int, mtime_ns: int, inode: int) -> str:
     """The digest behind :func:`file_sha256`; the size, time and inode arguments only key the cache."""
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+    return sha256_file(path)
 
 
 def legacy_cohort_fingerprint(root: Path, ids: list[str]) -> str:

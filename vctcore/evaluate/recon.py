@@ -7,7 +7,7 @@ VQ-VAE, 1.5 mm): PSNR 31.06 dB, SSIM 0.9472.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -66,16 +66,17 @@ def reconstruct(generator, ct: CTVolume, seg: LabelMap, attributes: Mapping[str,
 @torch.no_grad()
 def segmentation_reconstruction_dice(seg_ae, labels: Iterable[np.ndarray], device: torch.device,
                                      precision: str = "bf16", latents: list[torch.Tensor] | None = None,
-                                     noise_sd: float = 0.0, seed: int = 0) -> dict:
+                                     noise_sds: Sequence[float] = (), seed: int = 0) -> dict:
     """Dice of the segmentation autoencoder ``seg_ae`` alone (a vctcore ``SegAE``) on merged-class maps
     (X, Y, Z): each encoded whole and decoded in the generator's windows, as generation decodes Z_seg.
-    With ``noise_sd``, the packed latent is perturbed first (:func:`vctcore.evaluate.codebook.perturb_latent`,
-    patient ``i`` drawn from ``seed + i``): how precisely a diffusion sample must land on the codes.
 
     Returns :func:`vctcore.evaluate.overlap.cohort_dice` of the maps ("mean" over the 16 organ classes,
     "per_class"), plus "fragments" and "fragments_truth": connected components per patient of the
-    decoded and of the true maps (:func:`vctcore.evaluate.codebook.fragments`). Scores a training run's
-    segmentation AE before a generator exists (``bench/seg_ae.py``).
+    decoded and of the true maps (:func:`vctcore.evaluate.codebook.fragments`), and "latent_noise": for
+    each level in ``noise_sds``, the same encoding decoded after :func:`vctcore.evaluate.codebook.perturb_latent`
+    moved it by that many SDs (patient ``i`` drawn from ``seed + i``), keyed ``f"{level:g}"`` with its
+    "mean" Dice and "fragments": how precisely a diffusion sample must land on the codes. Scores a
+    training run's segmentation AE before a generator exists (``bench/seg_ae.py``).
     """
     from vctcore.devices import autocast
     from vctcore.evaluate.codebook import fragments, perturb_latent
@@ -87,17 +88,26 @@ def segmentation_reconstruction_dice(seg_ae, labels: Iterable[np.ndarray], devic
 
     was_training = seg_ae.training
     seg_ae.eval()
-    per, frags, frags_truth = [], [], []
+    levels = [0.0, *noise_sds]  # 0: the plain reconstruction
+    per: list[list[dict]] = [[] for _ in levels]
+    frags: list[list[int]] = [[] for _ in levels]
+    frags_truth = []
     for i, lab in enumerate(labels):
-        s = torch.from_numpy(np.asarray(lab, dtype=np.int64))[None].to(device)
+        lab = np.asarray(lab)
+        s = torch.from_numpy(lab.astype(np.int64))[None].to(device)
         with autocast(device, precision):
             z = encode_segmentation(seg_ae, s)
-            logits = windowed(seg_ae.decode, perturb_latent(z, noise_sd, seed + i), DECODE_ROI)
         if latents is not None:  # windowed encoding blends codes where windows overlap: snap them
             latents.append(snap(seg_ae.vq, seg_ae.unpack(z).float())[0].cpu())
-        pred = logits[0].float().argmax(0).to(torch.uint8).cpu().numpy()
-        per.append(dice_per_class(np.asarray(lab), pred))
-        frags.append(fragments(pred))
-        frags_truth.append(fragments(np.asarray(lab)))
+        for j, level in enumerate(levels):
+            with autocast(device, precision):
+                logits = windowed(seg_ae.decode, perturb_latent(z, level, seed + i), DECODE_ROI)
+            pred = logits[0].float().argmax(0).to(torch.uint8).cpu().numpy()
+            per[j].append(dice_per_class(lab, pred))
+            frags[j].append(fragments(pred))
+        frags_truth.append(fragments(lab))
     seg_ae.train(was_training)
-    return {**cohort_dice(per), "fragments": float(np.mean(frags)), "fragments_truth": float(np.mean(frags_truth))}
+    noisy = {f"{level:g}": {"mean": cohort_dice(p)["mean"], "fragments": float(np.mean(f))}
+             for level, p, f in zip(levels[1:], per[1:], frags[1:])}
+    return {**cohort_dice(per[0]), "fragments": float(np.mean(frags[0])),
+            "fragments_truth": float(np.mean(frags_truth)), "latent_noise": noisy}

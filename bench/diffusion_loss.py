@@ -28,12 +28,11 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     torch.set_num_threads(args.threads)
-    from vctcore.cohort import read_attributes
+    from vctcore.cohort import read_first_patients
     from vctcore.devices import resolve_device
     from vctcore.evaluate.denoising import held_out_denoising_loss
     from vctcore.generator import Generator
     from vctcore.train.run_modules import load_run_modules
-    from vctcore.volume import read_ct, read_labels
 
     if args.run and args.checkpoint:
         raise SystemExit("give --checkpoint or --run, not both")
@@ -47,14 +46,13 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         gen = Generator.from_pretrained(args.checkpoint, device=args.device, post=False)
         source = str(gen.path)
-    table = read_attributes(args.cohort).iloc[: args.n]
-    ids = [str(i) for i in table["id"]]
-    cts = [read_ct(f"{args.cohort}/patients/{pid}/ct.nii.gz").data for pid in ids]
-    segs = [read_labels(f"{args.cohort}/patients/{pid}/seg.nii.gz").data for pid in ids]
-    if any(tuple(c.shape) != tuple(gen.cfg.grid_shape) for c in cts):
-        raise SystemExit(f"{args.cohort}: CTs are not on the generator's grid {tuple(gen.cfg.grid_shape)}")
+    try:
+        table, cts, segs = read_first_patients(args.cohort, args.n, gen.cfg.grid_shape)
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
+    ids = list(table["id"])
     t = time.perf_counter()
-    loss = held_out_denoising_loss(gen, cts, segs, table, [int(v) for v in args.timesteps.split(",")], args.seed)
+    loss = held_out_denoising_loss(gen, [c.data for c in cts], [s.data for s in segs], table, [int(v) for v in args.timesteps.split(",")], args.seed)
     return {"benchmark": "diffusion_loss", "source": source, "diffusion_state_step": step,
             "cohort": args.cohort, "n": len(ids),
             "seed": args.seed, "latent_channels": gen.cfg.latent_channels,

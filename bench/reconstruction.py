@@ -27,20 +27,20 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     torch.set_num_threads(args.threads)
-    from vctcore.cohort import read_attributes
+    from vctcore.cohort import read_first_patients
     from vctcore.evaluate.overlap import cohort_dice, dice_per_class
     from vctcore.evaluate.recon import psnr_hu, reconstruct, ssim_hu
     from vctcore.generator import Generator
-    from vctcore.volume import read_ct, read_labels
 
     gen = Generator.from_pretrained(args.checkpoint, device="cpu", post=not args.no_post)
-    table = read_attributes(args.cohort).iloc[: args.n]
-    ids = [str(i) for i in table["id"]]
+    try:
+        table, cts, segs = read_first_patients(args.cohort, args.n, gen.cfg.grid_shape)
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
+    ids = list(table["id"])
     psnr, ssim, dice = [], [], []
     t = time.perf_counter()
-    for pid, (_, attrs) in zip(ids, table.iterrows()):
-        ct = read_ct(f"{args.cohort}/patients/{pid}/ct.nii.gz")
-        seg = read_labels(f"{args.cohort}/patients/{pid}/seg.nii.gz")
+    for ct, seg, (_, attrs) in zip(cts, segs, table.iterrows()):
         rct, rseg = reconstruct(gen, ct, seg, attrs.to_dict())
         psnr.append(psnr_hu(ct.data, rct.data))
         ssim.append(ssim_hu(ct.data, rct.data))

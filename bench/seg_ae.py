@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     torch.set_num_threads(args.threads)
-    from vctcore.cohort import read_attributes
+    from vctcore.cohort import read_first_patients
     from vctcore.devices import resolve_device
     from vctcore.evaluate.codebook import used_code_spacing
     from vctcore.evaluate.recon import segmentation_reconstruction_dice
@@ -38,7 +38,6 @@ def main(argv: list[str] | None = None) -> dict:
     from vctcore.models.checkpoint import load_module, load_state
     from vctcore.models.config import GeneratorConfig
     from vctcore.train.stages import tuned_seg_ae_file
-    from vctcore.volume import read_labels
 
     run = Path(args.run)
     cfg = GeneratorConfig.from_dict(json.loads((run / "run.json").read_text())["config"])
@@ -55,10 +54,11 @@ def main(argv: list[str] | None = None) -> dict:
         state_step = int(state["step"])
     device = resolve_device(args.device)
     seg_ae.to(device)
-    ids = [str(i) for i in read_attributes(args.cohort)["id"].iloc[: args.n]]
-    labels = [read_labels(f"{args.cohort}/patients/{pid}/seg.nii.gz").data for pid in ids]
-    if any(tuple(lab.shape) != tuple(cfg.grid_shape) for lab in labels):
-        raise SystemExit(f"{args.cohort}: label maps are not on the run's grid {tuple(cfg.grid_shape)}")
+    try:
+        table, _, maps = read_first_patients(args.cohort, args.n, cfg.grid_shape, ct=False)
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
+    ids, labels = list(table["id"]), [m.data for m in maps]
     t = time.perf_counter()
     latents: list = []
     levels = [float(v) for v in args.noise.split(",") if v.strip()]

@@ -84,3 +84,33 @@ def test_per_voxel_bound_matches_the_closed_forms():
     assert v[10] == pytest.approx(1, abs=0.06) and v[500] == pytest.approx(1, abs=0.06)
     eps = per_voxel_bound(dense, torch.ones(6000), ac, [10, 500], prediction_type="epsilon", n=8000)
     assert eps[10] == pytest.approx(float(ac[10]), abs=0.06) and eps[500] == pytest.approx(float(ac[500]), abs=0.06)
+
+
+def test_benches_refuse_a_held_out_cohort_off_the_models_grid_naming_the_patient(tiny_generator, tmp_path):
+    """The held-out readers of bench/diffusion_loss.py, bench/reconstruction.py and bench/seg_ae.py
+    (vctcore.cohort.read_first_patients) name the patient whose volume is on another grid."""
+    import shutil
+
+    import numpy as np
+
+    from vctcore.cohort import read_attributes, read_first_patients
+    from vctcore.volume import LabelMap, read_labels, write_labels
+
+    cohort = tmp_path / "cohort"
+    shutil.copytree(tiny_generator["cohort"], cohort)
+    second = read_attributes(cohort)["id"].iloc[1]
+    lab = read_labels(cohort / "patients" / second / "seg.nii.gz")
+    write_labels(LabelMap(np.ascontiguousarray(lab.data[:-2]), lab.affine, lab.names),
+                 cohort / "patients" / second / "seg.nii.gz")
+    grid = tuple(lab.data.shape)
+    table, cts, segs = read_first_patients(cohort, 1, grid)
+    assert len(table) == len(cts) == len(segs) == 1 and cts[0].data.shape == grid
+    with pytest.raises(ValueError, match=f"patients {second} are not on the grid"):
+        read_first_patients(cohort, 2, grid, ct=False)
+    common = ["--cohort", str(cohort), "--n", "2", "--threads", "1"]
+    with pytest.raises(SystemExit, match=f"patients {second} are not on the grid"):
+        _bench()(["--checkpoint", str(tiny_generator["generator"]), *common, "--timesteps", "10"])
+    with pytest.raises(SystemExit, match=f"patients {second} are not on the grid"):
+        bench_main("reconstruction")(["--checkpoint", str(tiny_generator["generator"]), *common])
+    with pytest.raises(SystemExit, match=f"patients {second} are not on the grid"):
+        bench_main("seg_ae")(["--run", str(tiny_generator["run"]), *common])

@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from vctcore import __version__
-from vctcore.volume import CTVolume, LabelMap, write_ct, write_labels
+from vctcore.volume import CTVolume, LabelMap, read_ct, read_labels, write_ct, write_labels
 
 PATIENT_FILES = ("ct.nii.gz", "seg.nii.gz")
 
@@ -110,3 +110,20 @@ def read_attributes(root: str | os.PathLike) -> pd.DataFrame:
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: not a cohort directory")
     return pd.read_csv(path, dtype={"id": str})
+
+
+def read_first_patients(root: str | os.PathLike, n: int, grid_shape: tuple[int, ...] | None = None, *,
+                        ct: bool = True) -> tuple[pd.DataFrame, list[CTVolume], list[LabelMap]]:
+    """The first ``n`` patients of a cohort: their attribute rows, CTs (HU; empty list with ``ct=False``)
+    and label maps, each (X, Y, Z). ValueError when a volume is not on ``grid_shape`` (say, a held-out
+    cohort built on another grid than the model's)."""
+    table = read_attributes(root).iloc[:n].reset_index(drop=True)
+    patients = Path(root) / "patients"
+    cts = [read_ct(patients / pid / "ct.nii.gz") for pid in table["id"]] if ct else []
+    segs = [read_labels(patients / pid / "seg.nii.gz") for pid in table["id"]]
+    if grid_shape is not None:
+        ids = list(table["id"]) * (2 if ct else 1)  # one per volume of cts + segs
+        off = sorted({pid for pid, v in zip(ids, [*cts, *segs]) if tuple(v.data.shape) != tuple(grid_shape)})
+        if off:
+            raise ValueError(f"{root}: patients {', '.join(off)} are not on the grid {tuple(grid_shape)}")
+    return table, cts, segs

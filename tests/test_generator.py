@@ -421,36 +421,6 @@ def test_warm_started_diffusion_reads_new_attributes_and_keeps_the_old_weights(t
     assert not torch.equal(lean, fat)
 
 
-def test_codebook_posterior_diffusion_warm_starts_and_generates(trained, tmp_path):
-    """diffusion.codebook_posterior on a run warm-started from one without it: only the diffusion trains,
-    the old U-Net's segmentation output rows restart at zero (recorded), the posterior is fitted to the
-    run's latents, and the exported generator holds it and generates deterministically."""
-    import yaml
-
-    from vctcore.train.run import train
-
-    preset = yaml.safe_load(trained["preset"].read_text())
-    preset["diffusion"]["codebook_posterior"] = 8
-    new_preset = tmp_path / "posterior.yaml"
-    new_preset.write_text(yaml.safe_dump(preset))
-    seen = {}
-    report = train(trained["cohort"], tmp_path / "run", preset=new_preset, seed=3, from_run=trained["run"],
-                   warm_start=["diffusion"], progress=lambda stage, i, n, vals: seen.setdefault(stage, []).append(vals))
-    assert [r.stage for r in report.results] == ["diffusion"]
-    record = json.loads((tmp_path / "run" / "warm_start.json").read_text())["diffusion"]
-    assert record["fresh_tensors"] == [] and len(record["codebook_rows_restarted"]) == 2
-    fit = seen["diffusion"][1]
-    # the tiny run's segmentation AE uses few codes (1 at this seed): each is then its own group
-    assert fit["codebook_groups"] == min(8, fit["codebook_used_codes"]) >= 1
-    gen = Generator.from_pretrained(report.generator_dir, device="cpu")
-    post = gen.dm.codebook
-    assert post is not None and post.codes.abs().sum() > 0
-    assert torch.allclose(post.log_prior.exp().sum(1), torch.ones(post.pack3))
-    table = pd.DataFrame([ROWS[0]])
-    a, b = gen.generate(table, seed=4), gen.generate(table, seed=4)
-    assert np.array_equal(a[0].ct.data, b[0].ct.data) and np.array_equal(a[0].seg.data, b[0].seg.data)
-
-
 def test_sampling_defaults_change_without_retraining(trained, tmp_path):
     """A preset that changes only the diffusion's sampler and steps: a finished run resumes (no new
     architecture error, nothing trains) and re-exports with them; --from-run reuses the diffusion."""

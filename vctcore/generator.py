@@ -100,7 +100,7 @@ class Generator:
         dev = resolve_device(device)
         ae, seg_ae = StackedImageAE(cfg.image_ae), SegAE(cfg.seg_ae)
         # fused attention measured faster on CPU; CUDA keeps the path its timings and determinism were checked on
-        dm = LatentDiffusion.of(cfg, fused_attention=dev.type == "cpu")
+        dm = LatentDiffusion(cfg.diffusion, cfg.latent_channels, fused_attention=dev.type == "cpu")
         load_module(ae, root / "image_ae.safetensors", kind="image_ae")
         load_module(seg_ae, root / "seg_ae.safetensors", kind="seg_ae")
         load_module(dm, root / "diffusion.safetensors", kind="diffusion")

@@ -111,14 +111,8 @@ class DiffusionConfig:
     #: instead of two). None: guidance at every step. Kynkaenniemi et al. 2024, "Applying guidance in a
     #: limited interval improves sample and distribution quality in diffusion models".
     guidance_interval: tuple[float, float] | None = None
-    #: 0: the U-Net predicts every channel. M > 0: the segmentation channels' prediction is the Bayes
-    #: posterior over their M most used codes given the noisy voxel alone (vctcore.models.codebook_posterior)
-    #: plus the U-Net's output, which then learns only what the context adds.
-    codebook_posterior: int = 0
 
     def __post_init__(self) -> None:
-        if self.codebook_posterior < 0:
-            raise ValueError(f"diffusion.codebook_posterior must be 0 (off) or a number of codes, got {self.codebook_posterior}")
         if self.sampler not in SAMPLERS:
             raise ValueError(f"diffusion.sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
         gi = self.guidance_interval

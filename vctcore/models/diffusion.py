@@ -21,9 +21,8 @@ from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
 from monai.networks.utils import pixelshuffle, pixelunshuffle
 from torch import nn
 
-from vctcore.models.codebook_posterior import CodebookPosterior
 from vctcore.models.conditioning import AttributeEmbedding
-from vctcore.models.config import SAMPLERS, DiffusionConfig, GeneratorConfig
+from vctcore.models.config import SAMPLERS, DiffusionConfig
 from vctcore.models.samplers import dpm_solver_pp_2m
 
 #: MONAI DiffusionModelUNet's first and last convolutions: their input columns / output rows are latent channels
@@ -39,10 +38,7 @@ class LatentDiffusion(nn.Module):
     outputs as close to float32 as the einsum path (mean |difference| 0.0031 against 0.0032).
     """
 
-    def __init__(self, cfg: DiffusionConfig, latent_channels: int, *, fused_attention: bool = False,
-                 seg_layout: tuple[int, int, int] | None = None) -> None:
-        """``seg_layout`` (first segmentation channel of the joint latent, code dimension, sub-voxels per
-        joint voxel) is needed when ``cfg.codebook_posterior`` is set (:meth:`of` fills it in)."""
+    def __init__(self, cfg: DiffusionConfig, latent_channels: int, *, fused_attention: bool = False) -> None:
         super().__init__()
         self.cfg = cfg
         self.embed = AttributeEmbedding(cfg.condition_on, cfg.embedding_dim)
@@ -63,21 +59,6 @@ class LatentDiffusion(nn.Module):
         )
         self.register_buffer("latent_mean", torch.zeros(latent_channels))
         self.register_buffer("latent_std", torch.ones(latent_channels))
-        self.codebook: CodebookPosterior | None = None
-        if cfg.codebook_posterior:
-            if seg_layout is None:
-                raise ValueError("diffusion.codebook_posterior needs the segmentation latent's layout (LatentDiffusion.of)")
-            self.codebook = CodebookPosterior(*seg_layout, cfg.codebook_posterior)
-        acp = self.train_scheduler().alphas_cumprod.float()
-        self.register_buffer("_alpha", acp.sqrt(), persistent=False)
-        self.register_buffer("_sigma", (1 - acp).sqrt(), persistent=False)
-
-    @classmethod
-    def of(cls, gcfg: GeneratorConfig, *, fused_attention: bool = False) -> "LatentDiffusion":
-        """The diffusion of a generator config (its joint latent's channels and segmentation layout)."""
-        seg = gcfg.seg_ae
-        layout = (gcfg.image_ae.levels[-1].embedding_dim, seg.level.embedding_dim, seg.pack**3)
-        return cls(gcfg.diffusion, gcfg.latent_channels, fused_attention=fused_attention, seg_layout=layout)
 
     def normalise(self, z: torch.Tensor) -> torch.Tensor:
         return (z - self.latent_mean.view(1, -1, 1, 1, 1)) / self.latent_std.view(1, -1, 1, 1, 1)
@@ -90,25 +71,8 @@ class LatentDiffusion(nn.Module):
         return self.denoise(z_t, t, self.embed(bins))
 
     def denoise(self, z_t: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        return self.with_skip(self.unet_output(z_t, t, context), z_t, t)
-
-    def unet_output(self, z_t: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        """The U-Net's own output (without the codebook posterior's skip)."""
         p = self.cfg.patch_size
         return pixelshuffle(self.unet(pixelunshuffle(z_t, 3, p), timesteps=t, context=context), 3, p)
-
-    def with_skip(self, out: torch.Tensor, z_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """``out`` plus the codebook posterior's prediction on its channels (``out`` itself without one).
-        The skip depends on ``z_t`` and ``t`` only, so guidance, which mixes two U-Net outputs with
-        weights summing to 1, leaves it as it is."""
-        if self.codebook is None:
-            return out
-        t = t.to(self._alpha.device).long()
-        skip = self.codebook(z_t, self._alpha[t], self._sigma[t], self.latent_mean, self.latent_std,
-                             self.cfg.prediction_type)
-        out = out.clone()
-        out[:, self.codebook.channels] += skip.to(out.dtype)
-        return out
 
     def graft_latent_channels(self, old: Mapping[str, torch.Tensor], pairs: Sequence[tuple[int, int]]) -> list[str]:
         """Warm start across a changed joint latent (say, a finer segmentation latent beside the same image
@@ -145,21 +109,6 @@ class LatentDiffusion(nn.Module):
             new_bias[dst] = old[names["bias"]][src]
         self.load_state_dict({names["in"]: new_in, names["out"]: new_out, names["bias"]: new_bias}, strict=False)
         return list(names.values())
-
-    def restart_codebook_outputs(self) -> list[str]:
-        """Zero the U-Net's output rows (weight and bias of its last convolution) of the codebook
-        posterior's channels: a warm start from a diffusion without the skip, whose U-Net predicted those
-        channels whole, then starts from the posterior alone there. Returns the tensors changed."""
-        if self.codebook is None:
-            return []
-        p3 = self.cfg.patch_size**3
-        rows = slice(self.codebook.channels.start * p3, self.codebook.channels.stop * p3)
-        names = [f"{UNET_OUT_CONV}.weight", f"{UNET_OUT_CONV}.bias"]
-        state = self.state_dict()
-        with torch.no_grad():
-            for name in names:
-                state[name][rows] = 0
-        return names
 
     def train_scheduler(self) -> DDPMScheduler:
         c = self.cfg
@@ -212,12 +161,13 @@ class LatentDiffusion(nn.Module):
             return interval[0] < sigma <= interval[1]
 
         def guided(z: torch.Tensor, t: int) -> torch.Tensor:
-            tt = torch.full((z.shape[0],), int(t), device=z.device, dtype=torch.long)
             if not guide_at(int(t)):  # the conditional half of the batch alone
                 ctx = context[bins.shape[0]:] if g != 1.0 else context
+                tt = torch.full((z.shape[0],), int(t), device=z.device, dtype=torch.long)
                 return self.denoise(z, tt, ctx)
-            out_u, out_c = self.unet_output(torch.cat([z, z]), torch.cat([tt, tt]), context).chunk(2)
-            return self.with_skip(out_u + g * (out_c - out_u), z, tt)
+            tt = torch.full((both.shape[0],), int(t), device=z.device, dtype=torch.long)
+            out_u, out_c = self.denoise(torch.cat([z, z]), tt, context).chunk(2)
+            return out_u + g * (out_c - out_u)
 
         if sampler == "dpm++":
             return self.denormalise(dpm_solver_pp_2m(lambda z, t: self.predict_x0(guided(z, t), z, t, acp_all),

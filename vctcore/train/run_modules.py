@@ -33,7 +33,7 @@ def load_run_modules(run_dir: str | Path, device: torch.device) -> tuple[Generat
     if not seg_file.exists():
         raise ValueError(f"{run}: the segmentation autoencoder is not trained yet ({seg_file.name})")
     ae, seg_ae = image_ae_from_run(models, cfg), tuned_seg_ae_from_run(models, cfg)
-    dm = LatentDiffusion.of(cfg)
+    dm = LatentDiffusion(cfg.diffusion, cfg.latent_channels)
     step = None
     if (models / "diffusion.safetensors").exists():
         load_module(dm, models / "diffusion.safetensors", kind="diffusion")

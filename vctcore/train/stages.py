@@ -444,16 +444,11 @@ def train_diffusion(ctx: StageContext, ema_decay: float = 0.995) -> StageResult:
     cfg, sch = ctx.cfg.diffusion, ctx.schedule("diffusion")
     z_all = load_latents(ctx.run_dir)
     bins_all = torch.from_numpy(attribute_bins(ctx.data.table, cfg.condition_on))[:len(z_all)]
-    dm = LatentDiffusion.of(ctx.cfg)
+    dm = LatentDiffusion(cfg, ctx.cfg.latent_channels)
     flat = torch.from_numpy(np.array(z_all[: min(len(z_all), 64)])).transpose(0, 1).reshape(z_all.shape[1], -1)
     dm.latent_mean.copy_(flat.mean(1))
     dm.latent_std.copy_(flat.std(1).clamp_min(1e-3))
     warm_start(ctx, "diffusion", dm, "diffusion")
-    if dm.codebook is not None:  # this run's codes and their frequencies, whatever a warm start brought
-        codebook = tuned_seg_ae_from_run(ctx.run_dir / "models", ctx.cfg).vq.quantizer.quantizer.embedding.weight
-        fit = dm.codebook.fit(z_all[: min(len(z_all), 64)], codebook, dm.latent_std, seed=ctx.seed)
-        if ctx.progress is not None:
-            ctx.progress("diffusion", 0, sch.steps, {f"codebook_{k}": float(v) for k, v in fit.items()})
     dm = dm.to(ctx.device)
     ema = _frozen(copy.deepcopy(dm))
     model = ctx.wrap(dm)
@@ -489,19 +484,12 @@ def warm_start(ctx: StageContext, stage: str, module: nn.Module, kind: str) -> N
         pairs = shared_latent_channels(ctx.warm_from, ctx.run_dir)
         if pairs:
             grafted = module.graft_latent_channels(old_state, pairs)
-    restarted: list[str] = []
-    if isinstance(module, LatentDiffusion) and module.codebook is not None and "codebook.codes" not in old_state:
-        # the old U-Net predicted its segmentation channels whole; with the codebook posterior's skip it
-        # predicts a correction to it, so those output rows start at zero, as in a fresh U-Net
-        restarted = module.restart_codebook_outputs()
-    # the latent statistics and the codebook posterior are this run's own (from its latents), not fresh
-    left = {k for k in set(fresh) - set(grafted) - set(before) if not k.startswith("codebook.")}
+    # the latent statistics are this run's own (computed from its latents), not fresh
+    left = set(fresh) - set(grafted) - set(before)
     if ctx.rank == 0:  # provenance, copied into the exported generator's manifest
         record = read_warm_starts(ctx.run_dir)
         record[stage] = {"from": str(path.resolve()), "fresh_tensors": sorted(left), "grafted_tensors": grafted,
                          "latent_channel_pairs": [list(p) for p in pairs]}
-        if restarted:
-            record[stage]["codebook_rows_restarted"] = restarted
         (ctx.run_dir / WARM_START_RECORD).write_text(json.dumps(record, indent=2))
     if ctx.progress is not None:
         ctx.progress(stage, 0, ctx.schedule(stage).steps, {"warm_fresh_tensors": float(len(left)),

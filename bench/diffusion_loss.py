@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit(str(err)) from None
     ids = list(table["id"])
     t = time.perf_counter()
-    loss = held_out_denoising_loss(gen, [c.data for c in cts], [s.data for s in segs], table, [int(v) for v in args.timesteps.split(",")], args.seed)
+    loss = held_out_denoising_loss(gen, [c.data for c in cts], [s.data for s in segs], table,
+                                   [int(v) for v in args.timesteps.split(",")], args.seed)
     return {"benchmark": "diffusion_loss", "source": source, "diffusion_state_step": step,
             "cohort": args.cohort, "n": len(ids),
             "seed": args.seed, "latent_channels": gen.cfg.latent_channels,

@@ -105,12 +105,12 @@ def test_benches_refuse_a_held_out_cohort_off_the_models_grid_naming_the_patient
     grid = tuple(lab.data.shape)
     table, cts, segs = read_first_patients(cohort, 1, grid)
     assert len(table) == len(cts) == len(segs) == 1 and cts[0].data.shape == grid
-    with pytest.raises(ValueError, match=f"patients {second} are not on the grid"):
+    with pytest.raises(ValueError, match=f"not on the grid .*, patients {second}$"):
         read_first_patients(cohort, 2, grid, ct=False)
     common = ["--cohort", str(cohort), "--n", "2", "--threads", "1"]
-    with pytest.raises(SystemExit, match=f"patients {second} are not on the grid"):
+    with pytest.raises(SystemExit, match=f"not on the grid .*, patients {second}$"):
         _bench()(["--checkpoint", str(tiny_generator["generator"]), *common, "--timesteps", "10"])
-    with pytest.raises(SystemExit, match=f"patients {second} are not on the grid"):
+    with pytest.raises(SystemExit, match=f"not on the grid .*, patients {second}$"):
         bench_main("reconstruction")(["--checkpoint", str(tiny_generator["generator"]), *common])
-    with pytest.raises(SystemExit, match=f"patients {second} are not on the grid"):
+    with pytest.raises(SystemExit, match=f"not on the grid .*, patients {second}$"):
         bench_main("seg_ae")(["--run", str(tiny_generator["run"]), *common])

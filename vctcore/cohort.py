@@ -125,5 +125,5 @@ def read_first_patients(root: str | os.PathLike, n: int, grid_shape: tuple[int, 
         ids = list(table["id"]) * (2 if ct else 1)  # one per volume of cts + segs
         off = sorted({pid for pid, v in zip(ids, [*cts, *segs]) if tuple(v.data.shape) != tuple(grid_shape)})
         if off:
-            raise ValueError(f"{root}: patients {', '.join(off)} are not on the grid {tuple(grid_shape)}")
+            raise ValueError(f"{root}: volumes not on the grid {tuple(grid_shape)}, patients {', '.join(off)}")
     return table, cts, segs

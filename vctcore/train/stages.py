@@ -538,7 +538,7 @@ def tuned_seg_ae_from_run(models: Path, cfg: GeneratorConfig) -> SegAE:
 
 def load_tuned_seg_ae(ctx: StageContext) -> SegAE:
     """The frozen segmentation AE as the generator will decode with it (:func:`tuned_seg_ae_file`)."""
-    return load_seg_ae(ctx, tuned_seg_ae_file(ctx.run_dir / "models").stem)
+    return _frozen(tuned_seg_ae_from_run(ctx.run_dir / "models", ctx.cfg).to(ctx.device))
 
 
 def _noisy_latent(z: torch.Tensor, scale: float, gen: torch.Generator) -> torch.Tensor:

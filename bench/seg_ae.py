@@ -25,6 +25,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--noise", default="",
                     help="comma-separated latent noise levels in the diffusion's units (per-channel SDs), e.g. "
                          "0.05,0.1,0.2: Dice and fragments when a sample misses the codes by that much")
+    ap.add_argument("--min-island-ml", type=float, default=None,
+                    help="also score the maps with stray islands under this many mL relabelled, as generation "
+                         "decodes (default: the run config's seg_min_island_ml; 0: off)")
     args = ap.parse_args(argv)
 
     import torch
@@ -34,6 +37,7 @@ def main(argv: list[str] | None = None) -> dict:
     from vctcore.devices import resolve_device
     from vctcore.evaluate.codebook import used_code_spacing
     from vctcore.evaluate.recon import segmentation_reconstruction_dice
+    from vctcore.label_islands import min_island_voxels
     from vctcore.models.autoencoders import SegAE
     from vctcore.models.checkpoint import load_module, load_state
     from vctcore.models.config import GeneratorConfig
@@ -58,11 +62,13 @@ def main(argv: list[str] | None = None) -> dict:
         table, _, maps = read_first_patients(args.cohort, args.n, cfg.grid_shape, ct=False)
     except ValueError as err:
         raise SystemExit(str(err)) from None
-    ids, labels = list(table["id"]), [m.data for m in maps]
+    ids, labels = list(table["id"]), (m.data for m in maps)  # read one at a time
     t = time.perf_counter()
     latents: list = []
     levels = [float(v) for v in args.noise.split(",") if v.strip()]
-    d = segmentation_reconstruction_dice(seg_ae, labels, device, cfg.precision, latents, noise_sds=levels, seed=0)
+    island_ml = cfg.seg_min_island_ml if args.min_island_ml is None else args.min_island_ml
+    d = segmentation_reconstruction_dice(seg_ae, labels, device, cfg.precision, latents, noise_sds=levels, seed=0,
+                                         min_island_voxels=min_island_voxels(island_ml, cfg.spacing_mm))
     seconds = time.perf_counter() - t
     noise = {k: {"seg_dice_mean": round(float(v["mean"]), 4), "fragments": v["fragments"]}
              for k, v in d["latent_noise"].items()}
@@ -77,6 +83,11 @@ def main(argv: list[str] | None = None) -> dict:
         "fragments": d["fragments"], "fragments_truth": d["fragments_truth"],
         # Dice and fragments when the packed latent is perturbed by that many SDs before snapping
         "latent_noise": noise,
+        # the plain reconstruction with stray islands relabelled, as generation decodes (None when off)
+        "min_island_ml": island_ml,
+        "cleaned": None if "cleaned" not in d else {
+            "seg_dice_mean": round(float(d["cleaned"]["mean"]), 4), "fragments": d["cleaned"]["fragments"],
+            "seg_dice_per_class": {k: round(v, 4) for k, v in d["cleaned"]["per_class"].items()}},
         # how precisely the diffusion must land on a code (vctcore.evaluate.codebook)
         "codebook": {k: None if v is None else round(v, 4) for k, v in used_code_spacing(latents).items()},
     }

@@ -422,14 +422,16 @@ def test_warm_started_diffusion_reads_new_attributes_and_keeps_the_old_weights(t
 
 
 def test_sampling_defaults_change_without_retraining(trained, tmp_path):
-    """A preset that changes only the diffusion's sampler and steps: a finished run resumes (no new
-    architecture error, nothing trains) and re-exports with them; --from-run reuses the diffusion."""
+    """A preset that changes only the diffusion's sampler and steps and the segmentation's island
+    threshold: a finished run resumes (no new architecture error, nothing trains) and re-exports with
+    them; --from-run reuses the diffusion."""
     import yaml
 
     from vctcore.train.run import train
 
     preset = yaml.safe_load(trained["preset"].read_text())
     preset["diffusion"].update(sampler="dpm++", sample_steps=7)
+    preset["seg_min_island_ml"] = 20.0
     new_preset = tmp_path / "dpm.yaml"
     new_preset.write_text(yaml.safe_dump(preset))
     run = tmp_path / "run"
@@ -440,9 +442,46 @@ def test_sampling_defaults_change_without_retraining(trained, tmp_path):
     assert (cfg["sampler"], cfg["sample_steps"]) == ("dpm++", 7)
     history = json.loads((run / "run.json").read_text())["schedule_history"]
     assert history[-1]["diffusion_sampling"]["sampler"] == "ddim"
+    assert history[-1]["seg_min_island_ml"] == 0.0
+    assert json.loads((report.generator_dir / "config.json").read_text())["seg_min_island_ml"] == 20.0
     branched = train(trained["cohort"], tmp_path / "branch", preset=new_preset, seed=3, from_run=trained["run"])
     assert branched.results == [] and "diffusion" in json.loads(
         (tmp_path / "branch" / "branched_from.json").read_text())["stages"]
+
+
+def test_generation_relabels_stray_islands_of_the_segmentation_only(trained):
+    """seg_min_island_ml: the same sample, its segmentation with the islands under the threshold given
+    their neighbours' class; the CT is untouched. The tiny generator decodes one class everywhere, so its
+    segmentation decoder is replaced by one that returns a real tiny phantom's map with bone specks."""
+    from dataclasses import replace
+
+    from scipy import ndimage
+
+    from vctcore.cohort import read_attributes
+    from vctcore.label_islands import remove_small_islands
+    from vctcore.volume import read_labels
+
+    gen = Generator.from_pretrained(trained["second"].generator_dir, device="cpu")
+    assert gen.cfg.seg_min_island_ml == 0.0
+    cohort = trained["cohort"]
+    pid = read_attributes(cohort)["id"].iloc[0]
+    speckled = read_labels(cohort / "patients" / str(pid) / "seg.nii.gz").data.astype(np.uint8)
+    clear = np.argwhere(ndimage.binary_erosion(speckled == 0, np.ones((3, 3, 3)), iterations=2))
+    specks = clear[np.random.default_rng(0).choice(len(clear), 6, replace=False)]
+    speckled[tuple(specks.T)] = 1
+    logits = torch.nn.functional.one_hot(torch.from_numpy(speckled).long(), 17).permute(3, 0, 1, 2)[None].float()
+    gen.seg_ae.decode = lambda z: logits
+    table = pd.DataFrame(ROWS[:1])
+    raw = gen.generate(table, seed=5)[0]
+    assert np.array_equal(raw.seg.data, speckled)
+    voxel_ml = float(np.prod(TINY_GRID.spacing_mm)) / 1000.0  # 2.3 mL
+    gen.cfg = replace(gen.cfg, seg_min_island_ml=4.5 * voxel_ml)  # islands of up to 4 voxels
+    cleaned = gen.generate(table, seed=5)[0]
+    assert np.array_equal(cleaned.ct.data, raw.ct.data)
+    assert np.array_equal(cleaned.seg.data, remove_small_islands(speckled, 5)[0])
+    assert np.all(cleaned.seg.data[tuple(specks.T)] == 0)
+    with pytest.raises(ValueError, match="seg_min_island_ml"):
+        replace(gen.cfg, seg_min_island_ml=-1.0).validate()
 
 
 def test_post_latent_noise_scales_with_the_latent_spread():

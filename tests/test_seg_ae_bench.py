@@ -20,12 +20,17 @@ def _bench():
 
 def test_a_finished_runs_segmentation_ae_scores_as_the_generator_reconstructs(tiny_generator):
     run, cohort = tiny_generator["run"], tiny_generator["cohort"]
-    out = _bench()(["--run", str(run), "--cohort", str(cohort), "--n", "2", "--threads", "1", "--noise", "0,2"])
+    out = _bench()(["--run", str(run), "--cohort", str(cohort), "--n", "2", "--threads", "1", "--noise", "0,2",
+                    "--min-island-ml", "5"])
     assert out["weights"].endswith("seg_decoder.safetensors") and out["state_step"] is None and out["n"] == 2
     assert 0 <= out["seg_dice_mean"] <= 1 and out["seg_dice_per_class"]
     assert out["fragments_truth"] > 0 and out["fragments"] > 0
     # no noise decodes as the plain reconstruction does
     assert out["latent_noise"]["0"] == {"seg_dice_mean": out["seg_dice_mean"], "fragments": out["fragments"]}
+    # stray islands under 5 mL (3 voxels of 2.3 mL) relabelled, as generation decodes with seg_min_island_ml
+    assert out["min_island_ml"] == 5 and out["cleaned"]["fragments"] <= out["fragments"]
+    assert 0 <= out["cleaned"]["seg_dice_mean"] <= 1 and set(out["cleaned"]["seg_dice_per_class"]) == set(
+        out["seg_dice_per_class"])
     assert set(out["latent_noise"]) == {"0", "2"} and 0 <= out["latent_noise"]["2"]["seg_dice_mean"] <= 1
     level = out["seg_ae"]["level"]
     spacing = out["codebook"]
@@ -54,6 +59,7 @@ def test_a_run_still_training_is_scored_from_its_state_and_a_run_without_one_is_
     out = _bench()(["--run", str(training), "--cohort", str(cohort), "--n", "1", "--threads", "1"])
     assert out["weights"].endswith("seg_ae.pt") and out["state_step"] > 0
     assert np.isfinite(out["seg_dice_mean"])
+    assert out["min_island_ml"] == 0 and out["cleaned"] is None  # the run's config: no island threshold
 
     (training / "state" / "seg_ae.pt").unlink()
     with pytest.raises(SystemExit, match="no segmentation AE yet"):

@@ -237,6 +237,7 @@ def test_non_ras_input_comes_back_in_ras(tmp_path, orientation):
     (found,) = np.argwhere(ct.data == 2500.0)
     np.testing.assert_allclose(ct.affine @ [*found, 1], affine @ [*marker, 1])  # same place in the patient
     assert sorted(ct.spacing_mm) == [1.5, 2.0, 2.5]
+    assert vol.canonical_shape(path) == ct.data.shape  # from the header alone
     canonical = nib.as_closest_canonical(nib.load(path))  # same answer as nibabel's own
     np.testing.assert_allclose(ct.affine, canonical.affine)
     np.testing.assert_array_equal(ct.data, canonical.get_fdata(dtype=np.float32))

@@ -15,13 +15,14 @@ import json
 import os
 import platform
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from vctcore import __version__
-from vctcore.volume import CTVolume, LabelMap, read_ct, read_labels, write_ct, write_labels
+from vctcore.volume import CTVolume, LabelMap, canonical_shape, read_ct, read_labels, write_ct, write_labels
 
 PATIENT_FILES = ("ct.nii.gz", "seg.nii.gz")
 
@@ -112,18 +113,34 @@ def read_attributes(root: str | os.PathLike) -> pd.DataFrame:
     return pd.read_csv(path, dtype={"id": str})
 
 
+class LazyVolumes(Sequence):
+    """Volumes read from their files on each access, so iterating holds one at a time in memory."""
+
+    def __init__(self, paths: list[Path], reader: Callable[[Path], Any]) -> None:
+        self.paths, self.reader = list(paths), reader
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self.reader(p) for p in self.paths[i]]
+        return self.reader(self.paths[i])
+
+
 def read_first_patients(root: str | os.PathLike, n: int, grid_shape: tuple[int, ...] | None = None, *,
-                        ct: bool = True) -> tuple[pd.DataFrame, list[CTVolume], list[LabelMap]]:
-    """The first ``n`` patients of a cohort: their attribute rows, CTs (HU; empty list with ``ct=False``)
-    and label maps, each (X, Y, Z). ValueError when a volume is not on ``grid_shape`` (say, a held-out
-    cohort built on another grid than the model's)."""
+                        ct: bool = True) -> tuple[pd.DataFrame, LazyVolumes, LazyVolumes]:
+    """The first ``n`` patients of a cohort: their attribute rows, CTs (HU; empty with ``ct=False``) and
+    label maps, each (X, Y, Z), read from disk when indexed or iterated (one patient at a time). Every
+    file's header is checked first: ValueError when a volume is not on ``grid_shape`` (say, a held-out
+    cohort built on another grid than the model's), before any voxel is read."""
     table = read_attributes(root).iloc[:n].reset_index(drop=True)
     patients = Path(root) / "patients"
-    cts = [read_ct(patients / pid / "ct.nii.gz") for pid in table["id"]] if ct else []
-    segs = [read_labels(patients / pid / "seg.nii.gz") for pid in table["id"]]
+    ids = [str(pid) for pid in table["id"]]
+    ct_paths = [patients / pid / "ct.nii.gz" for pid in ids] if ct else []
+    seg_paths = [patients / pid / "seg.nii.gz" for pid in ids]
     if grid_shape is not None:
-        ids = list(table["id"]) * (2 if ct else 1)  # one per volume of cts + segs
-        off = sorted({pid for pid, v in zip(ids, [*cts, *segs]) if tuple(v.data.shape) != tuple(grid_shape)})
+        off = sorted({p.parent.name for p in [*ct_paths, *seg_paths] if canonical_shape(p) != tuple(grid_shape)})
         if off:
             raise ValueError(f"{root}: volumes not on the grid {tuple(grid_shape)}, patients {', '.join(off)}")
-    return table, cts, segs
+    return table, LazyVolumes(ct_paths, read_ct), LazyVolumes(seg_paths, read_labels)

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from vctcore.label_islands import min_island_voxels, remove_small_islands
 from vctcore.labels import MERGED_CLASSES
 from vctcore.models.autoencoders import SegAE, StackedImageAE, unit_to_hu
 from vctcore.models.checkpoint import CheckpointError, load_module, sha256_file
@@ -135,7 +136,9 @@ class Generator:
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor, attributes: Mapping[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Joint latent (1, C, *latent) -> (HU float32 (X, Y, Z), merged classes uint8 (X, Y, Z)).
+        """Joint latent (1, C, *latent) -> (HU float32 (X, Y, Z), merged classes uint8 (X, Y, Z)). The
+        classes are the segmentation decoder's argmax with stray islands under ``cfg.seg_min_island_ml``
+        relabelled to their neighbours' class.
 
         ``attributes`` (one patient's, e.g. ``{"sex": "F", "age_years": 62}``) reach a post-processor
         that reads them (``post.condition_on``); missing ones count as "none"."""
@@ -152,6 +155,8 @@ class Generator:
                 x = x + windowed(self.post.residual, inp, POST_ROI).float()
         hu = unit_to_hu(x, self.cfg.image_ae.hu_clip)[0, 0].float().cpu().numpy()
         seg = logits[0].argmax(0).to(torch.uint8).cpu().numpy()
+        if self.cfg.seg_min_island_ml > 0:
+            seg, _ = remove_small_islands(seg, min_island_voxels(self.cfg.seg_min_island_ml, self.cfg.spacing_mm))
         return hu, seg
 
     def generate(self, table: pd.DataFrame, *, seed: int = 0, guidance_scale: float | None = None,

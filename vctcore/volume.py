@@ -398,6 +398,17 @@ def _read_canonical(img: nib.Nifti1Pair, where: str, *, scaled_float: bool) -> t
     return np.ascontiguousarray(data), affine
 
 
+def canonical_shape(path: str | os.PathLike) -> tuple[int, int, int]:
+    """The (X, Y, Z) shape a NIfTI file's volume has once read in RAS+ (read_ct, read_labels), from its
+    header alone; NiftiError naming the file for a damaged or non-3D header."""
+    img, _ = _load(path)
+    ornt = nib.orientations.io_orientation(img.affine)
+    shape = [0, 0, 0]
+    for n, (axis, _flip) in zip(img.shape[:3], ornt):
+        shape[int(axis)] = int(n)
+    return tuple(shape)  # type: ignore[return-value]
+
+
 def read_ct(path: str | os.PathLike, *, check_hu: bool = True) -> CTVolume:
     """Read a CT NIfTI file as a :class:`CTVolume`: float32 HU (scl_slope/inter applied), axes RAS+.
 

@@ -208,7 +208,13 @@ class TimeBudget:
 
 @dataclass(frozen=True)
 class GeneratorConfig:
-    """Everything that defines a generator: grid, networks and training schedules."""
+    """Everything that defines a generator: grid, networks and training schedules.
+
+    ``seg_min_island_ml``: generation relabels stray islands of the decoded segmentation smaller than
+    this many mL (components of one class that are not its largest) to their neighbours' class
+    (vctcore.label_islands); 0 keeps the decoder's argmax as it is. Like the diffusion's sampling keys it
+    only sets how a trained generator decodes, so a run may change it without retraining.
+    """
 
     name: str
     grid_shape: tuple[int, int, int]
@@ -220,6 +226,7 @@ class GeneratorConfig:
     schedules: dict[str, StageSchedule] = field(default_factory=dict)
     precision: str = "fp32"  # "bf16" autocast on GPUs
     time_budget: TimeBudget | None = None
+    seg_min_island_ml: float = 0.0
 
     @property
     def latent_shape(self) -> tuple[int, int, int]:
@@ -248,7 +255,8 @@ class GeneratorConfig:
                       spacing_mm=tuple(float(v) for v in d["spacing_mm"]), image_ae=image_ae,
                       seg_ae=seg_ae, diffusion=diffusion, post=post, schedules=schedules,
                       precision=str(d.get("precision", "fp32")),
-                      time_budget=TimeBudget(**d["time_budget"]) if d.get("time_budget") else None)
+                      time_budget=TimeBudget(**d["time_budget"]) if d.get("time_budget") else None,
+                      seg_min_island_ml=float(d.get("seg_min_island_ml", 0.0)))
         except (KeyError, TypeError) as err:
             raise ValueError(f"generator config is incomplete or has an unknown field: {err}") from None
         cfg.validate()
@@ -256,6 +264,8 @@ class GeneratorConfig:
 
     def validate(self) -> None:
         """Raise ValueError when the grid does not divide into the latent grid."""
+        if not self.seg_min_island_ml >= 0:
+            raise ValueError(f"seg_min_island_ml must be >= 0 mL, got {self.seg_min_island_ml}")
         f = self.image_ae.factor
         seg_f, pack = self.seg_ae.factor, self.seg_ae.pack
         if seg_f * pack != f:
@@ -277,11 +287,14 @@ class GeneratorConfig:
 
 #: diffusion options that only set generation's defaults: a run may change them without retraining
 SAMPLING_KEYS = ("sample_steps", "guidance_scale", "sampler", "guidance_interval")
+#: top-level options that only set how generation decodes
+DECODING_KEYS = ("seg_min_island_ml",)
 
 
 def without_sampling(d: dict[str, Any]) -> dict[str, Any]:
-    """A config dict without the diffusion section's ``SAMPLING_KEYS`` (for comparing what training made)."""
-    out = dict(d)
+    """A config dict without the diffusion section's ``SAMPLING_KEYS`` and the top-level ``DECODING_KEYS``
+    (for comparing what training made)."""
+    out = {k: v for k, v in d.items() if k not in DECODING_KEYS}
     if isinstance(out.get("diffusion"), dict):
         out["diffusion"] = {k: v for k, v in out["diffusion"].items() if k not in SAMPLING_KEYS}
     return out

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from vctcore.models.config import SAMPLING_KEYS, GeneratorConfig, load_preset, normalised_config, without_sampling
+from vctcore.models.config import DECODING_KEYS, SAMPLING_KEYS, GeneratorConfig, load_preset, normalised_config, without_sampling
 from vctcore.train.branch import branch_run, link_cache
 from vctcore.train.budget import RunBudget, with_budget
 from vctcore.train.data import CohortArrays, load_cohort, same_cohort
@@ -75,7 +75,7 @@ def _check_run(run_dir: Path, cfg: GeneratorConfig, cohort: Path, fingerprint: s
         new = json.loads(json.dumps(cfg.to_dict()))
         training_only = ("schedules", "precision", "time_budget")  # may change between runs; the networks may not
         # through GeneratorConfig, so options added since the run started compare at their defaults
-        # (and the diffusion's sampling defaults, which only generation reads)
+        # (and the diffusion's sampling defaults and the decoding options, which only generation reads)
         old_norm = normalised_config(meta["config"])
         old_arch = {k: v for k, v in without_sampling(old_norm).items() if k not in training_only}
         if old_arch != {k: v for k, v in without_sampling(new).items() if k not in training_only}:
@@ -90,7 +90,8 @@ def _check_run(run_dir: Path, cfg: GeneratorConfig, cohort: Path, fingerprint: s
             meta.setdefault("schedule_history", []).append(
                 {"changed": time.strftime("%Y-%m-%dT%H:%M:%S"),
                  **{k: meta["config"].get(k) for k in training_only},
-                 "diffusion_sampling": {k: old_norm["diffusion"].get(k) for k in SAMPLING_KEYS}})
+                 "diffusion_sampling": {k: old_norm["diffusion"].get(k) for k in SAMPLING_KEYS},
+                 **{k: old_norm.get(k) for k in DECODING_KEYS}})
             meta["config"] = new
             meta_path.write_text(json.dumps(meta, indent=2))
         return

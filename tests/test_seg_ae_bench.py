@@ -109,3 +109,20 @@ def test_a_perturbed_latent_moves_each_channel_by_its_own_spread():
     assert torch.equal(a, b) and not torch.equal(a, perturb_latent(z, 0.5, seed=2))
     moved = ((a - z).std(dim=(0, 2, 3, 4)) / z.std(dim=(0, 2, 3, 4)))
     assert torch.allclose(moved, torch.full((2,), 0.5), atol=0.03)
+
+
+def test_the_reconstruction_bench_reads_the_held_out_patients_one_at_a_time(tiny_generator):
+    """bench/reconstruction.py: PSNR, SSIM and Dice of a generator's autoencoders on the first N patients,
+    each read from disk as it is scored (vctcore.cohort.read_first_patients)."""
+    cohort = tiny_generator["cohort"]
+    out = bench_main("reconstruction")(["--checkpoint", str(tiny_generator["generator"]), "--cohort", str(cohort),
+                                        "--n", "2", "--threads", "1"])
+    assert out["n"] == 2 and np.isfinite(out["psnr_db_mean"]) and out["psnr_db_min"] <= out["psnr_db_mean"]
+    assert -1 <= out["ssim_min"] <= out["ssim_mean"] <= 1 and 0 <= out["seg_dice_mean"] <= 1  # the tiny AE: near 0
+    gen = Generator.from_pretrained(tiny_generator["generator"], device="cpu")
+    per = []
+    for pid in read_attributes(cohort)["id"].iloc[:2]:
+        pdir = cohort / "patients" / str(pid)
+        seg = read_labels(pdir / "seg.nii.gz")
+        per.append(dice_per_class(seg.data, reconstruct(gen, read_ct(pdir / "ct.nii.gz"), seg)[1].data))
+    assert out["seg_dice_mean"] == pytest.approx(cohort_dice(per)["mean"], abs=1e-4)

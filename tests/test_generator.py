@@ -484,6 +484,30 @@ def test_generation_relabels_stray_islands_of_the_segmentation_only(trained):
         replace(gen.cfg, seg_min_island_ml=-1.0).validate()
 
 
+def test_the_post_processor_runs_in_windows_of_its_training_patch(trained):
+    """Instance norm makes the post U-Net's output depend on its window's statistics: generation runs it
+    in windows of the patch it was trained on (the tiny preset's 32^3), whole only without a patch."""
+    from dataclasses import replace
+
+    from vctcore.generator import post_window
+    from vctcore.models.config import StageSchedule
+
+    gen = Generator.from_pretrained(trained["second"].generator_dir, device="cpu")
+    assert post_window(gen.cfg) == (32, 32, 32)
+    seen = []
+    residual = gen.post.residual
+    gen.post.residual = lambda t: (seen.append(tuple(t.shape[2:])), residual(t))[1]
+    table = pd.DataFrame(ROWS[:1])
+    windowed = gen.generate(table, seed=0, steps=2)[0]
+    assert len(seen) > 1 and set(seen) == {(32, 32, 32)}
+    seen.clear()
+    gen.cfg = replace(gen.cfg, schedules={**gen.cfg.schedules, "post": StageSchedule(steps=3)})
+    assert post_window(gen.cfg) is None
+    whole = gen.generate(table, seed=0, steps=2)[0]
+    assert seen == [TINY_GRID.shape]
+    assert np.array_equal(whole.seg.data, windowed.seg.data) and not np.array_equal(whole.ct.data, windowed.ct.data)
+
+
 def test_post_latent_noise_scales_with_the_latent_spread():
     from vctcore.train.stages import _noisy_latent
 

@@ -1,0 +1,88 @@
+"""``vct trial``: run a virtual clinical trial from its configuration (resumable).
+
+    vct trial --config TRIAL.yaml --out DIR [--cache DIR] [--fail-on significant|inconclusive] [--quiet]
+
+Exit codes: 0 done; 1 a population's synthetic verdict is as bad as ``--fail-on`` or worse (a release
+gate for a vendor's CI); 2 bad input (one line on stderr, nothing written is lost).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from vctcore.cli.common import CLIError, progress_bar
+
+FAIL_ON = ("significant", "inconclusive")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("trial", help="run a virtual clinical trial (paper or audit design) from a YAML config",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True, help="trial YAML (e.g. assets/trials/paper_bfp.yaml)")
+    p.add_argument("--out", required=True, help="trial directory to write (rerun the same command to resume)")
+    p.add_argument("--cache", default=None, help="patient store (default: the config's cache, else workspace/cache)")
+    p.add_argument("--fail-on", choices=FAIL_ON, default=None,
+                   help="exit 1 when a population's synthetic verdict is this bad or worse")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+class _Bars:
+    """One progress bar per trial stage, on stderr (tqdm shows the rate and ETA)."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet, self.stage, self.update, self.close = quiet, None, None, lambda: None
+
+    def __call__(self, stage: str, done: int, total: int, label: str = "") -> None:
+        if stage != self.stage:
+            self.close()
+            self.stage = stage
+            self.update, self.close = progress_bar(total, stage, "item", self.quiet)
+        self.update(done, total, label)
+
+
+def _print_summary(result) -> None:
+    s = result.summary
+    print(f"trial {s['name']} ({s['design']}, task {s.get('task')}): {result.root}")
+    for v in s.get("verdicts", []):
+        if v.get("n"):
+            dist = f" [attributes of {v['attr_dist']}]" if v.get("attr_dist") not in (None, v.get("population")) else ""
+            print(f"  {v['population']:<12} {v['sample_type']:<20} n={v['n']:<4} MAE {v['mae']:.2f} "
+                  f"[{v['mae_low']:.2f}, {v['mae_high']:.2f}] pp  {v['verdict']}{dist}")
+    if "degraded_populations" in s:
+        print("  degraded populations: " + (", ".join(s["degraded_populations"]) or "none"))
+    for stype, feats in (s.get("error_drivers") or {}).items():
+        print(f"  attributes driving the error ({stype}): {', '.join(feats)}")
+    for w in s.get("warnings", []):
+        print(f"  warning: {w}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from vctcore.downstream import DownstreamError
+    from vctcore.models.checkpoint import CheckpointError
+    from vctcore.population import SpecError
+    from vctcore.trial.config import TrialConfigError, load_config
+    from vctcore.trial.paper import PaperTrialError
+    from vctcore.trial.populations import PopulationError
+    from vctcore.trial.run import TrialError, run_trial
+    from vctcore.trial.split import SplitError
+    from vctcore.trial.stats import fails
+
+    bars = _Bars(args.quiet)
+    try:
+        cfg = load_config(args.config)
+        result = run_trial(cfg, Path(args.out), progress=bars, cache=args.cache)
+    except (TrialConfigError, SplitError, PopulationError, DownstreamError, PaperTrialError, TrialError,
+            CheckpointError, SpecError) as err:
+        raise CLIError(str(err)) from None
+    finally:
+        bars.close()
+    _print_summary(result)
+    if args.fail_on:
+        bad = [f"{v['population']} ({v['verdict']})" for v in result.summary.get("verdicts", [])
+               if v.get("sample_type") == "synthetic" and v.get("verdict") and fails(v["verdict"], args.fail_on)]
+        if bad:
+            print(f"vct trial: --fail-on {args.fail_on}: {', '.join(bad)}", file=sys.stderr)
+            return 1
+    return 0

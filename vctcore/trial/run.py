@@ -1,0 +1,115 @@
+"""Run a trial from its configuration into a trial directory (resumable), with provenance.
+
+``run_trial(config, out)`` dispatches on the design (:mod:`vctcore.trial.paper`, :mod:`vctcore.trial.audit`),
+makes and caches patients through a :class:`vctcore.trial.store.PatientStore`, and writes the directory
+:mod:`vctcore.trial.result` describes. A killed run restarts from its caches: phantoms, reconstructed and
+synthetic patients and measurements already made are reused, the reference model is not retrained.
+``DIR/config.json`` pins the directory to one configuration: another configuration is refused.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+from vctcore.cohort import _atomic_text, model_package_versions
+from vctcore.trial.config import TrialConfig, load_config
+from vctcore.trial.result import TrialResult, write_result
+from vctcore.trial.stages import Stages, TrialProgress
+from vctcore.trial.store import PatientStore, digest
+
+CONFIG_JSON = "config.json"
+
+
+class TrialError(ValueError):
+    """A trial that cannot run here (the output directory holds another trial, ...)."""
+
+
+def versions() -> dict[str, str]:
+    """Package versions a trial's numbers depend on."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = model_package_versions()
+    for pkg in ("scikit-learn", "shap", "onnxruntime", "onnx"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def machine() -> dict[str, Any]:
+    from vctcore.devices import cpu_model
+
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(),
+            "python": platform.python_version()}
+
+
+def default_cache() -> Path:
+    from vctcore.workspace import workspace_root
+
+    return workspace_root() / "cache"
+
+
+def _pin(cfg: TrialConfig, out: Path) -> None:
+    pinned = out / CONFIG_JSON
+    key = digest(cfg.to_dict() | {"raw": None, "source": None}, 32)
+    if pinned.exists():
+        old = json.loads(pinned.read_text())
+        if old.get("digest") != key:
+            raise TrialError(f"{out} holds another trial ({old.get('name')!r}, another configuration); "
+                             "choose a new --out or delete that directory")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    _atomic_text(pinned, json.dumps({"name": cfg.name, "digest": key, "config": cfg.to_dict()}, indent=2))
+
+
+def _provenance(cfg: TrialConfig, ran: dict[str, Any], started: str, seconds: dict[str, float],
+                wall: float) -> dict[str, Any]:
+    model, gen = ran["model"], ran["generator"]
+    card = model.card
+    return {
+        "model": {"name": card.name, "target": card.target, "format": card.format,
+                  "weights_sha256": card.weights_sha256, "path": str(getattr(model, "path", "")),
+                  "card": card.to_dict()},
+        "generator": {"path": str(gen.path), "sha256": gen.checkpoint_sha256, "device": str(gen.device),
+                      "steps": cfg.generator.steps, "guidance": cfg.generator.guidance, "seed": cfg.generator.seed},
+        "seeds": {"generator": cfg.generator.seed, "statistics": cfg.statistics.seed,
+                  **({"split": cfg.split.seed} if cfg.split else {}),
+                  **({"phantoms": cfg.phantoms.seed} if cfg.phantoms else {}),
+                  **({"model": cfg.model.seed} if cfg.model and cfg.model.path is None else {})},
+        "versions": versions(), "machine": machine(), "started_utc": started,
+        "finished_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "stage_seconds": {k: round(v, 1) for k, v in seconds.items()}, "wall_seconds": round(wall, 1),
+    }
+
+
+def run_trial(config: TrialConfig | str | os.PathLike, out: str | os.PathLike, *,
+              progress: TrialProgress | None = None, cache: str | os.PathLike | None = None) -> TrialResult:
+    """Run (or resume) the trial ``config`` into ``out``; returns the finished :class:`TrialResult`.
+
+    ``cache``: the patient store's root (default: the config's ``cache``, else ``<workspace>/cache``).
+    ``progress(stage, done, total, label)`` is called as patients are made, measured and predicted.
+    """
+    from vctcore.trial.audit import run_audit
+    from vctcore.trial.paper import run_paper
+
+    cfg = config if isinstance(config, TrialConfig) else load_config(config)
+    out = Path(out)
+    _pin(cfg, out)
+    started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    t0 = time.perf_counter()
+    store = PatientStore(Path(cache) if cache is not None else cfg.cache or default_cache())
+    stages = Stages(out, progress)
+    ran = (run_paper if cfg.design == "paper" else run_audit)(cfg, out, store, stages)
+    summary = {"name": cfg.name, "design": cfg.design, "description": cfg.raw.get("description", ""),
+               "config": cfg.to_dict(), **ran["summary"],
+               "cache": str(store.root),
+               "provenance": _provenance(cfg, ran, started, stages.seconds, time.perf_counter() - t0)}
+    write_result(out, summary, ran["predictions"], ran["tables"])
+    (out / "progress.json").unlink(missing_ok=True)
+    return TrialResult.load(out)

@@ -1,0 +1,59 @@
+"""Stage bookkeeping of a running trial: wall time per stage, progress callbacks, ``progress.json``.
+
+``progress(stage, done, total, label)`` is the one callback type the trial reports through (the CLI
+draws bars from it, the app's job view reads ``progress.json``).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from vctcore.cohort import _atomic_text
+
+TrialProgress = Callable[[str, int, int, str], None]
+PROGRESS_JSON = "progress.json"
+
+
+class Stages:
+    """Times the stages of one trial run into ``seconds`` and mirrors the running stage to ``out``."""
+
+    def __init__(self, out: Path, progress: TrialProgress | None = None) -> None:
+        self.out, self._progress = out, progress
+        self.seconds: dict[str, float] = {}
+        self.current = ""
+
+    def _write(self, stage: str, done: int, total: int, label: str) -> None:
+        _atomic_text(self.out / PROGRESS_JSON, json.dumps({
+            "stage": stage, "done": done, "total": total, "label": label,
+            "updated_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "seconds": {k: round(v, 1) for k, v in self.seconds.items()}}))
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Time a stage (times of a stage entered twice add up)."""
+        self.current = name
+        self._write(name, 0, 0, "")
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+
+    def callback(self, name: str | None = None) -> Callable[[int, int, str], None]:
+        """A ``(done, total, label)`` callback reporting under ``name`` (default: the running stage)."""
+        last = {"t": 0.0}
+
+        def report(done: int, total: int, label: str = "") -> None:
+            stage = name or self.current
+            if self._progress is not None:
+                self._progress(stage, done, total, label)
+            now = time.monotonic()
+            if now - last["t"] > 1.0 or done >= total:
+                last["t"] = now
+                self._write(stage, done, total, label)
+
+        return report

@@ -1,0 +1,157 @@
+"""The trial's patient store: every phantom pool, reconstructed and synthetic patient is made once.
+
+Layout under the store's root (default ``<workspace>/cache``)::
+
+    phantoms/<key>/                      a phantom cohort (vctcore.phantom layout), key = spec, n, seed, grid
+    synthetic/<generator>/<key>/         ct.nii.gz, seg.nii.gz, meta.json of one synthetic patient
+    reconstructed/<generator>/<key>/     the same for one autoencoder round trip of a real patient
+
+``<generator>`` is a digest of the checkpoint's file hashes. A synthetic patient's key is a digest of
+its conditioning values, its seed, the sampler settings; its seed is derived from the generation seed,
+the conditioning values and the replica number, so two trials (or two tasks) that ask for the same
+patient share it. A reconstruction's key is a digest of the real CT and segmentation files and of the
+attributes the post-processor reads. ``meta.json`` is written last: a patient without it is remade.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from vctcore.cohort import _atomic_text
+from vctcore.models.checkpoint import sha256_file
+
+Progress = Callable[[int, int, str], None]
+META = "meta.json"
+
+
+def digest(obj: Any, n: int = 16) -> str:
+    """First ``n`` hex digits of the sha256 of ``obj`` as canonical JSON."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:n]
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, (np.floating, float)):
+        return round(float(v), 4)
+    if isinstance(v, np.integer):
+        return int(v)
+    return v
+
+
+def synthetic_seed(seed: int, conditions: dict[str, Any], replica: int) -> int:
+    """Seed of one synthetic patient (a 63-bit integer) from the generation seed, its conditioning values
+    and its replica number."""
+    return int(digest([seed, conditions, replica], 15), 16)
+
+
+class PatientStore:
+    """Content-addressed patients under ``root`` (see the module docstring)."""
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+
+    # -- phantom pools -------------------------------------------------------------------------------
+    def phantom_pool(self, spec_path: Path, *, n: int, seed: int, workers: int = 1,
+                     progress: Progress | None = None) -> Path:
+        """A cohort of ``n`` phantoms sampled from the PopulationSpec at ``spec_path`` (built or resumed)."""
+        from vctcore.phantom.builder import DEFAULT_GRID
+        from vctcore.phantom.cohort import build_cohort
+        from vctcore.population import PopulationSpec
+
+        spec = PopulationSpec.from_yaml(spec_path)
+        key = digest([spec.to_dict(), n, seed, list(DEFAULT_GRID.shape), list(DEFAULT_GRID.spacing_mm)])
+        out = self.root / "phantoms" / key
+        done = out / "attributes.csv"
+        if done.exists() and len(pd.read_csv(done)) == n and (out / ".complete").exists():
+            return out
+        build_cohort(spec, n=n, seed=seed, out=out, workers=max(1, workers),
+                     progress=None if progress is None else (lambda d, t, label="": progress(d, t, label)))
+        (out / ".complete").write_text("")
+        return out
+
+    # -- synthetic patients --------------------------------------------------------------------------
+    def synthetic(self, generator, requests: pd.DataFrame, *, seed: int, conditioning: Sequence[str],
+                  steps: int | None = None, guidance: float | None = None,
+                  progress: Progress | None = None) -> pd.DataFrame:
+        """Make (or find) one synthetic patient per row of ``requests`` (columns ``source_id``, ``replica``
+        and the ``conditioning`` attributes). Returns ``requests`` with ``patient_id``, ``dir`` and
+        ``seed`` added; ``patient_id`` is unique across sources and trials (``S`` + the patient's key)."""
+        gen_key = digest(generator.checkpoint_sha256)
+        rows = []
+        todo = []
+        for rec in requests.to_dict("records"):
+            cond = {c: _plain(rec.get(c)) for c in conditioning}
+            s = synthetic_seed(seed, cond, int(rec["replica"]))
+            key = digest({"cond": cond, "seed": s, "steps": steps, "guidance": guidance})
+            d = self.root / "synthetic" / gen_key / key
+            rows.append({**rec, "patient_id": f"S{key[:12]}", "dir": str(d), "seed": s})
+            if not (d / META).exists():
+                todo.append((cond, s, d, rec))
+        total, done = len(rows), len(rows) - len(todo)
+        if progress:
+            progress(done, total, "cached" if done else "")
+        for cond, s, d, rec in todo:
+            t0 = time.perf_counter()
+            (p,) = generator.generate(pd.DataFrame([cond]), seed=s, steps=steps, guidance_scale=guidance)
+            self._write(d, p.ct, p.seg, {"kind": "synthetic", "conditions": cond, "seed": s, "steps": steps,
+                                         "guidance": guidance, "checkpoint_sha256": generator.checkpoint_sha256,
+                                         "source_id": str(rec["source_id"]), "replica": int(rec["replica"]),
+                                         "seconds": round(time.perf_counter() - t0, 2)})
+            done += 1
+            if progress:
+                progress(done, total, str(rec["source_id"]))
+        return pd.DataFrame(rows)
+
+    # -- reconstructions -----------------------------------------------------------------------------
+    def reconstructed(self, generator, real_dir: Path, rows: pd.DataFrame, *,
+                      progress: Progress | None = None) -> pd.DataFrame:
+        """Autoencoder round trips (encode + decode) of the real patients ``rows['id']`` of the cohort
+        ``real_dir``; the post-processor reads each patient's recorded attributes. Returns
+        ``source_id``, ``patient_id``, ``dir`` per row."""
+        from vctcore.evaluate.recon import reconstruct
+        from vctcore.labels import MERGED_CLASSES
+        from vctcore.volume import read_ct, read_labels
+
+        gen_key = digest(generator.checkpoint_sha256)
+        post_names = list(generator.post.cfg.condition_on) if generator.post is not None else []
+        out, todo = [], []
+        for rec in rows.to_dict("records"):
+            pdir = Path(real_dir) / "patients" / str(rec["id"])
+            attrs = {k: _plain(rec.get(k)) for k in post_names}
+            key = digest({"ct": sha256_file(pdir / "ct.nii.gz"), "seg": sha256_file(pdir / "seg.nii.gz"),
+                          "attrs": attrs})
+            d = self.root / "reconstructed" / gen_key / key
+            out.append({"source_id": str(rec["id"]), "patient_id": f"R{key[:12]}", "dir": str(d)})
+            if not (d / META).exists():
+                todo.append((pdir, attrs, d, str(rec["id"])))
+        total, done = len(out), len(out) - len(todo)
+        if progress:
+            progress(done, total, "cached" if done else "")
+        for pdir, attrs, d, sid in todo:
+            t0 = time.perf_counter()
+            ct = read_ct(pdir / "ct.nii.gz")
+            seg = read_labels(pdir / "seg.nii.gz", names=MERGED_CLASSES, like=ct)
+            rct, rseg = reconstruct(generator, ct, seg, attrs)
+            self._write(d, rct, rseg, {"kind": "reconstructed", "source": str(pdir), "source_id": sid,
+                                       "attributes": attrs, "checkpoint_sha256": generator.checkpoint_sha256,
+                                       "seconds": round(time.perf_counter() - t0, 2)})
+            done += 1
+            if progress:
+                progress(done, total, sid)
+        return pd.DataFrame(out)
+
+    @staticmethod
+    def _write(d: Path, ct, seg, meta: dict[str, Any]) -> None:
+        from vctcore.volume import write_ct, write_labels
+
+        d.mkdir(parents=True, exist_ok=True)
+        write_ct(ct, d / "ct.nii.gz")
+        write_labels(seg, d / "seg.nii.gz")
+        _atomic_text(d / META, json.dumps(meta, indent=2, default=str))

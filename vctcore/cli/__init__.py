@@ -9,8 +9,10 @@ import sys
 from vctcore.cli.common import CLIError
 
 #: subcommands, in help order, and the vctcore.cli module of each (the module name by default)
-COMMANDS = ("phantom", "measure", "train", "generate", "evaluate-generator")
-MODULES = {"evaluate-generator": "evaluate"}  # vctcore.cli.evaluate also registers
+COMMANDS = ("phantom", "measure", "train", "generate", "evaluate-generator", "train-downstream",
+            "export-downstream", "predict", "trial")
+MODULES = {"evaluate-generator": "evaluate", "train-downstream": "downstream", "export-downstream": "downstream",
+           "predict": "downstream"}  # vctcore.cli.evaluate also registers
 # train-segmenter, train-segmenter-refiner and train-sex-classifier
 
 

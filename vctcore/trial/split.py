@@ -123,16 +123,21 @@ def assign_roles(measured: pd.DataFrame, split: ResolvedSplit, sizes: dict[str, 
     return df
 
 
+def _r(g: pd.DataFrame, x: str, y: str) -> float:
+    return float(g[[x, y]].astype(float).corr().iloc[0, 1]) if len(g) > 2 else np.nan
+
+
 def composition(roles: pd.DataFrame, target: str, x: str) -> pd.DataFrame:
     """Per role: n, share of women and men, mean target, and the Pearson r of ``x`` (body volume) with
-    the target (the shortcut's strength; paper: r = 0.872 in its BFP training set)."""
+    the target over the role and within each sex (the shortcut's strength; paper: r = 0.872 in its BFP
+    training set, -0.696 in its MMP one)."""
     rows = []
     for role in ROLES[:3]:
         g = roles[roles["role"] == role]
         if g.empty:
             continue
-        r = g[[x, target]].astype(float).corr().iloc[0, 1] if len(g) > 2 else np.nan
         rows.append({"role": role, "n": len(g), "female_pct": 100.0 * float((g["sex"] == "F").mean()),
-                     "male_pct": 100.0 * float((g["sex"] == "M").mean()), f"{target}_mean": float(g[target].mean()),
-                     f"r_{x}_{target}": float(r)})
+                     "male_pct": 100.0 * float((g["sex"] == "M").mean()), "target_mean": float(g[target].mean()),
+                     "r_shortcut": _r(g, x, target), "r_shortcut_female": _r(g[g["sex"] == "F"], x, target),
+                     "r_shortcut_male": _r(g[g["sex"] == "M"], x, target)})
     return pd.DataFrame(rows)

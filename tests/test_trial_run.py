@@ -1,0 +1,149 @@
+"""A tiny trial end to end with the default world's real parts: 8 phantoms, the shipped generator, a
+reference model trained for two epochs, the CLI; then resume, the --fail-on gate and bad input.
+
+The paper design runs on 8 phantoms (train 2, ID 2, OOD 2, one synthetic patient per test patient).
+The audit's populations are CSV rows with the test patients' attributes, so its synthetic patients
+come from the patient store without being made again (a synthetic patient is never made twice, across
+trials). The statistics that need more patients (forest attribution, subgroups) are skipped with a
+note; they are tested on their own in test_trial_stats/attribution/subgroups.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from vctcore.trial.result import PREDICTION_COLUMNS, TrialResult
+
+REPO = Path(__file__).resolve().parents[1]
+POPULATION = REPO / "assets" / "populations" / "adult_reference.yaml"
+
+
+def _vct(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "vctcore.cli", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def _paper_config(tmp: Path, real: dict, generator: dict, **changes) -> Path:
+    cfg = {"name": "tiny_paper", "design": "paper", "target": "bfp_pct", "real": real,
+           "split": {"x": "body_volume_l", "y": "mmp_pct", "coef": [0.25, 1.0], "ood_fraction": 0.34},
+           "sizes": {"train": 2, "id": 2, "ood": 2},
+           "model": {"reference": {"epochs": 2, "seed": 0}},
+           "generator": {"oversample": 1, **generator},
+           "statistics": {"n_boot": 200, "importance_boot": 2},
+           "cache": str(tmp / "cache"), "workers": 2, **changes}
+    path = tmp / f"{cfg['name']}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_world() -> dict:
+    return {"real": {"phantoms": {"population": str(POPULATION), "n": 8, "seed": 5}}, "generator": {}}
+
+
+@pytest.fixture(scope="module")
+def paper_trial(tmp_path_factory, tiny_world) -> tuple[Path, subprocess.CompletedProcess]:
+    tmp = tmp_path_factory.mktemp("trial")
+    out = tmp / "out"
+    proc = _vct("trial", "--config", str(_paper_config(tmp, **tiny_world)), "--out", str(out), "--quiet")
+    return out, proc
+
+
+def test_tiny_paper_trial_writes_a_full_trial_directory(paper_trial) -> None:
+    out, proc = paper_trial
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = TrialResult.load(out)
+    preds = result.predictions
+    assert set(PREDICTION_COLUMNS) <= set(preds.columns)
+    assert set(preds["sample_type"]) >= {"real", "reconstructed", "synthetic"}
+    assert set(preds["population"]) == {"ID", "OOD"}
+    real = preds[preds["sample_type"] == "real"]
+    assert len(real) == 4 and (preds["abs_error"] - (preds["y_pred"] - preds["y_true"]).abs()).abs().max() < 1e-9
+    # every synthetic and reconstructed image names the real patient it was made from
+    made = preds[preds["sample_type"].isin(["synthetic", "reconstructed"])]
+    assert set(made["source_id"]) == set(real["patient_id"]) and len(made) == 8
+    assert made["patient_id"].is_unique and not set(made["patient_id"]) & set(real["patient_id"])
+    # all 8 attributes measured (or recorded) on every sample type
+    assert preds[["sex", "age_years", "height_cm", "weight_kg", "bfp_pct", "body_volume_l", "mmp_pct"]].notna().all().all()
+    t1 = result.tables["table1"]
+    assert {"real", "reconstructed", "synthetic", "real_weighted"} <= set(t1["sample_type"])
+    row = t1[(t1["population"] == "ID") & (t1["sample_type"] == "real")].iloc[0]
+    assert row["mae"] == pytest.approx(real[real["population"] == "ID"]["abs_error"].mean())
+    s = result.summary
+    assert s["provenance"]["model"]["weights_sha256"] and s["provenance"]["generator"]["sha256"]
+    assert set(s["provenance"]["stage_seconds"]) >= {"real_cohort", "measure_real", "train_model", "reconstruct",
+                                                   "generate", "measure_generated", "predict", "statistics"}
+    assert s["split"]["intercepts"].keys() == {"F", "M"}
+    assert (out / "model" / "card.yaml").is_file() and not (out / "progress.json").exists()
+    assert "MAE" in proc.stdout
+
+
+def test_rerun_resumes_from_caches(paper_trial) -> None:
+    out, _ = paper_trial
+    cfg = json.loads((out / "config.json").read_text())["config"]
+    proc = _vct("trial", "--config", str(Path(cfg["source"])), "--out", str(out), "--quiet")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    seconds = TrialResult.load(out).summary["provenance"]["stage_seconds"]
+    # nothing is generated, reconstructed or trained again
+    assert seconds["generate"] < 2 and seconds["reconstruct"] < 2 and seconds["train_model"] < 5
+
+
+def test_other_config_into_the_same_directory_is_refused(paper_trial, tiny_world, tmp_path: Path) -> None:
+    out, _ = paper_trial
+    other = _paper_config(tmp_path, **tiny_world, name="other", sizes={"train": 1, "id": 2, "ood": 2})
+    proc = _vct("trial", "--config", str(other), "--out", str(out))
+    assert proc.returncode == 2 and "holds another trial" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert (out / "trial.json").is_file()
+
+
+def test_split_too_small_exits_2(tmp_path: Path, paper_trial, tiny_world) -> None:
+    out, _ = paper_trial
+    cache = json.loads((out / "config.json").read_text())["config"]["cache"]
+    cfg = _paper_config(tmp_path, **tiny_world, sizes={"train": 2, "id": 2, "ood": 9}, cache=cache)
+    proc = _vct("trial", "--config", str(cfg), "--out", str(tmp_path / "o"))
+    assert proc.returncode == 2, proc.stderr
+    assert "OOD side" in proc.stderr and "sizes ask for 9" in proc.stderr
+
+
+def test_unknown_key_exits_2(tmp_path: Path, tiny_world) -> None:
+    cfg = _paper_config(tmp_path, **tiny_world, colour="red")
+    proc = _vct("trial", "--config", str(cfg), "--out", str(tmp_path / "o"))
+    assert proc.returncode == 2 and "unknown key 'colour'" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
+
+
+def test_tiny_audit_reuses_patients_names_populations_and_gates(paper_trial, tiny_world, tmp_path: Path) -> None:
+    out, _ = paper_trial
+    cache = json.loads((out / "config.json").read_text())["config"]["cache"]
+    roles = pd.read_csv(out / "tables" / "roles.csv", dtype={"patient_id": str}).set_index("patient_id")
+    recorded = pd.read_csv(next(Path(cache, "phantoms").glob("*/attributes.csv")), dtype={"id": str}).set_index("id")
+    for name, role in (("adults", "id_test"), ("clinic", "ood_test")):
+        rows = recorded.loc[roles.index[roles["role"] == role], ["sex", "age_years", "height_cm", "weight_kg"]]
+        rows.assign(ward="x").rename_axis("id").reset_index().to_csv(tmp_path / f"{name}.csv", index=False)
+    cfg = {"name": "tiny_audit", "design": "audit", "model": {"path": str(out / "model")},
+           "reference_population": {"name": "adults", "csv": "adults.csv"},
+           "target_populations": [{"name": "clinic", "csv": "clinic.csv"}],
+           "statistics": {"n_boot": 200, "acceptable_below": 0.0, "significant_above": 0.0}, "cache": cache}
+    path = tmp_path / "audit.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    proc = _vct("trial", "--config", str(path), "--out", str(tmp_path / "audit"), "--quiet",
+                "--fail-on", "significant")
+    # thresholds of 0 points make every population a significant degradation: the gate must fire
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "--fail-on significant" in proc.stderr
+    result = TrialResult.load(tmp_path / "audit")
+    assert result.summary["provenance"]["stage_seconds"]["generate"] < 5  # every patient came from the store
+    pops = result.tables["populations"].set_index("population")
+    assert list(pops.index) == ["adults", "clinic"] and (pops["n"] == 2).all()
+    preds = result.predictions
+    assert len(preds) == 4 and preds["source_id"].str.match(r"^(adults|clinic):P\d{4}$").all()
+    assert preds["outside_support"].dtype == bool
+    # the same synthetic patients as the paper trial's, measured the same way
+    paper = TrialResult.load(out).predictions.set_index("patient_id")
+    assert set(preds["patient_id"]) <= set(paper.index)
+    assert paper.loc[preds["patient_id"], "y_true"].to_numpy() == pytest.approx(preds["y_true"].to_numpy())

@@ -95,7 +95,7 @@ def test_rerun_resumes_from_caches(paper_trial) -> None:
 
 def test_other_config_into_the_same_directory_is_refused(paper_trial, tiny_world, tmp_path: Path) -> None:
     out, _ = paper_trial
-    other = _paper_config(tmp_path, **tiny_world, name="other", sizes={"train": 1, "id": 2, "ood": 2})
+    other = _paper_config(tmp_path, **tiny_world, name="other", sizes={"train": 3, "id": 1, "ood": 2})
     proc = _vct("trial", "--config", str(other), "--out", str(out))
     assert proc.returncode == 2 and "holds another trial" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert (out / "trial.json").is_file()

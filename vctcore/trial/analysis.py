@@ -16,7 +16,7 @@ import pandas as pd
 from vctcore.trial.attribution import (FEATURES, complete_rows, feature_matrix, importance_correlation, importances,
                                        rf_error_regression, shap_values)
 from vctcore.trial.config import StatisticsSettings
-from vctcore.trial.stats import MAEResult, error_correlations, mae_ci, verdict, z_against_real
+from vctcore.trial.stats import error_correlations, mae_ci, verdict, z_against_real
 from vctcore.trial.subgroups import subgroup_scan
 
 ATTRIBUTION_TYPES = ("real", "reconstructed", "synthetic")
@@ -166,7 +166,3 @@ def verdict_records(t1: pd.DataFrame) -> list[dict]:
     """Table 1's rows as the trial.json verdict list."""
     keep = ["task", "population", "attr_dist", "sample_type", "n", "mae", "mae_low", "mae_high", "verdict"]
     return t1[[c for c in keep if c in t1.columns]].to_dict("records")
-
-
-def mae_result(row: pd.Series) -> MAEResult:
-    return MAEResult(float(row["mae"]), float(row["mae_low"]), float(row["mae_high"]), int(row["n"]), 0.95)

@@ -36,9 +36,11 @@ from typing import Any
 
 import numpy as np
 
+from vctcore.evaluate.measures import FIELDS
 from vctcore.models.checkpoint import sha256_file
 
-MEASURED = ("weight_kg", "bfp_pct", "mmp_pct", "body_volume_l", "extent_cm", "bone_density_hu")
+#: the fields measured per image (those of the fidelity suite's measurement)
+MEASURED = FIELDS
 METHOD_VERSION = 1
 #: extent -> height fitted on real (phantom) CT, for trials without a real cohort of their own (audits)
 DEFAULT_HEIGHT_CALIBRATION = Path(__file__).with_name("extent_height.json")  # bump when image_measurements changes what it returns (invalidates the cache)

@@ -14,11 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from vctcore.trial.ground_truth import HeightCalibration, ImageRef, measure_images
+from vctcore.trial.ground_truth import MEASURED, HeightCalibration, ImageRef, measure_images
 
 Progress = Callable[[int, int, str], None]
-RECORDED = ("sex", "age_years")
-MEASURED_ATTRS = ("weight_kg", "bfp_pct", "bone_density_hu", "mmp_pct", "body_volume_l")
 
 
 def refs(images: pd.DataFrame) -> list[ImageRef]:
@@ -33,7 +31,7 @@ def measure_table(images: pd.DataFrame, *, cache_dir: Path, segmentation: str, w
     got = measure_images(refs(images), cache_dir=cache_dir, segmentation=segmentation, workers=workers,
                          progress=progress)
     out = images.copy()
-    for col in ("weight_kg", "bfp_pct", "mmp_pct", "body_volume_l", "extent_cm", "bone_density_hu"):
+    for col in MEASURED:
         out[col] = [np.nan if got[p].get(col) is None else float(got[p][col]) for p in out["patient_id"]]
     out["measure_notes"] = ["; ".join(got[p].get("notes", [])) for p in out["patient_id"]]
     return out

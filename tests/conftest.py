@@ -110,3 +110,24 @@ def tiny_generator(tmp_path_factory) -> dict:
     second = train(cohort, run, preset=preset, seed=3)
     return {"root": root, "cohort": cohort, "preset": preset, "run": run, "first": first, "second": second,
             "generator": second.generator_dir}
+
+
+@pytest.fixture(scope="session")
+def tiny_world() -> dict:
+    """The tiny trial world (tests/trial_fixtures.py), a fresh copy per use."""
+    import copy
+
+    from trial_fixtures import TINY_WORLD
+
+    return copy.deepcopy(TINY_WORLD)
+
+
+@pytest.fixture(scope="session")
+def tiny_paper_trial(tmp_path_factory, tiny_world) -> tuple[Path, subprocess.CompletedProcess]:
+    """The tiny paper trial, run once per test session: (its directory, the finished `vct trial` process)."""
+    from trial_fixtures import paper_config, vct
+
+    tmp = tmp_path_factory.mktemp("trial")
+    out = tmp / "out"
+    proc = vct("trial", "--config", str(paper_config(tmp, **tiny_world)), "--out", str(out), "--quiet")
+    return out, proc

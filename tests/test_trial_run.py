@@ -1,7 +1,7 @@
 """A tiny trial end to end with the default world's real parts: 8 phantoms, the shipped generator, a
 reference model trained for two epochs, the CLI; then resume, the --fail-on gate and bad input.
 
-The paper design runs on 8 phantoms (train 2, ID 2, OOD 2, one synthetic patient per test patient).
+The tiny world and its paper trial are shared fixtures (tests/trial_fixtures.py, conftest.py).
 The audit's populations are CSV rows with the test patients' attributes, so its synthetic patients
 come from the patient store without being made again (a synthetic patient is never made twice, across
 trials). The statistics that need more patients (forest attribution, subgroups) are skipped with a
@@ -10,8 +10,6 @@ note; they are tested on their own in test_trial_stats/attribution/subgroups.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -20,42 +18,11 @@ import yaml
 
 from vctcore.trial.result import PREDICTION_COLUMNS, TrialResult
 
-REPO = Path(__file__).resolve().parents[1]
-POPULATION = REPO / "assets" / "populations" / "adult_reference.yaml"
+from trial_fixtures import REPO, paper_config, vct
 
 
-def _vct(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "vctcore.cli", *args], capture_output=True, text=True, cwd=cwd)
-
-
-def _paper_config(tmp: Path, real: dict, generator: dict, **changes) -> Path:
-    cfg = {"name": "tiny_paper", "design": "paper", "target": "bfp_pct", "real": real,
-           "split": {"x": "body_volume_l", "y": "mmp_pct", "coef": [0.25, 1.0], "ood_fraction": 0.34},
-           "sizes": {"train": 2, "id": 2, "ood": 2},
-           "model": {"reference": {"epochs": 2, "seed": 0}},
-           "generator": {"oversample": 1, **generator},
-           "statistics": {"n_boot": 200, "importance_boot": 2},
-           "cache": str(tmp / "cache"), "workers": 2, **changes}
-    path = tmp / f"{cfg['name']}.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
-
-
-@pytest.fixture(scope="module")
-def tiny_world() -> dict:
-    return {"real": {"phantoms": {"population": str(POPULATION), "n": 8, "seed": 5}}, "generator": {}}
-
-
-@pytest.fixture(scope="module")
-def paper_trial(tmp_path_factory, tiny_world) -> tuple[Path, subprocess.CompletedProcess]:
-    tmp = tmp_path_factory.mktemp("trial")
-    out = tmp / "out"
-    proc = _vct("trial", "--config", str(_paper_config(tmp, **tiny_world)), "--out", str(out), "--quiet")
-    return out, proc
-
-
-def test_tiny_paper_trial_writes_a_full_trial_directory(paper_trial) -> None:
-    out, proc = paper_trial
+def test_tiny_tiny_paper_trial_writes_a_full_trial_directory(tiny_paper_trial) -> None:
+    out, proc = tiny_paper_trial
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = TrialResult.load(out)
     preds = result.predictions
@@ -83,42 +50,42 @@ def test_tiny_paper_trial_writes_a_full_trial_directory(paper_trial) -> None:
     assert "MAE" in proc.stdout
 
 
-def test_rerun_resumes_from_caches(paper_trial) -> None:
-    out, _ = paper_trial
+def test_rerun_resumes_from_caches(tiny_paper_trial) -> None:
+    out, _ = tiny_paper_trial
     cfg = json.loads((out / "config.json").read_text())["config"]
-    proc = _vct("trial", "--config", str(Path(cfg["source"])), "--out", str(out), "--quiet")
+    proc = vct("trial", "--config", str(Path(cfg["source"])), "--out", str(out), "--quiet")
     assert proc.returncode == 0, proc.stderr[-2000:]
     seconds = TrialResult.load(out).summary["provenance"]["stage_seconds"]
     # nothing is generated, reconstructed or trained again
     assert seconds["generate"] < 2 and seconds["reconstruct"] < 2 and seconds["train_model"] < 5
 
 
-def test_other_config_into_the_same_directory_is_refused(paper_trial, tiny_world, tmp_path: Path) -> None:
-    out, _ = paper_trial
-    other = _paper_config(tmp_path, **tiny_world, name="other", sizes={"train": 3, "id": 2, "ood": 2})
-    proc = _vct("trial", "--config", str(other), "--out", str(out))
+def test_other_config_into_the_same_directory_is_refused(tiny_paper_trial, tiny_world, tmp_path: Path) -> None:
+    out, _ = tiny_paper_trial
+    other = paper_config(tmp_path, **tiny_world, name="other", sizes={"train": 3, "id": 2, "ood": 2})
+    proc = vct("trial", "--config", str(other), "--out", str(out))
     assert proc.returncode == 2 and "holds another trial" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert (out / "trial.json").is_file()
 
 
-def test_split_too_small_exits_2(tmp_path: Path, paper_trial, tiny_world) -> None:
-    out, _ = paper_trial
+def test_split_too_small_exits_2(tmp_path: Path, tiny_paper_trial, tiny_world) -> None:
+    out, _ = tiny_paper_trial
     cache = json.loads((out / "config.json").read_text())["config"]["cache"]
-    cfg = _paper_config(tmp_path, **tiny_world, sizes={"train": 2, "id": 2, "ood": 9}, cache=cache)
-    proc = _vct("trial", "--config", str(cfg), "--out", str(tmp_path / "o"))
+    cfg = paper_config(tmp_path, **tiny_world, sizes={"train": 2, "id": 2, "ood": 9}, cache=cache)
+    proc = vct("trial", "--config", str(cfg), "--out", str(tmp_path / "o"))
     assert proc.returncode == 2, proc.stderr
     assert "OOD side" in proc.stderr and "sizes ask for 9" in proc.stderr
 
 
 def test_unknown_key_exits_2(tmp_path: Path, tiny_world) -> None:
-    cfg = _paper_config(tmp_path, **tiny_world, colour="red")
-    proc = _vct("trial", "--config", str(cfg), "--out", str(tmp_path / "o"))
+    cfg = paper_config(tmp_path, **tiny_world, colour="red")
+    proc = vct("trial", "--config", str(cfg), "--out", str(tmp_path / "o"))
     assert proc.returncode == 2 and "unknown key 'colour'" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
 
 
-def test_tiny_audit_reuses_patients_names_populations_and_gates(paper_trial, tiny_world, tmp_path: Path) -> None:
-    out, _ = paper_trial
+def test_tiny_audit_reuses_patients_names_populations_and_gates(tiny_paper_trial, tiny_world, tmp_path: Path) -> None:
+    out, _ = tiny_paper_trial
     cache = json.loads((out / "config.json").read_text())["config"]["cache"]
     roles = pd.read_csv(out / "tables" / "roles.csv", dtype={"patient_id": str}).set_index("patient_id")
     recorded = pd.read_csv(next(Path(cache, "phantoms").glob("*/attributes.csv")), dtype={"id": str}).set_index("id")
@@ -128,10 +95,11 @@ def test_tiny_audit_reuses_patients_names_populations_and_gates(paper_trial, tin
     cfg = {"name": "tiny_audit", "design": "audit", "model": {"path": str(out / "model")},
            "reference_population": {"name": "adults", "csv": "adults.csv"},
            "target_populations": [{"name": "clinic", "csv": "clinic.csv"}],
+           "generator": tiny_world["generator"],
            "statistics": {"n_boot": 200, "acceptable_below": 0.0, "significant_above": 0.0}, "cache": cache}
     path = tmp_path / "audit.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    proc = _vct("trial", "--config", str(path), "--out", str(tmp_path / "audit"), "--quiet",
+    proc = vct("trial", "--config", str(path), "--out", str(tmp_path / "audit"), "--quiet",
                 "--fail-on", "significant")
     # thresholds of 0 points make every population a significant degradation: the gate must fire
     assert proc.returncode == 1, proc.stderr[-2000:]
@@ -148,3 +116,31 @@ def test_tiny_audit_reuses_patients_names_populations_and_gates(paper_trial, tin
     paper = paper[paper["sample_type"] == "synthetic"].set_index("patient_id")
     assert set(preds["patient_id"]) <= set(paper.index)
     assert paper.loc[preds["patient_id"], "y_true"].to_numpy() == pytest.approx(preds["y_true"].to_numpy())
+
+
+@pytest.mark.parametrize("case", ["not_onnx", "card_missing_field"])
+def test_audit_with_a_bad_model_exits_2_before_any_work(case: str, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from vctcore.downstream.card import read_card_file, sha256_file, write_card
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.onnx").write_text("this is not a network\n")
+    card = read_card_file(REPO / "checkpoints" / "downstream" / "bfp_reference" / "card.yaml")
+    write_card(replace(card, format="onnx", weights="model.onnx", weights_sha256=sha256_file(model / "model.onnx"),
+                       backbone=None), model)
+    if case == "card_missing_field":
+        text = (model / "card.yaml").read_text().splitlines()
+        (model / "card.yaml").write_text("\n".join(line for line in text if not line.startswith("unit:")) + "\n")
+    (tmp_path / "rows.csv").write_text("sex,age_years,height_cm,weight_kg\nF,50,165,70\nM,60,178,85\n")
+    cfg = {"name": "bad_model", "design": "audit", "model": {"path": str(model)},
+           "reference_population": {"name": "a", "csv": "rows.csv"},
+           "target_populations": [{"name": "b", "csv": "rows.csv"}], "cache": str(tmp_path / "cache")}
+    (tmp_path / "audit.yaml").write_text(yaml.safe_dump(cfg))
+    proc = vct("trial", "--config", str(tmp_path / "audit.yaml"), "--out", str(tmp_path / "o"))
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    line = proc.stderr.strip()
+    assert len(line.splitlines()) == 1
+    assert ("is not an ONNX model" in line) if case == "not_onnx" else ("unit" in line and "card" in line)
+    assert not (tmp_path / "cache" / "synthetic").exists()

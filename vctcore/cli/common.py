@@ -43,17 +43,48 @@ def loss_printer(quiet: bool, every_s: float) -> Callable[[str, int, int, dict],
     return progress
 
 
+def progress_file(stage: str, every_s: float = 0.5) -> Callable[[int, int, str], None]:
+    """A progress reporter ``(done, total, label)`` that writes the stage's state as JSON to the file named
+    by ``$VCT_PROGRESS_FILE`` (set by :mod:`vctcore.jobs` for background jobs; a no-op without it) at most
+    every ``every_s`` seconds and at the stage's end: stage, done, total, label, started (epoch s, first
+    report), start_done (done at the first report: items found cached), updated."""
+    import json
+    import os
+
+    target = os.environ.get("VCT_PROGRESS_FILE")
+    state: dict = {"started": None, "start_done": 0, "last": 0.0}
+
+    def report(done: int, total: int, label: str = "") -> None:
+        if not target:
+            return
+        now = time.time()
+        if state["started"] is None:
+            state["started"], state["start_done"] = now, done
+        if done < total and now - state["last"] < every_s:
+            return
+        state["last"] = now
+        from vctcore.cohort import _atomic_text
+
+        _atomic_text(Path(target), json.dumps({"stage": stage, "done": done, "total": total, "label": label,
+                                              "started": state["started"], "start_done": state["start_done"],
+                                              "updated": now}))
+
+    return report
+
+
 def progress_bar(total: int, desc: str, unit: str, quiet: bool) -> tuple[Callable[..., None], Callable[[], None]]:
     """A tqdm bar on stderr; returns (update(done, total, label=''), close())."""
     from tqdm import tqdm
 
     bar = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, disable=quiet)
+    report = progress_file(desc)
 
     def update(done: int, total_now: int, label: str = "") -> None:
         bar.total = total_now
         bar.n = done
         if label:
-            bar.set_postfix_str(label)
+            bar.set_postfix_str(label, refresh=False)
         bar.refresh()
+        report(done, total_now, label)
 
     return update, bar.close

@@ -20,6 +20,7 @@ import hashlib
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,13 @@ DEFAULT_LR = 3e-3
 MAX_SHIFT = 4
 #: a progress callback (stage, done, total, values): stage "slices" per patient, "train" per epoch
 Progress = Callable[[str, int, int, dict[str, float]], None]
+
+
+def training_defaults() -> dict[str, Any]:
+    """What a default :func:`train_reference` run depends on besides its data and seed: epochs, learning
+    rate, backbone settings and preprocessing (a trial retrains its model when any of them changes)."""
+    return {"epochs": DEFAULT_EPOCHS, "lr": DEFAULT_LR, "max_shift": MAX_SHIFT,
+            "backbone": asdict(ReferenceConfig()), "preprocessing": asdict(DEFAULT_PREPROCESSING)}
 
 
 def _check_targets(targets: pd.DataFrame, cohort: Path, target: str) -> tuple[list[str], np.ndarray]:

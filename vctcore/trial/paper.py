@@ -76,6 +76,7 @@ def _attributes(images: pd.DataFrame, calibration: HeightCalibration) -> pd.Data
 
 def _model(cfg: TrialConfig, out: Path, real_dir: Path, train: pd.DataFrame, stages: Stages):
     from vctcore.downstream import load_model, train_reference
+    from vctcore.downstream.train import training_defaults
 
     with stages.stage("train_model"):
         if cfg.model.path is not None:
@@ -83,7 +84,8 @@ def _model(cfg: TrialConfig, out: Path, real_dir: Path, train: pd.DataFrame, sta
         else:
             model_dir = out / "model"
             fingerprint = digest({"ids": list(train["patient_id"]), "y": [round(v, 4) for v in train[cfg.target]],
-                                  "epochs": cfg.model.epochs, "seed": cfg.model.seed, "cohort": str(real_dir)})
+                                  "epochs": cfg.model.epochs, "seed": cfg.model.seed, "cohort": str(real_dir),
+                                  "defaults": training_defaults()})
             stamp = model_dir / ".trial_fingerprint"
             if not (stamp.exists() and stamp.read_text() == fingerprint):
                 targets = pd.DataFrame({"id": train["patient_id"].to_numpy(), "y": train[cfg.target].to_numpy()})
@@ -185,7 +187,8 @@ def run_paper(cfg: TrialConfig, out: Path, store: PatientStore, stages: Stages) 
     tables["roles"] = roles_out
     return {"summary": summary, "predictions": preds.drop(columns=[c for c in preds.columns if c.startswith("recorded_")]
                                                          + ["dir", "role", "score"], errors="ignore"),
-            "tables": tables, "model": model, "generator": generator}
+            "tables": tables, "model": model, "generator": generator,
+            "images": images[["patient_id", "source_id", "population", "sample_type", "dir"]]}
 
 
 def _weighted_baseline(real: pd.DataFrame, preds: pd.DataFrame, st) -> tuple[dict, Any]:

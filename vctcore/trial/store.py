@@ -14,9 +14,12 @@ attributes the post-processor reads. ``meta.json`` is written last: a patient wi
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -71,9 +74,13 @@ class PatientStore:
         done = out / "attributes.csv"
         if done.exists() and len(pd.read_csv(done)) == n and (out / ".complete").exists():
             return out
-        build_cohort(spec, n=n, seed=seed, out=out, workers=max(1, workers),
-                     progress=None if progress is None else (lambda d, t, label="": progress(d, t, label)))
-        (out / ".complete").write_text("")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with open(out.parent / f".{key}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # one builder per pool; a second trial waits, then finds it built
+            if not (out / ".complete").exists():
+                build_cohort(spec, n=n, seed=seed, out=out, workers=max(1, workers),
+                             progress=None if progress is None else (lambda d, t, label="": progress(d, t, label)))
+                (out / ".complete").write_text("")
         return out
 
     # -- synthetic patients --------------------------------------------------------------------------
@@ -149,9 +156,22 @@ class PatientStore:
 
     @staticmethod
     def _write(d: Path, ct, seg, meta: dict[str, Any]) -> None:
+        """Write a patient into a private temporary directory, then rename it to ``d``: two trials making
+        the same patient at once never mix their files (the second finds it made and drops its copy)."""
         from vctcore.volume import write_ct, write_labels
 
-        d.mkdir(parents=True, exist_ok=True)
-        write_ct(ct, d / "ct.nii.gz")
-        write_labels(seg, d / "seg.nii.gz")
-        _atomic_text(d / META, json.dumps(meta, indent=2, default=str))
+        d.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=d.parent, prefix=f".{d.name}."))
+        try:
+            write_ct(ct, tmp / "ct.nii.gz")
+            write_labels(seg, tmp / "seg.nii.gz")
+            _atomic_text(tmp / META, json.dumps(meta, indent=2, default=str))
+            if d.exists() and not (d / META).exists():
+                shutil.rmtree(d, ignore_errors=True)  # left half-written by a killed run
+            try:
+                os.rename(tmp, d)
+            except OSError:
+                if not (d / META).exists():
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)

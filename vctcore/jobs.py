@@ -230,6 +230,10 @@ def resume_job(job: Job, root: Path | None = None) -> Job:
 def cancel_job(job: Job, *, wait_s: float = 10.0) -> Job:
     """Stop a running job (SIGTERM to its process group; SIGKILL after ``wait_s``); returns it re-read."""
     job = load_job(job.dir)
+    deadline = time.monotonic() + wait_s
+    while job.status == "starting" and not job.pid and time.monotonic() < deadline:
+        time.sleep(0.1)  # its supervisor is starting and has not recorded its pid yet
+        job = load_job(job.dir)
     if not job.active or not job.pid:
         raise JobError(f"job {job.id} is not running ({job.status})")
     try:

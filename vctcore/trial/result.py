@@ -1,7 +1,8 @@
 """A trial directory: what ``vct trial`` writes and the app and the report read back.
 
     DIR/trial.json          config, headline figures, verdicts, warnings, provenance, wall time per stage
-    DIR/predictions.csv     one row per evaluated image (see PREDICTION_COLUMNS); sample_type
+    DIR/predictions.csv     one row per evaluated image (see PREDICTION_COLUMNS, and ``image_dir``: the
+                            patient's directory, ct.nii.gz + seg.nii.gz); sample_type
                             "synthetic_rebiased" repeats the synthetic rows the re-biasing kept
     DIR/tables/<name>.csv   Tables 1-4, importances with spread, SHAP values, the subgroup scan, the split
     DIR/model/              the reference model trained by a paper trial (weights + card)

@@ -61,7 +61,7 @@ def import_model(name: str, weights_name: str, weights: bytes, card_name: str, c
                               "letter or digit")
     size_mb = len(weights) / 2**20
     if size_mb > max_mb:
-        raise DownstreamError(f"{weights_name} is {size_mb:.0f} MB, over the {max_mb:.0f} MB upload limit")
+        raise DownstreamError(f"{weights_name} is {size_mb:.1f} MB, over the {max_mb:g} MB upload limit")
     suffix = Path(weights_name).suffix.lower()
     if suffix not in WEIGHT_SUFFIXES:
         raise DownstreamError(f"{weights_name}: a model file must be ONNX (.onnx) or TorchScript (.pt, .torchscript)")

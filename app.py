@@ -14,9 +14,17 @@ st.html(f"<style>{(ROOT / 'assets' / 'style.css').read_text()}</style>")
 
 st.navigation(
     {
+        "vct": [
+            st.Page(ROOT / "pages" / "home.py", title="Start here", icon=":material/home:", default=True),
+        ],
+        "Virtual trial": [
+            st.Page(ROOT / "pages" / "downstream.py", title="1 · Model under test", icon=":material/model_training:"),
+            st.Page(ROOT / "pages" / "trial.py", title="2 · Trial", icon=":material/science:"),
+            st.Page(ROOT / "pages" / "bias.py", title="3 · Bias explorer", icon=":material/query_stats:"),
+            st.Page(ROOT / "pages" / "report.py", title="4 · Report", icon=":material/picture_as_pdf:"),
+        ],
         "Anatomy": [
-            st.Page(ROOT / "pages" / "phantom.py", title="Digital human", icon=":material/accessibility_new:",
-                    default=True),
+            st.Page(ROOT / "pages" / "phantom.py", title="Digital human", icon=":material/accessibility_new:"),
             st.Page(ROOT / "pages" / "generate.py", title="Synthetic patient", icon=":material/neurology:"),
             st.Page(ROOT / "pages" / "cohorts.py", title="Cohorts", icon=":material/folder_open:"),
         ],

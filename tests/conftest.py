@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -37,18 +38,19 @@ def _skip_or_fail(message: str) -> None:
     pytest.skip(message)
 
 
-@pytest.fixture(scope="session")
-def app_url() -> Iterator[str]:
-    """``streamlit run app.py`` in its own process group; yields its URL once /_stcore/health answers."""
+@contextmanager
+def serve_app(env: dict[str, str] | None = None, log_name: str = "streamlit.log") -> Iterator[str]:
+    """``streamlit run app.py`` in its own process group (extra ``env``); yields its URL once
+    /_stcore/health answers, and stops it after."""
     port = _free_port()
     streamlit = Path(sys.executable).with_name("streamlit")
     ARTIFACTS.mkdir(exist_ok=True)
-    log = open(ARTIFACTS / "streamlit.log", "wb")
+    log = open(ARTIFACTS / log_name, "wb")
     proc = subprocess.Popen(
         [str(streamlit), "run", "app.py", "--server.headless", "true", "--server.address", "127.0.0.1",
          "--server.port", str(port), "--browser.gatherUsageStats", "false",
          "--server.fileWatcherType", "none"],  # others may edit sources while the tests run
-        cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, **(env or {})},
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -61,7 +63,7 @@ def app_url() -> Iterator[str]:
             except OSError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not start (exit {proc.poll()}); see {ARTIFACTS / 'streamlit.log'}")
+                pytest.fail(f"streamlit did not start (exit {proc.poll()}); see {ARTIFACTS / log_name}")
             time.sleep(0.2)
         yield url
     finally:
@@ -72,6 +74,13 @@ def app_url() -> Iterator[str]:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         log.close()
+
+
+@pytest.fixture(scope="session")
+def app_url() -> Iterator[str]:
+    """The app served on a free port (the default workspace)."""
+    with serve_app() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

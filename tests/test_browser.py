@@ -35,7 +35,7 @@ def _wait_for_slices(driver, timeout: float = 45.0) -> list:
 def test_phantom_page_shows_a_body(browser, app_url):
     from selenium.webdriver.common.by import By
 
-    browser.get(app_url)
+    browser.get(f"{app_url}/phantom")
     imgs = _wait_for_slices(browser)
     sizes = [browser.execute_script("return [arguments[0].naturalWidth, arguments[0].naturalHeight]", i) for i in imgs]
     assert len(sizes) == 3 and all(w > 50 and h > 50 for w, h in sizes), sizes
@@ -58,7 +58,7 @@ def test_window_preset_changes_the_images(browser, app_url):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    browser.get(app_url)
+    browser.get(f"{app_url}/phantom")
     before = [i.get_attribute("src") for i in _wait_for_slices(browser)]
     bone = browser.find_element(By.XPATH, '//label[@data-testid="stRadioOption"][.//p[starts-with(., "bone W")]]')
     bone.click()

@@ -10,7 +10,7 @@ from vctcore.cli.common import CLIError
 
 #: subcommands, in help order, and the vctcore.cli module of each (the module name by default)
 COMMANDS = ("phantom", "measure", "train", "generate", "evaluate-generator", "train-downstream",
-            "export-downstream", "predict", "trial")
+            "export-downstream", "predict", "trial", "report")
 MODULES = {"evaluate-generator": "evaluate", "train-downstream": "downstream", "export-downstream": "downstream",
            "predict": "downstream"}  # vctcore.cli.evaluate also registers
 # train-segmenter, train-segmenter-refiner and train-sex-classifier

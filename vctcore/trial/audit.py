@@ -91,8 +91,9 @@ def run_audit(cfg: TrialConfig, out: Path, store: PatientStore, stages: Stages) 
     summary = {"task": task, "height_calibration": calibration.to_dict(), "oversample": oversample,
                "verdicts": pops.assign(sample_type="synthetic").to_dict("records"), "degraded_populations": degraded,
                "error_drivers": {"synthetic": drivers}, "warnings": warnings}
-    return {"summary": summary, "predictions": preds.drop(columns=["dir"]), "tables": tables,
-            "model": model, "generator": generator}
+    return {"summary": summary, "predictions": preds.rename(columns={"dir": "image_dir"}), "tables": tables,
+            "model": model, "generator": generator,
+            "images": preds[["patient_id", "source_id", "population", "sample_type", "dir"]]}
 
 
 def population_table(preds: pd.DataFrame, cfg: TrialConfig) -> pd.DataFrame:

@@ -185,8 +185,9 @@ def run_paper(cfg: TrialConfig, out: Path, store: PatientStore, stages: Stages) 
     roles_out = real[["patient_id", "role", "side", "score", "sex", "age_years", "height_cm", "weight_kg", "bfp_pct",
                       "mmp_pct", "bone_density_hu", "body_volume_l"]]
     tables["roles"] = roles_out
+    preds = preds.rename(columns={"dir": "image_dir"})
     return {"summary": summary, "predictions": preds.drop(columns=[c for c in preds.columns if c.startswith("recorded_")]
-                                                         + ["dir", "role", "score"], errors="ignore"),
+                                                         + ["role", "score"], errors="ignore"),
             "tables": tables, "model": model, "generator": generator,
             "images": images[["patient_id", "source_id", "population", "sample_type", "dir"]]}
 

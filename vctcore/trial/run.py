@@ -96,6 +96,7 @@ def run_trial(config: TrialConfig | str | os.PathLike, out: str | os.PathLike, *
     ``progress(stage, done, total, label)`` is called as patients are made, measured and predicted.
     """
     from vctcore.trial.audit import run_audit
+    from vctcore.trial.examples import write_examples
     from vctcore.trial.paper import run_paper
 
     cfg = config if isinstance(config, TrialConfig) else load_config(config)
@@ -106,6 +107,8 @@ def run_trial(config: TrialConfig | str | os.PathLike, out: str | os.PathLike, *
     store = PatientStore(Path(cache) if cache is not None else cfg.cache or default_cache())
     stages = Stages(out, progress)
     ran = (run_paper if cfg.design == "paper" else run_audit)(cfg, out, store, stages)
+    with stages.stage("examples"):
+        write_examples(out, ran["images"])
     summary = {"name": cfg.name, "design": cfg.design, "description": cfg.raw.get("description", ""),
                "config": cfg.to_dict(), **ran["summary"],
                "cache": str(store.root),

@@ -1,0 +1,168 @@
+"""The auditor's whole flow in a real browser, without a terminal: the app served over an empty workspace;
+a small audit started from the Trial page (shipped reference model, 2 + 2 synthetic patients, 3 sampler
+steps) runs as a background job; the Bias explorer shows it; the Report page builds the PDF and the
+browser downloads it; pdftotext reads it. A bad model upload shows its error and the page keeps working.
+Screenshots of each page go to test-artifacts/."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ARTIFACTS, serve_app
+from vctcore.jobs import cancel_job, list_jobs
+
+pytestmark = pytest.mark.browser
+EXCEPTION = '[data-testid="stException"]'
+
+
+@pytest.fixture(scope="module")
+def audit_app(tmp_path_factory):
+    root = tmp_path_factory.mktemp("browser_ws")
+    with serve_app({"VCT_WORKSPACE": str(root)}, log_name="streamlit_trial.log") as url:
+        yield url, root
+    for job in list_jobs(root):
+        if job.active:
+            cancel_job(job)
+
+
+def _idle(driver, timeout: float = 60.0) -> None:
+    """Wait for the script run to finish; fail on an exception shown in the page."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    time.sleep(0.5)
+    WebDriverWait(driver, timeout, poll_frequency=0.25).until(
+        lambda d: d.find_elements(By.CSS_SELECTOR, '[data-testid="stApp"][data-test-script-state="notRunning"]'))
+    assert not driver.find_elements(By.CSS_SELECTOR, EXCEPTION), driver.find_element(By.CSS_SELECTOR, EXCEPTION).text
+
+
+def _wait_for(driver, css: str, n: int = 1, timeout: float = 90.0) -> list:
+    """Wait until the page shows at least ``n`` elements matching ``css`` (the script has rendered)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    found = WebDriverWait(driver, timeout, poll_frequency=0.25).until(
+        lambda d: (lambda els: els if len(els) >= n else False)(d.find_elements(By.CSS_SELECTOR, css)))
+    _idle(driver)
+    return found
+
+
+def _shot(driver, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    height = driver.execute_script('return document.querySelector(\'[data-testid="stMain"]\').scrollHeight')
+    driver.set_window_size(1400, min(max(int(height) + 120, 1000), 4000))
+    time.sleep(0.5)
+    try:
+        assert driver.save_screenshot(str(ARTIFACTS / f"app_{name}.png"))
+    finally:
+        driver.set_window_size(1400, 1000)
+
+
+def _set_number(driver, label: str, value: int, index: int = 0) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    box = driver.find_elements(By.CSS_SELECTOR, f'input[aria-label="{label}"]')[index]
+    box.send_keys(Keys.CONTROL, "a")
+    box.send_keys(str(value), Keys.ENTER)
+    _idle(driver)
+
+
+def _click(driver, text: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.find_element(By.XPATH, f'//button[.//p[normalize-space()="{text}"]]').click()
+    _idle(driver)
+
+
+def _wait_job(root: Path, kind: str, timeout: float) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        jobs = list_jobs(root, kind=kind)
+        if jobs and not jobs[0].active:
+            return jobs[0]
+        time.sleep(1)
+    raise AssertionError(f"the {kind} job did not finish in {timeout} s")
+
+
+def test_landing_and_a_bad_model_upload(browser, audit_app, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    url, root = audit_app
+    browser.get(url)
+    _wait_for(browser, '[data-testid="stPageLink"]', n=4)
+    assert "where to start" in browser.find_element(By.TAG_NAME, "body").text.lower() or \
+        "Start with" in browser.find_element(By.TAG_NAME, "body").text
+    _shot(browser, "home")
+    browser.get(f"{url}/downstream")
+    _wait_for(browser, '[data-testid="stMetric"]')
+    browser.find_element(By.XPATH, '//summary[.//p[normalize-space()="Upload your own model"]]').click()
+    bad = tmp_path / "model.onnx"
+    bad.write_text("this is not a network\n")
+    card = tmp_path / "card.yaml"
+    shutil.copy(Path(__file__).resolve().parents[1] / "checkpoints" / "downstream" / "bfp_reference" / "card.yaml", card)
+    inputs = browser.find_elements(By.CSS_SELECTOR, 'input[type="file"]')
+    inputs[0].send_keys(str(bad))
+    inputs[1].send_keys(str(card))
+    box = browser.find_element(By.CSS_SELECTOR, 'input[aria-label="Name in the workspace"]')
+    box.send_keys("bad-model\n")
+    _idle(browser)
+    time.sleep(1)
+    _click(browser, "Check and add")
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    errors = WebDriverWait(browser, 60, poll_frequency=0.25).until(
+        lambda d: d.find_elements(By.CSS_SELECTOR, '[data-testid="stAlertContentError"]'))
+    _shot(browser, "model")
+    assert errors and "Not added" in errors[0].text, [e.text for e in errors]
+    assert not (root / "models" / "bad-model").exists()
+    assert "Checks passed" in browser.find_element(By.TAG_NAME, "body").text  # the shipped model still works
+
+
+def test_audit_from_the_trial_page_to_the_downloaded_report(browser, audit_app, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    url, root = audit_app
+    browser.get(f"{url}/trial")
+    _wait_for(browser, 'input[aria-label="Patients (N)"]', n=2)
+    _set_number(browser, "Patients (N)", 2, index=0)  # reference
+    _set_number(browser, "Patients (N)", 2, index=1)  # target 1
+    browser.find_element(By.XPATH, '//summary[.//p[normalize-space()="Advanced"]]').click()
+    _set_number(browser, "Sampler steps (0: the generator's default)", 3)
+    _click(browser, "Start trial")
+    _shot(browser, "trial_running")
+    job = _wait_job(root, "trial", timeout=600)
+    assert job.status == "done", job.log_tail()
+    browser.get(f"{url}/trial")
+    _wait_for(browser, '[data-testid="stDataFrame"]')
+    _shot(browser, "trial")
+
+    browser.get(f"{url}/bias")
+    _wait_for(browser, '[data-testid="stPlotlyChart"]')
+    body = browser.find_element(By.TAG_NAME, "body").text
+    assert "Verdicts" in body and "Degraded against the reference" in body
+    assert browser.find_elements(By.CSS_SELECTOR, '[data-testid="stPlotlyChart"]')
+    _shot(browser, "bias")
+
+    browser.get(f"{url}/report")
+    _wait_for(browser, "button")
+    _click(browser, "Build the report")
+    job = _wait_job(root, "report", timeout=300)
+    assert job.status == "done", job.log_tail()
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    browser.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+    browser.get(f"{url}/report")
+    _wait_for(browser, '[data-testid="stImage"] img', timeout=120)
+    _shot(browser, "report")
+    browser.find_element(By.XPATH, '//button[.//p[normalize-space()="Download the PDF"]]').click()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not list(downloads.glob("*.pdf")):
+        time.sleep(0.3)
+    (pdf,) = downloads.glob("*.pdf")
+    text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    assert "my_audit" in text and "reference" in text

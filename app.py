@@ -1,4 +1,5 @@
-"""vct Streamlit entry point: page config and navigation only; each page lives in pages/."""
+"""vct Streamlit entry point: page config and navigation only; each page lives in views/ (a folder named
+pages/ would also make Streamlit list its files, helpers included, as pages of their own)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,21 +16,21 @@ st.html(f"<style>{(ROOT / 'assets' / 'style.css').read_text()}</style>")
 st.navigation(
     {
         "vct": [
-            st.Page(ROOT / "pages" / "home.py", title="Start here", icon=":material/home:", default=True),
+            st.Page(ROOT / "views" / "home.py", title="Start here", icon=":material/home:", default=True),
         ],
         "Virtual trial": [
-            st.Page(ROOT / "pages" / "downstream.py", title="1 · Model under test", icon=":material/model_training:"),
-            st.Page(ROOT / "pages" / "trial.py", title="2 · Trial", icon=":material/science:"),
-            st.Page(ROOT / "pages" / "bias.py", title="3 · Bias explorer", icon=":material/query_stats:"),
-            st.Page(ROOT / "pages" / "report.py", title="4 · Report", icon=":material/picture_as_pdf:"),
+            st.Page(ROOT / "views" / "downstream.py", title="1 · Model under test", icon=":material/model_training:"),
+            st.Page(ROOT / "views" / "trial.py", title="2 · Trial", icon=":material/science:"),
+            st.Page(ROOT / "views" / "bias.py", title="3 · Bias explorer", icon=":material/query_stats:"),
+            st.Page(ROOT / "views" / "report.py", title="4 · Report", icon=":material/picture_as_pdf:"),
         ],
         "Anatomy": [
-            st.Page(ROOT / "pages" / "phantom.py", title="Digital human", icon=":material/accessibility_new:"),
-            st.Page(ROOT / "pages" / "generate.py", title="Synthetic patient", icon=":material/neurology:"),
-            st.Page(ROOT / "pages" / "cohorts.py", title="Cohorts", icon=":material/folder_open:"),
+            st.Page(ROOT / "views" / "phantom.py", title="Digital human", icon=":material/accessibility_new:"),
+            st.Page(ROOT / "views" / "generate.py", title="Synthetic patient", icon=":material/neurology:"),
+            st.Page(ROOT / "views" / "cohorts.py", title="Cohorts", icon=":material/folder_open:"),
         ],
         "Evaluation": [
-            st.Page(ROOT / "pages" / "fidelity.py", title="Generator fidelity", icon=":material/fact_check:"),
+            st.Page(ROOT / "views" / "fidelity.py", title="Generator fidelity", icon=":material/fact_check:"),
         ],
     }
 ).run()

@@ -9,7 +9,7 @@ APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 
 def open_page(path: str, timeout_s: float = 180) -> AppTest:
-    """Run the app, switch to ``path`` (e.g. "pages/generate.py") and check it raised nothing."""
+    """Run the app, switch to ``path`` (e.g. "views/generate.py") and check it raised nothing."""
     at = AppTest.from_file(APP, default_timeout=timeout_s)
     at.run()
     at.switch_page(path).run()

@@ -15,7 +15,7 @@ def app() -> AppTest:
     at = AppTest.from_file(APP, default_timeout=TIMEOUT_S)
     at.run()
     assert not at.exception, at.exception
-    at.switch_page("pages/phantom.py").run()
+    at.switch_page("views/phantom.py").run()
     assert not at.exception, at.exception
     return at
 

@@ -24,7 +24,7 @@ def saved_evaluation(tiny_generator, tmp_path_factory) -> Path:
 
 def test_fidelity_page_shows_targets_figures_and_provenance(saved_evaluation, monkeypatch):
     monkeypatch.setenv("VCT_WORKSPACE", str(saved_evaluation))
-    at = open_page("pages/fidelity.py")
+    at = open_page("views/fidelity.py")
     assert at.title[0].value == "Generator fidelity"
     assert at.selectbox(key="fid_dir").value.endswith("evaluations/tiny")
     report = json.loads((saved_evaluation / "evaluations" / "tiny" / "fidelity.json").read_text())
@@ -60,7 +60,7 @@ def test_fidelity_page_offers_the_evaluation_shipped_with_the_default(saved_eval
     shutil.copytree(saved_evaluation / "evaluations" / "tiny", tmp_path / "default" / "fidelity")
     monkeypatch.setattr(vctcore.generator, "DEFAULT_CHECKPOINT", tmp_path / "default")
     monkeypatch.setenv("VCT_WORKSPACE", str(tmp_path / "empty-workspace"))
-    at = open_page("pages/fidelity.py")
+    at = open_page("views/fidelity.py")
     assert at.selectbox(key="fid_dir").value == str(tmp_path / "default" / "fidelity")
     assert len(at.get("plotly_chart")) == 5 and not at.error
 
@@ -70,6 +70,6 @@ def test_fidelity_page_without_an_evaluation_says_how_to_make_one(tmp_path, monk
 
     monkeypatch.setattr(vctcore.generator, "DEFAULT_CHECKPOINT", tmp_path / "no-default")
     monkeypatch.setenv("VCT_WORKSPACE", str(tmp_path))
-    at = open_page("pages/fidelity.py")
+    at = open_page("views/fidelity.py")
     assert any("vct evaluate-generator" in i.value for i in at.info)
     assert not at.get("plotly_chart")

@@ -19,7 +19,7 @@ def workspace(tmp_path, tiny_generator, monkeypatch) -> Path:
 
 
 def test_generator_page_generates_a_patient_and_writes_a_cohort(workspace):
-    at = open_page("pages/generate.py")
+    at = open_page("views/generate.py")
     assert at.title[0].value == "Synthetic patient"
     assert any("trained on 6 digital-human phantoms" in c.value for c in at.caption)
     at.number_input(key="gen_height_cm").set_value(200.0)
@@ -35,7 +35,7 @@ def test_generator_page_generates_a_patient_and_writes_a_cohort(workspace):
 
 
 def test_cohort_page_opens_phantom_and_generated_cohorts(workspace, tiny_generator):
-    at = open_page("pages/cohorts.py")
+    at = open_page("views/cohorts.py")
     assert at.title[0].value == "Cohorts"
     assert len(at.get("image")) == 3
     at.selectbox(key="co_patient").set_value("P0003").run()
@@ -45,6 +45,6 @@ def test_cohort_page_opens_phantom_and_generated_cohorts(workspace, tiny_generat
 
 def test_generator_page_without_a_checkpoint_says_how_to_get_one(tmp_path, monkeypatch):
     monkeypatch.setenv("VCT_GENERATOR", str(tmp_path / "none"))
-    at = open_page("pages/generate.py")
+    at = open_page("views/generate.py")
     assert "No usable generator checkpoint" in at.error[0].value
     assert any("vct train" in i.value for i in at.info)

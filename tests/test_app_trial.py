@@ -68,7 +68,7 @@ def test_model_page_checks_the_shipped_model_and_runs_it_on_a_cohort(workspace: 
 
     pool = next(Path(json.loads((out / "config.json").read_text())["config"]["cache"], "phantoms").glob("*/"))
     shutil.copytree(pool, workspace / "cohorts" / "tiny")
-    at = open_page("pages/downstream.py")
+    at = open_page("views/downstream.py")
     assert at.selectbox(key="dm_model").value == "shipped/bfp_reference"
     assert any("Checks passed" in s.value for s in at.success)
     assert at.metric[0].value == "bfp_pct (%)"
@@ -83,7 +83,7 @@ def test_model_page_checks_the_shipped_model_and_runs_it_on_a_cohort(workspace: 
 
 
 def test_trial_page_shows_config_errors_and_starts_a_background_audit(workspace: Path) -> None:
-    at = open_page("pages/trial.py")
+    at = open_page("views/trial.py")
     at.text_input(key="tr_name").set_value("no spaces allowed").run()
     at.button(key="tr_start_audit").click().run()
     assert not at.exception, at.exception
@@ -106,7 +106,7 @@ def test_trial_page_shows_config_errors_and_starts_a_background_audit(workspace:
 
 
 def test_bias_explorer_shows_verdicts_tables_figures_and_slice_patients(workspace: Path) -> None:
-    at = open_page("pages/bias.py")
+    at = open_page("views/bias.py")
     assert at.selectbox(key="bias_trial").value == "paper_bfp_small"
     verdicts = _frame(at, "verdict")
     assert {"ID", "OOD"} == set(verdicts["population"]) and verdicts["verdict"].str.contains("inconclusive").all()
@@ -123,7 +123,7 @@ def test_bias_explorer_shows_verdicts_tables_figures_and_slice_patients(workspac
 
 
 def test_report_page_builds_previews_and_offers_the_pdf(workspace: Path) -> None:
-    at = open_page("pages/report.py")
+    at = open_page("views/report.py")
     at.button(key="rep_build").click().run()
     assert not at.exception, at.exception
     job = _wait_job("report", workspace, timeout=240)

@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 import yaml
 
-from pages._jobs import live_job_panel
+from views._jobs import live_job_panel
 from vctcore.downstream.registry import list_models
 from vctcore.jobs import JobError, list_jobs
 from vctcore.population import SpecError
@@ -118,7 +118,7 @@ with runs:
         pick = st.selectbox("Explore", [t.name for t in trials], key="tr_pick")
         if st.button("Open in the bias explorer", key="tr_open"):
             st.session_state["bias_trial"] = pick
-            st.switch_page("pages/bias.py")
+            st.switch_page("views/bias.py")
         with st.expander("Configuration of the selected trial"):
             st.code(yaml.safe_dump(next(t for t in trials if t.name == pick).summary.get("config", {}),
                                    sort_keys=False), language="yaml")

@@ -15,7 +15,7 @@ st.markdown(
 st.caption("The default world is digital-human phantoms, not patients: its findings are about the method and "
            "the model's behaviour on that world, and say so in every report.")
 c1, c2, c3, c4 = st.columns(4)
-c1.page_link("pages/downstream.py", label="1 · Model under test", icon=":material/model_training:")
-c2.page_link("pages/trial.py", label="2 · Trial", icon=":material/science:")
-c3.page_link("pages/bias.py", label="3 · Bias explorer", icon=":material/query_stats:")
-c4.page_link("pages/report.py", label="4 · Report", icon=":material/picture_as_pdf:")
+c1.page_link("views/downstream.py", label="1 · Model under test", icon=":material/model_training:")
+c2.page_link("views/trial.py", label="2 · Trial", icon=":material/science:")
+c3.page_link("views/bias.py", label="3 · Bias explorer", icon=":material/query_stats:")
+c4.page_link("views/report.py", label="4 · Report", icon=":material/picture_as_pdf:")

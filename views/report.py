@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages._jobs import live_job_panel
+from views._jobs import live_job_panel
 from vctcore.jobs import JobError, list_jobs, start_job
 from vctcore.report import PreviewError, render_pages_png
 from vctcore.trial.catalog import list_trials

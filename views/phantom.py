@@ -6,7 +6,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from pages._slices import slice_views, view_controls
+from views._slices import slice_views, view_controls
 from vctcore.attributes import ATTRIBUTES
 from vctcore.phantom import SUPPORT, build_phantom
 

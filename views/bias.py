@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from pages._slices import slice_views, view_controls
+from views._slices import slice_views, view_controls
 from vctcore.trial import figures
 from vctcore.trial.attribution import FEATURES
 from vctcore.trial.catalog import list_trials

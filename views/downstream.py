@@ -8,7 +8,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages._jobs import live_job_panel
+from views._jobs import live_job_panel
 from vctcore.cohort import read_attributes
 from vctcore.downstream.card import DownstreamError
 from vctcore.downstream.registry import MAX_UPLOAD_MB, import_model, list_models

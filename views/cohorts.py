@@ -6,7 +6,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from pages._slices import slice_views, view_controls
+from views._slices import slice_views, view_controls
 from vctcore.cohort import read_attributes
 from vctcore.volume import read_ct, read_labels
 from vctcore.workspace import list_cohorts, workspace_root

@@ -18,7 +18,7 @@ $(STAMP): requirements.txt pyproject.toml
 
 # Headless browser (end-to-end tests) and PDF tools come from Debian.
 system-deps:
-	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && command -v pdftotext >/dev/null || { \
 	  apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium chromium-driver poppler-utils >/dev/null; }
 
 run: $(STAMP)

@@ -6,13 +6,13 @@ trial at ID 25 / OOD 25 on 360 phantoms, model excluded)."""
 from __future__ import annotations
 
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from app_pages import open_page
+from trial_fixtures import finished_job
 from vctcore.jobs import cancel_job, list_jobs, load_job
 
 TRIAL = Path(__file__).resolve().parent / "data" / "trials" / "paper_bfp_small"
@@ -28,16 +28,6 @@ def workspace(tmp_path: Path, monkeypatch) -> Iterator[Path]:
     for job in list_jobs(root):  # no job outlives its test
         if job.active:
             cancel_job(job)
-
-
-def _wait_job(kind: str, root: Path, timeout: float = 120.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        jobs = list_jobs(root, kind=kind)
-        if jobs and not jobs[0].active:
-            return jobs[0]
-        time.sleep(0.3)
-    raise AssertionError(f"no finished {kind} job: {[j.status for j in list_jobs(root)]}")
 
 
 def _frame(at, column: str):
@@ -74,7 +64,7 @@ def test_model_page_checks_the_shipped_model_and_runs_it_on_a_cohort(workspace: 
     assert at.metric[0].value == "bfp_pct (%)"
     at.button(key="dm_run").click().run()
     assert not at.exception, at.exception
-    job = _wait_job("predict", workspace)
+    job = finished_job(workspace, "predict")
     assert job.status == "done", job.log_tail()
     at.run()
     assert not at.exception, at.exception
@@ -126,7 +116,7 @@ def test_report_page_builds_previews_and_offers_the_pdf(workspace: Path) -> None
     at = open_page("views/report.py")
     at.button(key="rep_build").click().run()
     assert not at.exception, at.exception
-    job = _wait_job("report", workspace, timeout=240)
+    job = finished_job(workspace, "report", timeout=240)
     assert job.status == "done", job.log_tail()
     at.run()
     assert not at.exception, at.exception

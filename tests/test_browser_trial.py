@@ -5,6 +5,7 @@ browser downloads it; pdftotext reads it. A bad model upload shows its error and
 Screenshots of each page go to test-artifacts/."""
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import time
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ARTIFACTS, serve_app
+from trial_fixtures import finished_job, population_csvs
 from vctcore.jobs import cancel_job, list_jobs
 
 pytestmark = pytest.mark.browser
@@ -20,8 +22,12 @@ EXCEPTION = '[data-testid="stException"]'
 
 
 @pytest.fixture(scope="module")
-def audit_app(tmp_path_factory):
+def audit_app(tmp_path_factory, tiny_paper_trial):
+    """The app over a fresh workspace whose patient store is the tiny paper trial's (its synthetic test
+    patients are found there, not made again)."""
+    out, _ = tiny_paper_trial
     root = tmp_path_factory.mktemp("browser_ws")
+    (root / "cache").symlink_to(json.loads((out / "config.json").read_text())["config"]["cache"])
     with serve_app({"VCT_WORKSPACE": str(root)}, log_name="streamlit_trial.log") as url:
         yield url, root
     for job in list_jobs(root):
@@ -79,16 +85,6 @@ def _click(driver, text: str) -> None:
     _idle(driver)
 
 
-def _wait_job(root: Path, kind: str, timeout: float) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        jobs = list_jobs(root, kind=kind)
-        if jobs and not jobs[0].active:
-            return jobs[0]
-        time.sleep(1)
-    raise AssertionError(f"the {kind} job did not finish in {timeout} s")
-
-
 def test_landing_and_a_bad_model_upload(browser, audit_app, tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
 
@@ -123,20 +119,32 @@ def test_landing_and_a_bad_model_upload(browser, audit_app, tmp_path: Path) -> N
     assert "Checks passed" in browser.find_element(By.TAG_NAME, "body").text  # the shipped model still works
 
 
-def test_audit_from_the_trial_page_to_the_downloaded_report(browser, audit_app, tmp_path: Path) -> None:
+def test_audit_from_the_trial_page_to_the_downloaded_report(browser, audit_app, tiny_paper_trial,
+                                                           tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
 
     url, root = audit_app
+    csvs = population_csvs(tiny_paper_trial[0], tmp_path)
     browser.get(f"{url}/trial")
     _wait_for(browser, 'input[aria-label="Patients (N)"]', n=2)
-    _set_number(browser, "Patients (N)", 2, index=0)  # reference
-    _set_number(browser, "Patients (N)", 2, index=1)  # target 1
+    for k in range(2):  # reference, then target 1: a CSV of patients each
+        options = browser.find_elements(By.XPATH, '//label[@data-testid="stRadioOption"]'
+                                                   '[.//p[normalize-space()="CSV of patients"]]')
+        options[k].click()
+        _idle(browser)
+    uploads = _wait_for(browser, 'input[type="file"]', n=2)
+    uploads[0].send_keys(str(csvs["adults"]))
+    _idle(browser)
+    _wait_for(browser, 'input[type="file"]', n=2)[1].send_keys(str(csvs["clinic"]))
+    _idle(browser)
     browser.find_element(By.XPATH, '//summary[.//p[normalize-space()="Advanced"]]').click()
     _set_number(browser, "Sampler steps (0: the generator's default)", 3)
     _click(browser, "Start trial")
     _shot(browser, "trial_running")
-    job = _wait_job(root, "trial", timeout=600)
+    job = finished_job(root, "trial", timeout=600)
     assert job.status == "done", job.log_tail()
+    trial = json.loads((root / "trials" / "my_audit" / "trial.json").read_text())
+    assert trial["provenance"]["stage_seconds"]["generate"] < 5  # every patient came from the store
     browser.get(f"{url}/trial")
     _wait_for(browser, '[data-testid="stDataFrame"]')
     _shot(browser, "trial")
@@ -151,7 +159,7 @@ def test_audit_from_the_trial_page_to_the_downloaded_report(browser, audit_app, 
     browser.get(f"{url}/report")
     _wait_for(browser, "button")
     _click(browser, "Build the report")
-    job = _wait_job(root, "report", timeout=300)
+    job = finished_job(root, "report", timeout=300)
     assert job.status == "done", job.log_tail()
     downloads = tmp_path / "downloads"
     downloads.mkdir()
@@ -165,4 +173,4 @@ def test_audit_from_the_trial_page_to_the_downloaded_report(browser, audit_app, 
         time.sleep(0.3)
     (pdf,) = downloads.glob("*.pdf")
     text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
-    assert "my_audit" in text and "reference" in text
+    assert "my_audit" in text and "reference" in text and "target_1" in text

@@ -1,9 +1,11 @@
-"""The PDF bias report (vctcore.report, ``vct report``), read back with a real PDF reader (pdfplumber).
+"""The PDF bias report (vctcore.report, ``vct report``), read back with real PDF readers (pdftotext for the
+text, pdfplumber for metadata and positions).
 
 The paper report is built through the CLI from the session's tiny paper trial (tests/trial_fixtures.py)
-and from a stored real small trial (tests/data/trials/paper_bfp_small, every table present); the audit report from an audit-design trial directory written here from the tiny trial's synthetic
-images by the audit's own statistics (vctcore.trial.audit.population_table), without examples/ so the
-report's "no example slices" path is exercised. The table builder is tested on its own on long and
+and from a stored real small trial (tests/data/trials/paper_bfp_small, every table present); the audit
+report from an audit-design trial directory written here from the tiny trial's synthetic images by the
+audit's own statistics (vctcore.trial.audit.population_table), without examples/ so the report's "no
+example slices" path is exercised. The table builder is tested on its own on long and
 wide tables. Nothing here reads workspace/.
 """
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +30,10 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
 def pdf_text(pdf: Path) -> str:
-    """All pages' text, no-break spaces as spaces, the report's generation time dropped."""
-    with pdfplumber.open(pdf) as doc:
-        text = "\n".join(page.extract_text() or "" for page in doc.pages)
+    """All pages' text as ``pdftotext`` (poppler) reads it, no-break spaces as spaces, the report's
+    generation time dropped."""
+    text = subprocess.run(["pdftotext", "-enc", "UTF-8", str(pdf), "-"], capture_output=True, text=True,
+                          check=True).stdout
     text = text.replace("\u00a0", " ")
     return re.sub(r"Report generated \S+ \S+ UTC", "Report generated -", text)
 

@@ -12,13 +12,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import yaml
 
 from vctcore.trial.result import PREDICTION_COLUMNS, TrialResult
 
-from trial_fixtures import REPO, paper_config, vct
+from trial_fixtures import REPO, paper_config, population_csvs, vct
 
 
 def test_tiny_tiny_paper_trial_writes_a_full_trial_directory(tiny_paper_trial) -> None:
@@ -87,11 +86,7 @@ def test_unknown_key_exits_2(tmp_path: Path, tiny_world) -> None:
 def test_tiny_audit_reuses_patients_names_populations_and_gates(tiny_paper_trial, tiny_world, tmp_path: Path) -> None:
     out, _ = tiny_paper_trial
     cache = json.loads((out / "config.json").read_text())["config"]["cache"]
-    roles = pd.read_csv(out / "tables" / "roles.csv", dtype={"patient_id": str}).set_index("patient_id")
-    recorded = pd.read_csv(next(Path(cache, "phantoms").glob("*/attributes.csv")), dtype={"id": str}).set_index("id")
-    for name, role in (("adults", "id_test"), ("clinic", "ood_test")):
-        rows = recorded.loc[roles.index[roles["role"] == role], ["sex", "age_years", "height_cm", "weight_kg"]]
-        rows.assign(ward="x").rename_axis("id").reset_index().to_csv(tmp_path / f"{name}.csv", index=False)
+    population_csvs(out, tmp_path)
     cfg = {"name": "tiny_audit", "design": "audit", "model": {"path": str(out / "model")},
            "reference_population": {"name": "adults", "csv": "adults.csv"},
            "target_populations": [{"name": "clinic", "csv": "clinic.csv"}],

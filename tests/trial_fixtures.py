@@ -34,3 +34,37 @@ def paper_config(tmp: Path, real: dict, generator: dict, **changes) -> Path:
     path = tmp / f"{cfg['name']}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
+
+
+def population_csvs(trial_dir: Path, dest: Path) -> dict[str, Path]:
+    """CSV populations as a hospital would export them (id, sex, age, height, weight and an extra column)
+    with the attributes of a paper trial's ID and OOD test patients: an audit over them finds its
+    synthetic patients in that trial's patient store. Returns {"adults": ID csv, "clinic": OOD csv}."""
+    import json
+
+    import pandas as pd
+
+    cache = json.loads((trial_dir / "config.json").read_text())["config"]["cache"]
+    roles = pd.read_csv(trial_dir / "tables" / "roles.csv", dtype={"patient_id": str}).set_index("patient_id")
+    recorded = pd.read_csv(next(Path(cache, "phantoms").glob("*/attributes.csv")), dtype={"id": str}).set_index("id")
+    out = {}
+    for name, role in (("adults", "id_test"), ("clinic", "ood_test")):
+        rows = recorded.loc[roles.index[roles["role"] == role], ["sex", "age_years", "height_cm", "weight_kg"]]
+        out[name] = dest / f"{name}.csv"
+        rows.assign(ward="x").rename_axis("id").reset_index().to_csv(out[name], index=False)
+    return out
+
+
+def finished_job(root: Path, kind: str, timeout: float = 120.0):
+    """The newest ``kind`` job of the workspace ``root`` once it has ended (AssertionError after ``timeout`` s)."""
+    import time
+
+    from vctcore.jobs import list_jobs
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        jobs = list_jobs(root, kind=kind)
+        if jobs and not jobs[0].active:
+            return jobs[0]
+        time.sleep(0.3)
+    raise AssertionError(f"no {kind} job ended in {timeout} s: {[j.status for j in list_jobs(root)]}")

@@ -82,3 +82,52 @@ def test_a_vanished_supervisor_reads_as_died_and_can_be_resumed(tmp_path: Path) 
 def test_not_a_job_record(tmp_path: Path) -> None:
     with pytest.raises(JobError, match="not a job record"):
         load_job(tmp_path)
+
+
+def test_a_job_outlives_the_process_that_started_it(tmp_path: Path) -> None:
+    """As when the app restarts: the starting process exits at once; the job runs on and records its end."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "cohort"
+    code = ("import sys; from pathlib import Path; from vctcore.jobs import start_job; "
+            f"start_job({_phantoms(out, 1)!r}, kind='phantoms', title='1', output=Path({str(out)!r}), "
+            f"root=Path({str(tmp_path)!r}))")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    (job,) = list_jobs(tmp_path)
+    job = _wait(job, lambda j: not j.active)
+    assert job.status == "done" and len(read_attributes(out)) == 1
+
+
+def test_two_writers_of_one_patient_leave_one_whole_copy(tmp_path: Path) -> None:
+    """Two trials making the same synthetic patient at once (the patient store's atomic rename)."""
+    import threading
+
+    import numpy as np
+
+    from vctcore.trial.store import META, PatientStore
+    from vctcore.volume import CTVolume, LabelMap, read_ct
+
+    affine = np.diag([6.0, 6.0, 8.0, 1.0])
+    hu = np.full((16, 12, 20), -1000.0, np.float32)
+    hu[4:12, 3:9, 5:15] = 40.0  # a block of soft tissue in air
+    ct = CTVolume(hu, affine)
+    seg = LabelMap(np.zeros((16, 12, 20), np.uint8), affine, {})
+    d = tmp_path / "synthetic" / "g" / "k"
+    errors: list[BaseException] = []
+
+    def write(k: int) -> None:
+        try:
+            PatientStore._write(d, ct, seg, {"writer": k})
+        except BaseException as err:  # noqa: BLE001 (collected for the assertion)
+            errors.append(err)
+
+    threads = [threading.Thread(target=write, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert sorted(p.name for p in d.iterdir()) == sorted(["ct.nii.gz", "seg.nii.gz", META])
+    assert read_ct(d / "ct.nii.gz").data.shape == (16, 12, 20)
+    assert [p.name for p in d.parent.iterdir()] == ["k"]  # no temporary directory left

@@ -39,42 +39,46 @@ def test_a_good_upload_is_checked_and_listed(tmp_path: Path) -> None:
         import_model("vendor-bfp", "model.onnx", weights, "card.yaml", card, root=tmp_path / "ws")
 
 
-@pytest.mark.parametrize("case, message", [
-    ("not_onnx", r"^model.onnx is not an ONNX model \(.*a text file\)$"),
-    ("shape", r"input 'coronal' has shape \['N', 1, 256, 96\] in the model, the card says \[batch, 1, 288, 96\]"),
-    ("card_field", r"missing field 'unit'"),
-    ("too_big", r"^model.onnx is 1.0 MB, over the 0.5 MB upload limit$"),
-    ("bad_name", r"^model name 'a b': use 1-64 letters"),
-    ("wrong_type", r"^model.pkl: a model file must be ONNX"),
-])
-def test_bad_uploads_are_refused_with_one_line_and_leave_nothing(tmp_path: Path, case: str, message: str) -> None:
-    root = tmp_path / "ws"
-    name, fname, kw, limit = "m", "model.onnx", {}, 200.0
-    if case == "shape":
-        kw = {"hw": (256, 96)}
-    weights, card = _upload(tmp_path, **kw)
-    if case == "shape":  # the card keeps the reference's 288 x 96 inputs
-        d = yaml.safe_load(card)
-        d["weights_sha256"] = sha256_file(tmp_path / "model.onnx")
-        card = yaml.safe_dump(d).encode()
+#: each bad upload of the issue, and the line that must name what is wrong
+BAD_UPLOADS = {
+    "not_onnx": r"model.onnx is not an ONNX model \(.*a text file\)$",
+    "shape": r"input 'coronal' has shape \['N', 1, 256, 96\] in the model, the card says \[batch, 1, 288, 96\]",
+    "card_field": r"missing field 'unit'",
+    "too_big": r"model.onnx is 1.0 MB, over the 0.5 MB upload limit$",
+}
+
+
+def bad_upload(case: str, tmp: Path) -> tuple[Path, Path]:
+    """(model file, card file) of the bad upload ``case`` (BAD_UPLOADS), written into ``tmp``; "too_big"
+    is 1 MB, over a 0.5 MB limit."""
+    weights, card = _upload(tmp, **({"hw": (256, 96)} if case == "shape" else {}))
+    d = yaml.safe_load(card)
     if case == "not_onnx":
         weights = b"this is not a network\n"
-        d = yaml.safe_load(card)
-        import hashlib
-
-        d["weights_sha256"] = hashlib.sha256(weights).hexdigest()
-        card = yaml.safe_dump(d).encode()
     if case == "card_field":
-        d = yaml.safe_load(card)
         del d["unit"]
-        card = yaml.safe_dump(d).encode()
     if case == "too_big":
-        weights, limit = weights + b"\0" * 2**20, 0.5
-    if case == "bad_name":
-        name = "a b"
-    if case == "wrong_type":
-        fname = "model.pkl"
-    with pytest.raises(DownstreamError, match=message) as err:
-        import_model(name, fname, weights, "card.yaml", card, root=root, max_mb=limit)
+        weights = weights + b"\0" * 2**20
+    (tmp / "model.onnx").write_bytes(weights)
+    d["weights_sha256"] = sha256_file(tmp / "model.onnx")  # the card matches the file it names
+    (tmp / "card.yaml").write_text(yaml.safe_dump(d))
+    return tmp / "model.onnx", tmp / "card.yaml"
+
+
+@pytest.mark.parametrize("case", list(BAD_UPLOADS))
+def test_bad_uploads_are_refused_with_one_line_and_leave_nothing(tmp_path: Path, case: str) -> None:
+    root = tmp_path / "ws"
+    model, card = bad_upload(case, tmp_path)
+    with pytest.raises(DownstreamError, match=BAD_UPLOADS[case]) as err:
+        import_model("m", model.name, model.read_bytes(), card.name, card.read_bytes(), root=root, max_mb=0.5)
     assert "\n" not in str(err.value) and ".m." not in str(err.value)  # no temporary directory named
     assert _nothing_left(root)
+
+
+@pytest.mark.parametrize("name, fname, message", [("a b", "model.onnx", r"^model name 'a b': use 1-64 letters"),
+                                                  ("m", "model.pkl", r"^model.pkl: a model file must be ONNX")])
+def test_bad_names_and_file_types(tmp_path: Path, name: str, fname: str, message: str) -> None:
+    weights, card = _upload(tmp_path)
+    with pytest.raises(DownstreamError, match=message):
+        import_model(name, fname, weights, "card.yaml", card, root=tmp_path / "ws")
+    assert _nothing_left(tmp_path / "ws")

@@ -47,7 +47,7 @@ with st.expander("Upload your own model", expanded=False):
             st.success(f"Added {dest.name}: every check passed.")
         except DownstreamError as err:
             st.error(f"Not added: {err}")
-    st.caption(f"Up to {MAX_UPLOAD_MB:.0f} MB. The card names the weights file, its sha256, the target attribute "
+    st.caption(f"Up to {MAX_UPLOAD_MB:g} MB. The card names the weights file, its sha256, the target attribute "
                "and unit, the inputs (coronal and sagittal planes, shapes), the HU window and the intended population.")
 
 models = {f"{m.source}/{m.name}": m for m in list_models()}

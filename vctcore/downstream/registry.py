@@ -8,6 +8,7 @@ only then renamed into place: a bad upload leaves nothing behind.
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import tempfile
@@ -19,8 +20,9 @@ from vctcore.workspace import REPO, workspace_root
 
 SHIPPED = REPO / "checkpoints" / "downstream"
 MODELS = "models"
-#: the largest model file accepted from an upload (MB)
-MAX_UPLOAD_MB = 200.0
+#: the largest model file accepted from an upload (MB): ``$VCT_MAX_UPLOAD_MB``, else 200 (Streamlit's own
+#: default upload limit)
+MAX_UPLOAD_MB = float(os.environ.get("VCT_MAX_UPLOAD_MB", 200.0))
 WEIGHT_SUFFIXES = {".onnx": "onnx", ".pt": "torchscript", ".torchscript": "torchscript"}
 CARD_NAMES = ("card.yaml", "card.yml", "card.json")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")

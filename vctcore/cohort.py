@@ -2,7 +2,9 @@
 
     DIR/cohort.json                 provenance: what made it, seeds, versions, config
     DIR/attributes.csv              one row per patient: id + every attribute
-    DIR/patients/<id>/ct.nii.gz     CT in HU (int16), canonical RAS+
+    DIR/patients/<id>/ct.nii.gz     CT in HU (int16), canonical RAS+; a real cohort may hold its CT as
+                                    ct/ (a folder holding one DICOM series) or ct.zip instead
+                                    (:func:`patient_ct_path`; read by `vct measure --cohort`)
     DIR/patients/<id>/seg.nii.gz    16 merged classes (vctcore.labels.MERGED_CLASSES)
     DIR/patients/<id>/labels.nii.gz fine labels, where known (vctcore.labels.FINE_LABELS)
 
@@ -25,6 +27,19 @@ from vctcore import __version__
 from vctcore.volume import CTVolume, LabelMap, canonical_shape, read_ct, read_labels, write_ct, write_labels
 
 PATIENT_FILES = ("ct.nii.gz", "seg.nii.gz")
+#: where a patient's CT may lie, in order of preference: NIfTI, DICOM series folder, zip of a series
+CT_SOURCES = ("ct.nii.gz", "ct", "ct.zip")
+
+
+def patient_ct_path(patient_dir: str | os.PathLike) -> Path:
+    """The patient's CT: the first of ``CT_SOURCES`` that exists (ct/ must be a folder); FileNotFoundError
+    naming the folder and what it looked for when there is none."""
+    d = Path(patient_dir)
+    for name in CT_SOURCES:
+        path = d / name
+        if (path.is_dir() if name == "ct" else path.is_file()):
+            return path
+    raise FileNotFoundError(f"{d}: no CT (looked for ct.nii.gz, a DICOM series folder ct/ and ct.zip)")
 
 
 def package_versions() -> dict[str, str]:

@@ -31,6 +31,7 @@ __all__ = [
     "make_affine",
     "read_ct",
     "read_labels",
+    "to_canonical",
     "validate_hu",
     "write_ct",
     "write_labels",
@@ -313,7 +314,8 @@ def _sniff(path: pathlib.Path) -> nib.Nifti1Header:
     if not path.exists():
         raise NiftiError(ERR_MISSING.format(where=where))
     if path.is_dir():
-        raise NiftiError(ERR_NOT_NIFTI.format(where=where, found="a directory; convert DICOM series with dcm2niix"))
+        found = "a directory; read a DICOM series folder with vctcore.ct_input.read_ct_input (`vct measure DIR`)"
+        raise NiftiError(ERR_NOT_NIFTI.format(where=where, found=found))
     with open(path, "rb") as f:
         head = f.read(540)
     if not head:
@@ -347,7 +349,7 @@ def _describe(head: bytes, gzipped: bool) -> str:
     if head.startswith(b"\xff\xd8\xff"):
         return prefix + "looks like a JPEG image"
     if head[128:132] == b"DICM":
-        return prefix + "looks like a DICOM file; convert it with dcm2niix"
+        return prefix + "looks like a DICOM file: give the folder (or a .zip) holding its whole series"
     try:
         head.decode("utf-8")
         return prefix + "looks like a text file"
@@ -392,8 +394,17 @@ def _read_canonical(img: nib.Nifti1Pair, where: str, *, scaled_float: bool) -> t
     except Exception as err:  # OSError, EOFError, zlib.error, ValueError... depending on where it is cut
         first_line = str(err).splitlines()[0] if str(err) else ""
         raise NiftiError(ERR_CORRUPT.format(where=where, detail=f"{type(err).__name__}: {first_line}")) from None
-    ornt = nib.orientations.io_orientation(img.affine)
-    affine = img.affine @ nib.orientations.inv_ornt_aff(ornt, data.shape)
+    return to_canonical(data, img.affine)
+
+
+def to_canonical(data: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``data`` (3D, any voxel axis order) and its voxel -> world (RAS+ mm) ``affine`` reoriented to the
+    closest canonical RAS+ axes (X, Y, Z), like ``nib.as_closest_canonical``: axes permuted and flipped,
+    voxels never resampled. Returns the C-contiguous array and its float64 (4, 4) affine. The NIfTI and
+    the DICOM readers both end here, so one series gives the same volume through either."""
+    affine = np.asarray(affine, dtype=np.float64)
+    ornt = nib.orientations.io_orientation(affine)
+    affine = affine @ nib.orientations.inv_ornt_aff(ornt, data.shape)
     data = nib.orientations.apply_orientation(data, ornt)
     return np.ascontiguousarray(data), affine
 

@@ -17,7 +17,8 @@ PLANE_CAPTIONS = {
     "coronal": "Coronal: patient right on image left",
     "sagittal": "Sagittal: anterior on image left",
 }
-DISPLAY_HEIGHT_PX = 500  # coronal and sagittal images share this height
+DISPLAY_HEIGHT_PX = 500  # coronal and sagittal images share this height (at most)
+SIDE_WIDTH_PX = 560  # coronal and sagittal together at most this wide: a short slab shows them lower
 AXIAL_WIDTH_PX = 500  # column weight of the axial view (the image stretches to its column)
 PIXEL_MM = 3.0  # display resampling: square 3 mm pixels
 VIEW_DEFAULTS: dict[str, Any] = {"window": "soft tissue", "overlay": True, "opacity": 0.4, "slices_for": None}
@@ -64,7 +65,9 @@ def slice_views(prefix: str, ct: np.ndarray, seg: np.ndarray, spacing: tuple[flo
                                    level=level, width=width, labels=seg, opacity=opacity, pixel_mm=PIXEL_MM)
         for plane in render.PLANES
     }
-    px = {p: round(DISPLAY_HEIGHT_PX * images[p].shape[1] / images[p].shape[0]) for p in ("coronal", "sagittal")}
+    aspect = {p: images[p].shape[1] / images[p].shape[0] for p in ("coronal", "sagittal")}
+    height = min(DISPLAY_HEIGHT_PX, SIDE_WIDTH_PX / sum(aspect.values()))
+    px = {p: max(1, round(height * a)) for p, a in aspect.items()}
     cols = dict(zip(render.PLANES, st.columns([AXIAL_WIDTH_PX, px["coronal"], px["sagittal"]], gap="medium")))
     for plane, col in cols.items():
         with col:

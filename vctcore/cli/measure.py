@@ -1,8 +1,11 @@
 """``vct measure``: body measurements of one CT, or of every patient of a cohort.
 
-    vct measure CT.nii.gz [--seg SEG.nii.gz] [--seg-format auto|fine|merged|totalsegmentator]
-                [--backend auto|labels|threshold|totalsegmentator] [--json]
-    vct measure --cohort DIR [--backend ...] [--workers N] [--no-resume] [--quiet]
+    vct measure CT [--seg SEG.nii.gz] [--seg-format auto|fine|merged|totalsegmentator]
+                [--backend auto|labels|threshold|totalsegmentator] [--json] [--force]
+    vct measure --cohort DIR [--backend ...] [--workers N] [--no-resume] [--quiet] [--force]
+
+CT: a NIfTI file, a folder holding one DICOM CT series, or a .zip of one series. Refusals (bad file,
+not CT, implausible spacing, mixed series...) are one line on stderr and exit code 2; nothing is written.
 """
 from __future__ import annotations
 
@@ -18,20 +21,22 @@ SEG_FORMATS = ("auto", "fine", "merged", "totalsegmentator")
 
 
 def _one(args: argparse.Namespace) -> int:
+    from vctcore.ct_input import read_ct_input
+    from vctcore.dicom import DicomError
     from vctcore.measure import MeasureError, measure
-    from vctcore.volume import NiftiError, read_ct, read_labels
+    from vctcore.volume import NiftiError, read_labels
 
     try:
-        ct = read_ct(args.ct)
+        ct = read_ct_input(args.ct)
         seg = read_labels(args.seg, like=ct) if args.seg else None
-    except NiftiError as err:
+    except (NiftiError, DicomError) as err:
         raise CLIError(str(err)) from None
     if args.backend == "labels" and seg is None:
         raise CLIError("--backend labels needs --seg SEG.nii.gz")
     try:
-        m = measure(ct, seg, args.backend, seg_format=args.seg_format, height=not args.no_height)
-    except MeasureError as err:
-        raise CLIError(f"{args.ct}: {err}") from None
+        m = measure(ct, seg, args.backend, seg_format=args.seg_format, height=not args.no_height, force=args.force)
+    except MeasureError as err:  # measure() calls the image "CT"; the user knows it by its path
+        raise CLIError(f"{args.ct}: {str(err).removeprefix('CT: ')}") from None
     print(m.to_json() if args.json else m.table())
     return 0
 
@@ -48,7 +53,7 @@ def _cohort(args: argparse.Namespace) -> int:
     update, close = progress_bar(0, "measure", "patient", args.quiet)
     try:
         table = measure_cohort(root, backend=args.backend, workers=args.workers, resume=not args.no_resume,
-                               height=not args.no_height, progress=update)
+                               height=not args.no_height, progress=update, force=args.force)
     except (ValueError, OSError) as err:
         raise CLIError(str(err)) from None
     finally:
@@ -69,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
             raise CLIError("--seg is for a single CT; a cohort uses each patient's labels.nii.gz or seg.nii.gz")
         return _cohort(args)
     if not args.ct:
-        raise CLIError("give a CT file (vct measure CT.nii.gz) or --cohort DIR")
+        raise CLIError("give a CT file (vct measure CT.nii.gz), a DICOM series folder or a .zip of one, "
+                       "or --cohort DIR")
     return _one(args)
 
 
@@ -77,7 +83,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("measure", help="measure body mass, composition, bone density and coverage of CT scans",
                        description="Measure a CT (Appendix B): mass, BFP, MMP, body volume, height, bone density, "
                                    "L3 tissue areas; whole-body quantities only for whole-body scans.")
-    p.add_argument("ct", nargs="?", help="CT NIfTI file in HU")
+    p.add_argument("ct", nargs="?", help="CT in HU: a NIfTI file, a folder holding one DICOM CT series, or a .zip "
+                                         "of one series")
     p.add_argument("--seg", help="segmentation NIfTI on the CT's grid (fine, merged 16-class or TotalSegmentator)")
     p.add_argument("--seg-format", choices=SEG_FORMATS, default="auto",
                    help="label vocabulary of --seg (auto: identified from its values and HU)")
@@ -89,4 +96,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-resume", action="store_true", help="--cohort: measure every patient again")
     p.add_argument("--no-height", action="store_true", help="skip the height measurement")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--force", action="store_true",
+                   help="measure an image that does not look like CT in HU (no air background near -1000 HU or "
+                        "no soft tissue near 0-60 HU, e.g. a CT cropped inside the body); its numbers are "
+                        "meaningless unless it is CT in HU. A voxel spacing outside 0.1-20 mm is refused even so")
     p.set_defaults(func=run)

@@ -3,13 +3,17 @@
 ``measure(ct, seg=None, backend="auto") -> Measurements``: body mass, fat, muscle and bone mass,
 BFP and MMP (% of body mass), body volume, height (whole-body scans only), bone density (mean
 trabecular HU of L1-L3), L3-level tissue areas, and what the scan covers. Backends: "labels" (a label
-map that comes with the CT: fine, merged or TotalSegmentator), "threshold" (HU thresholds),
-"totalsegmentator" (when its weights are installed), "auto". Cohorts: :func:`measure_cohort`.
+map that comes with the CT: fine, merged or TotalSegmentator), "threshold" (HU thresholds; it identifies
+no muscle, so it reports soft tissue at -29..150 HU and no muscle mass or MMP), "totalsegmentator" (when
+its weights are installed), "auto". Before anything is measured, an image must look like CT in HU and
+have voxel spacings of 0.1-20 mm (:mod:`vctcore.measure.checks`). Cohorts: :func:`measure_cohort`;
+uploaded files (NIfTI or DICOM): :func:`measure_upload`.
 
 Accuracy on phantoms (default 6 x 6 x 8 mm grid, see tests/test_measure*.py): with the phantom's own
 labels, mass, BFP and MMP equal the builder's calibrated values (so within 3 % / 1.5 points of the
-request). The threshold backend's BFP is close, its MMP is biased high because thresholds cannot
-tell organs from muscle (documented in tests/test_measure.py).
+request). The threshold backend's BFP is close; its soft tissue (-29..150 HU) holds organs, bowel wall,
+vessels and skin as well as muscle (3.9 times the skeletal muscle of TotalSegmentator's tissue-types
+reference on a real abdominal CT, tests/test_measure_tissues.py), so it measures no MMP.
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS = {
     "measure": "api", "BACKENDS": "backends", "BackendError": "backends", "Segmentation": "backends",
     "segment": "backends", "measure_cohort": "cohort", "Coverage": "coverage", "MeasureError": "record",
-    "Measurements": "record",
+    "Measurements": "record", "measure_upload": "uploads",
 }
 __all__ = sorted(_EXPORTS)
 
@@ -31,6 +35,7 @@ if TYPE_CHECKING:
     from vctcore.measure.cohort import measure_cohort  # noqa: F401
     from vctcore.measure.coverage import Coverage  # noqa: F401
     from vctcore.measure.record import MeasureError, Measurements  # noqa: F401
+    from vctcore.measure.uploads import measure_upload  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

@@ -1,8 +1,9 @@
 """``measure(ct, seg, backend)``: every body measurement of one CT (paper Appendix B).
 
-Steps: HU check -> segmentation backend (fine labels) -> one pass of per-slice, per-label counts and
-densities -> coverage -> whole-body composition (only for whole-body scans) -> bone density (L1-L3
-trabecular HU) -> L3-level areas -> height (pose-aware, whole-body scans with bone labels).
+Steps: HU check -> grid and CT-appearance checks (:mod:`vctcore.measure.checks`) -> segmentation backend
+(fine labels) -> one pass of per-slice, per-label counts and densities -> coverage -> whole-body
+composition (only for whole-body scans) -> bone density (L1-L3 trabecular HU) -> L3-level areas -> height
+(pose-aware, whole-body scans with bone labels).
 """
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import numpy as np
 from vctcore.labels import FINE_LABELS
 from vctcore.measure.backends import BackendError, Segmentation, segment
 from vctcore.measure.body import BodyGeometry
-from vctcore.measure.composition import BONE_VALUES, MUSCLE_VALUES, UNSPECIFIED_BONE
+from vctcore.measure.checks import check_ct
+from vctcore.measure.composition import BONE_VALUES, MUSCLE_VALUES, THRESHOLD_SOFT_TISSUE, UNSPECIFIED_BONE
 from vctcore.measure.coverage import assess_coverage
 from vctcore.measure.record import L3_FIELDS, WHOLE_BODY_FIELDS, MeasureError, Measurements
 from vctcore.measure.stats import SliceStats, bone_density, from_tables, l3_slice, mean_hu, slice_stats
@@ -21,32 +23,40 @@ from vctcore.volume import CTVolume, LabelMap, validate_hu
 
 ERR_EMPTY_BODY = ("no body in the CT: {detail}; the image looks like air only (body = voxels above -500 HU, "
                   "mass = voxels above -900 HU)")
-THRESHOLD_MUSCLE_WARNING = ("threshold backend: 'muscle' is every body voxel at -30..150 HU, including organs, "
-                            "vessels and skin, so muscle_kg and mmp_pct overestimate skeletal muscle; bone below "
-                            "200 HU (low-density trabecular bone) counts as muscle or fat")
+NO_MUSCLE = ("skeletal muscle needs a segmentation that identifies muscle (--seg with fine, merged 16-class or "
+             "TotalSegmentator labels, or --backend totalsegmentator): HU thresholds alone cannot tell muscle from "
+             "organs, bowel wall, vessels and skin, which share -29..150 HU (soft_tissue_kg is that whole class)")
+THRESHOLD_BONE_NOTE = "threshold backend: bone below 200 HU (low-density trabecular bone) counts as soft tissue or fat"
 SCAN_GROUPS: dict[str, list[int]] = {
     "subcutaneous_fat": [FINE_LABELS["subcutaneous_fat"]],
     "visceral_fat": [FINE_LABELS["visceral_fat"]],
     "muscle": [int(v) for v in MUSCLE_VALUES],
     "bone": [int(v) for v in BONE_VALUES],
 }
+#: the threshold backend's groups: soft tissue at -29..150 HU in place of muscle
+THRESHOLD_SCAN_GROUPS: dict[str, list[int]] = {
+    **{k: v for k, v in SCAN_GROUPS.items() if k != "muscle"}, "soft_tissue": [THRESHOLD_SOFT_TISSUE]}
+MUSCLE_FIELDS = ("muscle_kg", "mmp_pct")
 
 
 def measure(ct: CTVolume, seg: LabelMap | None = None, backend: str = "auto", *, seg_format: str = "auto",
-            height: bool = True, geometry: BodyGeometry | None = None) -> Measurements:
+            height: bool = True, geometry: BodyGeometry | None = None, force: bool = False) -> Measurements:
     """Measure one CT (HU, axes (X, Y, Z) RAS+).
 
     ``seg``: a label map on the CT's grid (fine, merged or TotalSegmentator labels; ``seg_format``
     "auto" identifies which). ``backend``: "auto" (labels if ``seg`` else threshold), "labels",
     "threshold" or "totalsegmentator". ``height=False`` skips the height measurement. ``geometry``: the
     CT's :func:`vctcore.measure.body.body_geometry` when already computed (it depends on the HU alone,
-    so two measurements of one CT with different backends can share it).
-    Raises :class:`MeasureError` (a ValueError) when the CT cannot be measured (not HU, no body,
-    unusable segmentation or backend).
+    so two measurements of one CT with different backends can share it). ``force=True`` measures an image
+    that does not look like CT in HU (:func:`vctcore.measure.checks.check_looks_like_ct`); an implausible
+    voxel spacing is refused even then.
+    Raises :class:`MeasureError` (a ValueError) when the CT cannot be measured (not HU, not CT-like,
+    spacing outside 0.1-20 mm, no body, unusable segmentation or backend).
     """
     t0 = time.perf_counter()
     try:
         validate_hu(ct.data, where="CT")
+        check_ct(ct, where="CT", force=force)
         segmentation = segment(ct, seg, backend, seg_format=seg_format, geometry=geometry)
     except (ValueError, BackendError) as err:
         raise MeasureError(str(err)) from None
@@ -64,13 +74,18 @@ def measure(ct: CTVolume, seg: LabelMap | None = None, backend: str = "auto", *,
     cov = assess_coverage(stats.body_area_cm2(), ct.spacing_mm[2], set(segmentation.identified),
                           None if segmentation.identifiable is None else set(segmentation.identifiable))
     m.coverage = cov.to_dict()
-    _scan(m, stats)
+    threshold = segmentation.vocabulary == "threshold"
+    _scan(m, stats, THRESHOLD_SCAN_GROUPS if threshold else SCAN_GROUPS)
     if cov.whole_body:
         _whole_body(m, stats, segmentation)
     else:
         m.warnings.append(f"{cov.reason}: whole-body quantities (mass, BFP, MMP, body volume, height) are not measured")
-        for name in WHOLE_BODY_FIELDS:
+        for name in (*WHOLE_BODY_FIELDS, "soft_tissue_kg") if threshold else WHOLE_BODY_FIELDS:
             m.not_measurable[name] = cov.reason or "partial scan"
+    if threshold:
+        m.notes.append(THRESHOLD_BONE_NOTE)
+        for name in MUSCLE_FIELDS:
+            m.not_measurable[name] = NO_MUSCLE
     _bone_density(m, ct, segmentation, stats)
     _l3(m, segmentation, stats)
     if cov.whole_body:
@@ -82,13 +97,13 @@ def measure(ct: CTVolume, seg: LabelMap | None = None, backend: str = "auto", *,
     return m
 
 
-def _scan(m: Measurements, stats: SliceStats) -> None:
-    """Volumes (L) and mean HU of each tissue within the scanned range."""
+def _scan(m: Measurements, stats: SliceStats, groups: dict[str, list[int]]) -> None:
+    """Volumes (L) and mean HU of the body and of each tissue group (name -> label values) within the scan."""
     ml = stats.voxel_ml
     n_body, rho_body = stats.group(list(range(1, stats.counts.shape[1])))
     m.scan_volume_l["body"] = n_body * ml / 1000.0
     m.scan_mean_hu["body"] = mean_hu(n_body, rho_body)
-    for name, values in SCAN_GROUPS.items():
+    for name, values in groups.items():
         n, rho = stats.group(values)
         m.scan_volume_l[name] = n * ml / 1000.0
         if n:
@@ -97,11 +112,14 @@ def _scan(m: Measurements, stats: SliceStats) -> None:
 
 def _whole_body(m: Measurements, stats: SliceStats, seg: Segmentation) -> None:
     comp = stats.composition()
-    m.mass_kg, m.fat_kg, m.muscle_kg, m.bone_kg = comp.mass_kg, comp.fat_kg, comp.muscle_kg, comp.bone_kg
-    m.bfp_pct, m.mmp_pct, m.body_volume_l = comp.bfp_pct, comp.mmp_pct, comp.body_volume_l
-    if seg.vocabulary == "threshold":
-        m.warnings.append(THRESHOLD_MUSCLE_WARNING)
-    elif not seg.complete:
+    m.mass_kg, m.fat_kg, m.bone_kg = comp.mass_kg, comp.fat_kg, comp.bone_kg
+    m.bfp_pct, m.body_volume_l = comp.bfp_pct, comp.body_volume_l
+    if seg.vocabulary == "threshold":  # skeletal muscle is not identified: soft tissue instead, no MMP
+        _, rho = stats.group([THRESHOLD_SOFT_TISSUE])
+        m.soft_tissue_kg = rho * stats.voxel_ml / 1000.0
+        return
+    m.muscle_kg, m.mmp_pct = comp.muscle_kg, comp.mmp_pct
+    if not seg.complete:
         m.warnings.append("fat and skeletal muscle outside the labelled structures come from HU thresholds: "
                           "unlabelled organs (bowel, glands, vessels) count as muscle")
 

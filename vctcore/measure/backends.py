@@ -10,7 +10,8 @@ tell apart.
   builder calibrates. A map of organs and bones only (merged 16 classes, TotalSegmentator) is
   converted to fine labels (:mod:`vctcore.measure.vocab`) and completed by HU thresholds for fat,
   muscle and the body outline (:mod:`vctcore.measure.body`).
-* ``"threshold"``: HU thresholds only; no organ or vertebra is identified.
+* ``"threshold"``: HU thresholds only; no organ, muscle or vertebra is identified: body voxels at
+  -29..150 HU are ``THRESHOLD_SOFT_TISSUE`` (soft tissue), not skeletal muscle.
 * ``"totalsegmentator"``: TotalSegmentator's ``total`` task through its Python API, then as
   "labels". Runs only when its weights are installed; never downloads (no network).
 * ``"auto"``: "labels" when a label map is given, else "threshold".
@@ -26,7 +27,7 @@ import numpy as np
 
 from vctcore.labels import FINE_LABEL_NAMES
 from vctcore.measure.body import BodyGeometry, threshold_labels
-from vctcore.measure.composition import UNSPECIFIED_BONE
+from vctcore.measure.composition import THRESHOLD_SOFT_TISSUE, UNSPECIFIED_BONE
 from vctcore.measure.kernels import apply_lut, slice_tables
 from vctcore.measure.vocab import conversion, fine_target, resolve_names, split_sides
 from vctcore.volume import CTVolume, LabelMap
@@ -35,6 +36,9 @@ BACKENDS = ("auto", "labels", "threshold", "totalsegmentator")
 #: fine labels whose presence marks a complete tissue map (fat and muscle compartments drawn)
 TISSUE_MARKERS = ("subcutaneous_fat", "skeletal_muscle")
 TS_TASK = "total"
+THRESHOLD_NOTE = ("threshold backend: no organ, muscle, bone or vertebra is identified; body voxels at -29..150 HU "
+                  "are reported as soft tissue (skeletal muscle, organs, bowel wall, vessels and skin together), "
+                  "so skeletal muscle and MMP are not measured")
 ERR_TS_WEIGHTS = (
     "TotalSegmentator weights not found in {where}; they download on first use, which needs internet "
     "(run `TotalSegmentator -i ct.nii.gz -o seg --fast` once on a machine with internet and copy "
@@ -69,8 +73,10 @@ class Segmentation:
     tables: tuple[np.ndarray, np.ndarray] | None = None
 
     def label_map(self, affine: np.ndarray) -> LabelMap:
-        """As a :class:`LabelMap` (names: fine labels plus 255 "bone_unspecified")."""
-        names = {**FINE_LABEL_NAMES, UNSPECIFIED_BONE: "bone_unspecified"}
+        """As a :class:`LabelMap` (names: fine labels plus 255 "bone_unspecified" and 254
+        "soft_tissue_threshold")."""
+        names = {**FINE_LABEL_NAMES, UNSPECIFIED_BONE: "bone_unspecified",
+                 THRESHOLD_SOFT_TISSUE: "soft_tissue_threshold"}
         return LabelMap(data=self.labels, affine=affine, names=names)
 
 
@@ -87,10 +93,10 @@ def segment(ct: CTVolume, seg: LabelMap | None = None, backend: str = "auto", *,
     if backend == "auto":
         backend = "labels" if seg is not None else "threshold"
     if backend == "threshold":
-        labels, counts, adj = threshold_labels(ct.data, ct.spacing_mm, geometry=geometry)
-        return Segmentation(labels, "threshold", "threshold", frozenset(), False, [
-            "threshold backend: no organ, bone or vertebra is identified; 'muscle' is every body voxel "
-            "at -30..150 HU, so it includes organs, vessels and skin"], None, (counts, adj))
+        labels, counts, adj = threshold_labels(ct.data, ct.spacing_mm, geometry=geometry,
+                                               lean_label=THRESHOLD_SOFT_TISSUE)
+        return Segmentation(labels, "threshold", "threshold", frozenset(), False, [THRESHOLD_NOTE], None,
+                            (counts, adj))
     if backend == "totalsegmentator":
         seg = run_totalsegmentator(ct)
         return _from_labels(ct, seg, "totalsegmentator", "totalsegmentator", geometry)
@@ -199,4 +205,5 @@ def run_totalsegmentator(ct: CTVolume, *, device: str = "cpu") -> LabelMap:
     return LabelMap(data=data, affine=ct.affine, names=names)
 
 
-__all__ = ["BACKENDS", "BackendError", "Segmentation", "run_totalsegmentator", "segment", "totalsegmentator_weights"]
+__all__ = ["BACKENDS", "THRESHOLD_NOTE", "BackendError", "Segmentation", "run_totalsegmentator", "segment",
+           "totalsegmentator_weights"]

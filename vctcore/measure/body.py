@@ -10,16 +10,20 @@ Arrays are (X, Y, Z) in RAS+ voxel order; HU in Hounsfield units; lengths in mm.
   coarse mask's interior is body, and in the one-coarse-voxel band around its edge every voxel
   above the Appendix-B air cut-off (-900 HU) is body, so the partial-volume rim of the skin counts
   (as it does in a label map).
-* Tissues inside the body: fat ``fat_hu`` (-190..-30 HU), muscle (-30..150 HU], bone from
-  ``bone_hu`` (200 HU) up, the rest lean "soft tissue". Fat enclosed by the muscle/bone envelope of
+* Tissues inside the body: fat ``fat_hu`` (-190..-30 HU), lean tissue (-30..150 HU], bone from
+  ``bone_hu`` (200 HU) up, the rest "soft tissue". The lean class is labelled ``lean_label``:
+  skeletal muscle where a label map of organs identifies what else is there (``known``), and
+  ``THRESHOLD_SOFT_TISSUE`` for the threshold backend alone, which cannot tell skeletal muscle from
+  organs, bowel wall, vessels and skin (they share -29..150 HU). Fat enclosed by the muscle/bone envelope of
   its axial slice (closed with a 10 mm disc, skin excluded) is visceral, the rest subcutaneous; in
   the limbs the enclosed fat is intermuscular fat.
 * With a label map of organs and bones (``known``), labelled voxels keep their label: organs are not
   counted as muscle, and when bones are labelled, dense voxels outside them (contrast, calcified
   vessels) are soft tissue rather than bone.
 
-Without labels, threshold "muscle" also holds organs, vessels and skin (HU -30..150): whole-body MMP
-from this backend overestimates skeletal muscle (see :mod:`vctcore.measure` docs for the size).
+On TotalSegmentator's example abdominal CT the lean class is 3.9 times the skeletal muscle of
+TotalSegmentator's tissue-types segmentation of the same slab (tests/test_measure_tissues.py), which is
+why the threshold backend reports it as soft tissue and measures no muscle.
 """
 from __future__ import annotations
 
@@ -131,11 +135,12 @@ def body_geometry(hu: np.ndarray, spacing_mm: tuple[float, float, float],
 
 def threshold_labels(hu: np.ndarray, spacing_mm: tuple[float, float, float], known: np.ndarray | None = None,
                      thresholds: Thresholds = DEFAULT_THRESHOLDS, geometry: BodyGeometry | None = None,
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                     lean_label: int = MUSCLE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Fine labels (uint8, (X, Y, Z)) from HU thresholds inside the body mask; 0 outside the body.
 
-    Values: subcutaneous_fat, visceral_fat, skeletal_muscle, soft_tissue, ``UNSPECIFIED_BONE``, and
-    where ``known`` (fine label values, same shape) is non-zero, its labels. Also returns the
+    Values: subcutaneous_fat, visceral_fat, ``lean_label`` (body voxels above the fat range up to
+    ``muscle_max_hu``; default skeletal_muscle), soft_tissue, ``UNSPECIFIED_BONE``, and where ``known``
+    (fine label values, same shape) is non-zero, its labels. Also returns the
     per-slice tables of the labels (``counts[z, v]``, ``adj[z, v]``; see :mod:`vctcore.measure.kernels`).
     ``geometry``: this CT's :func:`body_geometry` (with these ``thresholds``) when already computed.
     """
@@ -148,4 +153,4 @@ def threshold_labels(hu: np.ndarray, spacing_mm: tuple[float, float, float], kno
                                                      _BONE_VALUES).any())
     limits = (*thresholds.fat_hu, thresholds.muscle_max_hu, thresholds.bone_hu)
     return classify(hu, geometry.interior, geometry.band, geometry.vat, geometry.factors, known, bones_known, limits,
-                    (SAT, VAT, MUSCLE, SOFT, UNSPECIFIED_BONE))
+                    (SAT, VAT, lean_label, SOFT, UNSPECIFIED_BONE))

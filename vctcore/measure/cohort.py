@@ -2,8 +2,9 @@
 
 Writes ``DIR/measurements.csv`` (one row per patient id, :meth:`Measurements.to_row` columns plus
 ``id`` and ``error``) and ``DIR/measurements.json`` (provenance: package versions, backend, date,
-counts). Per patient the segmentation is ``labels.nii.gz`` (fine labels) when present, else
-``seg.nii.gz`` (merged classes), unless the backend ignores labels. The CSV is rewritten atomically
+counts). Per patient the CT is ``ct.nii.gz``, a DICOM series folder ``ct/`` or ``ct.zip``
+(:func:`vctcore.cohort.patient_ct_path`), and the segmentation is ``labels.nii.gz`` (fine labels) when
+present, else ``seg.nii.gz`` (merged classes), unless the backend ignores labels. The CSV is rewritten atomically
 after every patient, so an interrupted run resumes: rows already measured with the same backend are
 kept and skipped when the previous run (``measurements.json``) asked for the same backend.
 """
@@ -35,30 +36,35 @@ def patient_ids(root: Path) -> list[str]:
     raise FileNotFoundError(f"{root} is not a cohort directory (no attributes.csv and no patients/ folder)")
 
 
-def measure_patient(patient_dir: str, backend: str = "auto", height: bool = True) -> dict[str, Any]:
-    """Measure one patient folder; returns a CSV row (``error`` set instead of raising)."""
+def measure_patient(patient_dir: str, backend: str = "auto", height: bool = True,
+                    force: bool = False) -> dict[str, Any]:
+    """Measure one patient folder; returns a CSV row (``error`` set instead of raising). ``force``: see
+    :func:`vctcore.measure.measure`."""
+    from vctcore.cohort import patient_ct_path
+    from vctcore.ct_input import read_ct_input
     from vctcore.labels import FINE_LABEL_NAMES, MERGED_CLASSES
     from vctcore.measure.api import measure
-    from vctcore.volume import read_ct, read_labels
+    from vctcore.volume import read_labels
 
     d = Path(patient_dir)
     try:
-        ct = read_ct(d / "ct.nii.gz")
+        ct = read_ct_input(patient_ct_path(d))
         seg = None
         if backend in ("auto", "labels"):
             if (d / "labels.nii.gz").exists():
                 seg = read_labels(d / "labels.nii.gz", names=dict(FINE_LABEL_NAMES), like=ct)
             elif (d / "seg.nii.gz").exists():
                 seg = read_labels(d / "seg.nii.gz", names=dict(MERGED_CLASSES), like=ct)
-        m = measure(ct, seg, backend, height=height)
+        m = measure(ct, seg, backend, height=height, force=force)
         return {"id": d.name, **m.to_row(), "error": ""}
     except (ValueError, OSError) as err:
         return {"id": d.name, "backend": backend, "error": f"{type(err).__name__}: {err}"}
 
 
 def measure_cohort(root: str | os.PathLike, *, backend: str = "auto", workers: int = 1, resume: bool = True,
-                   height: bool = True, progress: Progress | None = None) -> pd.DataFrame:
-    """Measure all patients of cohort ``root`` with ``workers`` processes; returns the table written."""
+                   height: bool = True, progress: Progress | None = None, force: bool = False) -> pd.DataFrame:
+    """Measure all patients of cohort ``root`` with ``workers`` processes; returns the table written.
+    ``force``: measure images that do not look like CT in HU (see :func:`vctcore.measure.measure`)."""
     root = Path(root)
     ids = patient_ids(root)
     if not ids:
@@ -76,7 +82,7 @@ def measure_cohort(root: str | os.PathLike, *, backend: str = "auto", workers: i
         "maker": "vctcore.measure", "backend": backend,
         "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "finished": None,
         "patients": len(ids), "measured_now": len(todo), "resumed": len(ids) - len(todo), "workers": workers,
-        "versions": _versions()}
+        "force": force, "versions": _versions()}
     _atomic_text(root / JSON_NAME, json.dumps(provenance, indent=2))
     done = len(rows)
     if progress:
@@ -93,10 +99,10 @@ def measure_cohort(root: str | os.PathLike, *, backend: str = "auto", workers: i
     dirs = [str(root / "patients" / i) for i in todo]
     if workers <= 1 or len(todo) <= 1:
         for d in dirs:
-            record(measure_patient(d, backend, height))
+            record(measure_patient(d, backend, height, force))
     else:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(measure_patient, d, backend, height) for d in dirs]
+            futures = [pool.submit(measure_patient, d, backend, height, force) for d in dirs]
             for fut in as_completed(futures):
                 record(fut.result())
     table = _write_csv(csv_path, ids, rows)

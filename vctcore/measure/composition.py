@@ -22,6 +22,10 @@ AIR_CUTOFF_HU = -900.0
 #: label value for bone voxels whose bone is not identified (threshold backend, merged class maps);
 #: not a fine label: it only exists inside measurement label arrays
 UNSPECIFIED_BONE = 255
+#: label value for body voxels at -29..150 HU (above the fat range, up to 150 HU) that the threshold backend
+#: cannot name: skeletal muscle, organs, bowel wall, vessels and skin together; like UNSPECIFIED_BONE not a
+#: fine label, and not muscle (composition counts it in the body only)
+THRESHOLD_SOFT_TISSUE = 254
 N_LABEL_VALUES = 256
 
 

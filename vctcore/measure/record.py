@@ -16,6 +16,8 @@ class MeasureError(ValueError):
 
 
 WHOLE_BODY_FIELDS = ("mass_kg", "fat_kg", "muscle_kg", "bone_kg", "bfp_pct", "mmp_pct", "body_volume_l", "height_cm")
+#: how :meth:`Measurements.table` names a tissue group of ``scan_volume_l`` (others: their key)
+SCAN_LABELS = {"soft_tissue": "soft tissue -29..150 HU"}
 L3_FIELDS = ("l3_sat_area_cm2", "l3_vat_area_cm2", "l3_muscle_area_cm2", "l3_muscle_hu")
 
 
@@ -26,7 +28,11 @@ class Measurements:
     Whole body (None unless the scan covers the whole body): ``mass_kg`` (Appendix-B density summed
     over the body), ``fat_kg``, ``muscle_kg`` (skeletal muscle), ``bone_kg``, ``bfp_pct`` and
     ``mmp_pct`` (fat and muscle mass as % of body mass), ``body_volume_l``, ``height_cm`` (pose-aware,
-    ``vctcore.measure.height``) with ``height_segments_cm`` and ``height_calibrated``.
+    ``vctcore.measure.height``) with ``height_segments_cm`` and ``height_calibrated``. Skeletal muscle
+    (``muscle_kg``, ``mmp_pct``, ``l3_muscle_*``, ``scan_volume_l["muscle"]``) needs a segmentation
+    that identifies muscle; the threshold backend reports ``soft_tissue_kg`` instead: the mass of
+    every body voxel at -29..150 HU (skeletal muscle, organs, bowel wall, vessels and skin together),
+    and ``scan_volume_l["soft_tissue"]`` / ``scan_mean_hu["soft_tissue"]`` for that class.
 
     Local (measurable on partial scans): ``bone_density_hu`` (mean trabecular HU of the L1-L3
     vertebral bodies, mean over the levels found; ``bone_density_levels_hu`` per level), tissue areas
@@ -47,6 +53,7 @@ class Measurements:
     fat_kg: float | None = None
     muscle_kg: float | None = None
     bone_kg: float | None = None
+    soft_tissue_kg: float | None = None
     bfp_pct: float | None = None
     mmp_pct: float | None = None
     body_volume_l: float | None = None
@@ -103,27 +110,41 @@ class Measurements:
         covered = ", ".join(r for r, v in cov.get("regions", {}).items() if v) or "unknown (no labels)"
         lines.append(f"coverage: {'whole body' if cov.get('whole_body') else 'partial'}; regions: {covered}; "
                      f"body extent {cov.get('body_extent_cm', 0):.1f} cm")
-        rows = [("mass", "mass_kg", "kg"), ("fat mass", "fat_kg", "kg"), ("muscle mass", "muscle_kg", "kg"),
-                ("bone mass", "bone_kg", "kg"), ("body fat", "bfp_pct", "%"), ("muscle mass share", "mmp_pct", "%"),
-                ("body volume", "body_volume_l", "L"), ("height", "height_cm", "cm"),
-                ("bone density (L1-L3)", "bone_density_hu", "HU"), ("L3 subcutaneous fat", "l3_sat_area_cm2", "cm²"),
-                ("L3 visceral fat", "l3_vat_area_cm2", "cm²"), ("L3 muscle", "l3_muscle_area_cm2", "cm²"),
-                ("L3 muscle attenuation", "l3_muscle_hu", "HU")]
+        rows = self.summary_rows()
         width = max(len(r[0]) for r in rows)
-        partial = cov.get("reason")
-        for label, name, unit in rows:
-            value = getattr(self, name)
+        for label, value, unit, why in rows:
             if value is not None:
                 lines.append(f"  {label:<{width}}  {value:9.2f} {unit}")
             else:
-                why = self.not_measurable.get(name, "not measured")
-                why = "partial scan, see coverage below" if partial and why == partial else why
                 lines.append(f"  {label:<{width}}  {'-':>9}   ({why})")
         if self.scan_volume_l:
-            vols = ", ".join(f"{k} {v:.2f}" for k, v in self.scan_volume_l.items())
+            vols = ", ".join(f"{SCAN_LABELS.get(k, k)} {v:.2f}" for k, v in self.scan_volume_l.items())
             lines.append(f"  within the scan (L): {vols}")
         lines += [f"warning: {w}" for w in self.warnings]
         return "\n".join(lines)
+
+    def summary_rows(self) -> list[tuple[str, float | None, str, str]]:
+        """The headline quantities as ``(label, value, unit, why not measured)`` rows (``why`` is "" when
+        measured; a partial scan's reason is shortened to point at the coverage line)."""
+        rows = [("mass", "mass_kg", "kg"), ("fat mass", "fat_kg", "kg"), ("muscle mass", "muscle_kg", "kg"),
+                ("bone mass", "bone_kg", "kg"), *self._soft_tissue_row(), ("body fat", "bfp_pct", "%"),
+                ("muscle mass share", "mmp_pct", "%"), ("body volume", "body_volume_l", "L"),
+                ("height", "height_cm", "cm"), ("bone density (L1-L3)", "bone_density_hu", "HU"),
+                ("L3 subcutaneous fat", "l3_sat_area_cm2", "cm²"), ("L3 visceral fat", "l3_vat_area_cm2", "cm²"),
+                ("L3 muscle", "l3_muscle_area_cm2", "cm²"), ("L3 muscle attenuation", "l3_muscle_hu", "HU")]
+        partial = self.coverage.get("reason")
+        out = []
+        for label, name, unit in rows:
+            value = getattr(self, name)
+            why = "" if value is not None else self.not_measurable.get(name, "not measured")
+            out.append((label, value, unit, "partial scan, see coverage" if partial and why == partial else why))
+        return out
+
+    def _soft_tissue_row(self) -> list[tuple[str, str, str]]:
+        """The soft-tissue row of :meth:`table`, where this record has that quantity (threshold backend)."""
+        if self.soft_tissue_kg is None and "soft_tissue_kg" not in self.not_measurable:
+            return []
+        return [("soft tissue -29..150 HU", "soft_tissue_kg", "kg")]
 
 
 def _clean(value: Any) -> Any:

@@ -5,7 +5,9 @@ import streamlit as st
 
 from vctcore.jobs import Job, JobError, cancel_job, load_job, resume_job
 
-STATUS_ICONS = {"starting": "⏳", "running": "⏳", "done": "✅", "failed": "❌", "cancelled": "⏹️", "died": "⚠️"}
+STATUS_ICONS = {"starting": ":material/hourglass_top:", "running": ":material/hourglass_top:",
+                "done": ":material/check_circle:", "failed": ":material/error:", "cancelled": ":material/stop_circle:",
+                "died": ":material/warning:"}
 
 
 def _eta(seconds: float | None) -> str:

@@ -15,8 +15,8 @@ from vctcore.trial.catalog import list_trials
 from vctcore.trial.result import TrialResult, TrialResultError
 from vctcore.volume import read_ct, read_labels
 
-VERDICT_MARKS = {"acceptable": "🟢 acceptable", "significant": "🔴 significant degradation",
-                 "inconclusive": "🟡 inconclusive"}
+VERDICT_MARKS = {"acceptable": "acceptable", "significant": "significant degradation",
+                 "inconclusive": "inconclusive"}
 NUM = st.column_config.NumberColumn
 
 

@@ -262,6 +262,15 @@ def _last_error(text: str) -> str | None:
 
 def supervise(job_dir: Path) -> int:
     """The supervisor's body: run the job's command, record its status and return code."""
+    cancelled = {"flag": False}
+    child: subprocess.Popen | None = None
+
+    def on_term(signum, frame) -> None:  # noqa: ARG001
+        cancelled["flag"] = True
+        if child is not None and child.poll() is None:
+            child.terminate()
+
+    signal.signal(signal.SIGTERM, on_term)  # before the job reads as running: a cancel is never lost
     job = load_job(job_dir)
     job.status, job.started_utc, job.pid, job.attempts = "running", utc_now(), os.getpid(), job.attempts + 1
     _write(job)
@@ -270,17 +279,13 @@ def supervise(job_dir: Path) -> int:
     with open(job_dir / LOG, "a") as log:
         log.write(f"--- {utc_now()} attempt {job.attempts}: {job.command}\n")
         log.flush()
-        child = subprocess.Popen([sys.executable, "-m", "vctcore.cli", *job.args], stdin=subprocess.DEVNULL,
-                                 stdout=log, stderr=subprocess.STDOUT, env=env)
-        cancelled = {"flag": False}
-
-        def on_term(signum, frame) -> None:  # noqa: ARG001
-            cancelled["flag"] = True
-            if child.poll() is None:
+        rc = -signal.SIGTERM
+        if not cancelled["flag"]:
+            child = subprocess.Popen([sys.executable, "-m", "vctcore.cli", *job.args], stdin=subprocess.DEVNULL,
+                                     stdout=log, stderr=subprocess.STDOUT, env=env)
+            if cancelled["flag"] and child.poll() is None:
                 child.terminate()
-
-        signal.signal(signal.SIGTERM, on_term)
-        rc = child.wait()
+            rc = child.wait()
     job = load_job(job_dir)
     job.returncode, job.finished_utc = rc, utc_now()
     if cancelled["flag"]:

@@ -60,8 +60,7 @@ except TrialResultError as err:
     st.stop()
 s = result.summary
 task = s.get("task", "")
-unit = figures.label(task).split("(")[-1].rstrip(")") if "(" in figures.label(task) else ""
-pp = "percentage points" if unit == "%" else unit
+pp = figures.error_unit(result)
 st.caption(f"{s.get('design')} trial of {s['provenance']['model'].get('name')} predicting {task}; errors are "
            f"absolute errors in {pp}. {s.get('description', '')}")
 for w in s.get("warnings", []):

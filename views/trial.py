@@ -37,7 +37,8 @@ def _population_input(key: str, label: str, default_spec: int = 0) -> tuple[dict
     if upload is not None:
         path = trials_root() / "populations" / upload.name
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(upload.getvalue())
+        if not path.is_file() or path.read_bytes() != upload.getvalue():  # not again on every rerun
+            path.write_bytes(upload.getvalue())
     else:
         path = st.selectbox("Shipped CSV", csvs, key=f"{key}_csv", format_func=lambda p: p.name)
     n = st.number_input("First N rows (0: all)", 0, 100000, 0, key=f"{key}_csv_n")

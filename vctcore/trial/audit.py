@@ -92,8 +92,7 @@ def run_audit(cfg: TrialConfig, out: Path, store: PatientStore, stages: Stages) 
                "verdicts": pops.assign(sample_type="synthetic").to_dict("records"), "degraded_populations": degraded,
                "error_drivers": {"synthetic": drivers}, "warnings": warnings}
     return {"summary": summary, "predictions": preds.rename(columns={"dir": "image_dir"}), "tables": tables,
-            "model": model, "generator": generator,
-            "images": preds[["patient_id", "source_id", "population", "sample_type", "dir"]]}
+            "model": model, "generator": generator}
 
 
 def population_table(preds: pd.DataFrame, cfg: TrialConfig) -> pd.DataFrame:

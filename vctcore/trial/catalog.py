@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from vctcore.trial.config import TrialConfig, TrialConfigError, load_config, parse_config
-from vctcore.trial.result import TRIAL_JSON, TrialResult, TrialResultError
+from vctcore.trial.result import TRIAL_JSON, TrialResultError, read_summary
 from vctcore.workspace import REPO, workspace_root
 
 SHIPPED_TRIALS = REPO / "assets" / "trials"
@@ -116,7 +116,7 @@ def list_trials(root: Path | None = None) -> list[TrialInfo]:
     for d in sorted((p for p in base.glob("*") if p.is_dir()), key=lambda p: p.stat().st_mtime, reverse=True):
         if (d / TRIAL_JSON).is_file():
             try:
-                out.append(TrialInfo(d.name, d, True, TrialResult.load(d).summary))
+                out.append(TrialInfo(d.name, d, True, read_summary(d)))
             except TrialResultError:
                 continue
         elif (d / "config.json").is_file() or (d / "progress.json").is_file():

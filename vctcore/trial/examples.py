@@ -38,7 +38,8 @@ def choose_examples(images: pd.DataFrame, per_population: int = 2) -> pd.DataFra
     (real patients when the trial has them, else source ids, in sorted order) and, for each of them,
     the first image (by ``patient_id``) of every sample type in :data:`SAMPLE_ORDER`.
 
-    ``images`` needs ``patient_id``, ``source_id``, ``population``, ``sample_type`` and ``dir``.
+    ``images`` needs ``patient_id``, ``source_id``, ``population``, ``sample_type`` and ``image_dir``
+    (a trial's predictions table has them).
     Returns the chosen rows in display order (population, source, sample type).
     """
     rows = []
@@ -84,7 +85,7 @@ def write_examples(out: str | Path, images: pd.DataFrame, *, per_population: int
         meta = {"patient_id": str(r.patient_id), "source_id": str(r.source_id), "population": str(r.population),
                 "sample_type": str(r.sample_type), "plane": "coronal"}
         try:
-            ex = coronal_example(Path(r.dir))
+            ex = coronal_example(Path(r.image_dir))
         except (OSError, ValueError) as err:
             skipped.append({**meta, "reason": str(err).splitlines()[0]})
             continue

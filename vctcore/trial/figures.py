@@ -28,9 +28,9 @@ def label(name: str) -> str:
     return f"{name} ({unit})" if unit else name
 
 
-def _unit(result: TrialResult) -> str:
-    task = result.summary.get("task")
-    unit = label(task).split("(")[-1].rstrip(")") if task and "(" in label(task) else ""
+def error_unit(result: TrialResult) -> str:
+    """The unit of the trial's errors: its target's unit, "percentage points" for a % target."""
+    unit = getattr(ATTRIBUTES.get(str(result.summary.get("task", ""))), "unit", "") or ""
     return "percentage points" if unit == "%" else unit
 
 
@@ -45,7 +45,7 @@ def error_distributions(result: TrialResult) -> go.Figure:
                                  boxpoints="all", jitter=0.4, pointpos=0, customdata=g[["patient_id"]],
                                  hovertemplate="%{customdata[0]}: %{y:.2f}<extra></extra>"))
     fig.update_layout(boxmode="group", title="Absolute error per population",
-                      yaxis_title=f"absolute error ({_unit(result)})", **LAYOUT)
+                      yaxis_title=f"absolute error ({error_unit(result)})", **LAYOUT)
     return fig
 
 
@@ -78,7 +78,7 @@ def split_plane(result: TrialResult, sample_type: str) -> go.Figure:
             x=g[x], y=g[y], mode="markers", name=str(pop),
             marker=dict(symbol=POPULATION_SYMBOLS[k % len(POPULATION_SYMBOLS)], size=9, color=g["abs_error"],
                         colorscale="Viridis", cmin=0, cmax=float(p["abs_error"].quantile(0.98)),
-                        colorbar=dict(title=f"|error| ({_unit(result)})") if k == 0 else None,
+                        colorbar=dict(title=f"|error| ({error_unit(result)})") if k == 0 else None,
                         line=dict(width=0.5, color="#333")),
             customdata=np.stack([g["patient_id"], g["sex"], g["abs_error"]], axis=1),
             hovertemplate="%{customdata[0]} (%{customdata[1]}): |error| %{customdata[2]:.2f}<extra></extra>"))
@@ -108,7 +108,7 @@ def error_vs_attribute(result: TrialResult, attribute: str, sample_types: tuple[
                                  customdata=np.stack([g["patient_id"], g["population"]], axis=1),
                                  hovertemplate="%{customdata[0]} (%{customdata[1]}): %{y:.2f}<extra></extra>"))
     fig.update_layout(title=f"Absolute error against {attribute}", xaxis_title=label(attribute),
-                      yaxis_title=f"absolute error ({_unit(result)})", **LAYOUT)
+                      yaxis_title=f"absolute error ({error_unit(result)})", **LAYOUT)
     return fig
 
 
@@ -169,7 +169,7 @@ def shap_summary(result: TrialResult, sample_type: str) -> go.Figure:
     fig.update_yaxes(tickvals=list(range(len(order))), ticktext=order)
     fig.add_vline(x=0, line_color="#999")
     fig.update_layout(title=f"SHAP values of the |error| forest ({sample_type})",
-                      xaxis_title=f"SHAP value (|error| {_unit(result)})", height=420, **LAYOUT)
+                      xaxis_title=f"SHAP value (|error| {error_unit(result)})", height=420, **LAYOUT)
     return fig
 
 
@@ -183,5 +183,5 @@ def shap_dependence(result: TrialResult, sample_type: str, feature: str) -> go.F
                                hovertemplate="%{customdata[0]}: %{x:.3g} -> %{y:.3f}<extra></extra>"))
     fig.add_hline(y=0, line_color="#999")
     fig.update_layout(title=f"SHAP dependence on {feature} ({sample_type})", xaxis_title=label(feature),
-                      yaxis_title=f"SHAP value (|error| {_unit(result)})", **LAYOUT)
+                      yaxis_title=f"SHAP value (|error| {error_unit(result)})", **LAYOUT)
     return fig

@@ -188,8 +188,7 @@ def run_paper(cfg: TrialConfig, out: Path, store: PatientStore, stages: Stages) 
     preds = preds.rename(columns={"dir": "image_dir"})
     return {"summary": summary, "predictions": preds.drop(columns=[c for c in preds.columns if c.startswith("recorded_")]
                                                          + ["role", "score"], errors="ignore"),
-            "tables": tables, "model": model, "generator": generator,
-            "images": images[["patient_id", "source_id", "population", "sample_type", "dir"]]}
+            "tables": tables, "model": model, "generator": generator}
 
 
 def _weighted_baseline(real: pd.DataFrame, preds: pd.DataFrame, st) -> tuple[dict, Any]:

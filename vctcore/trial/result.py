@@ -52,6 +52,21 @@ def clean(o: Any) -> Any:
     return o
 
 
+def read_summary(root: str | os.PathLike) -> dict[str, Any]:
+    """A finished trial's trial.json (checked: present, JSON, this schema) without its tables;
+    TrialResultError otherwise."""
+    root = Path(root)
+    if not (root / TRIAL_JSON).is_file():
+        raise TrialResultError(f"{root}: not a finished trial (no {TRIAL_JSON})")
+    try:
+        summary = json.loads((root / TRIAL_JSON).read_text())
+    except ValueError as err:
+        raise TrialResultError(f"{root / TRIAL_JSON}: not valid JSON ({err})") from None
+    if summary.get("schema") != SCHEMA:
+        raise TrialResultError(f"{root / TRIAL_JSON}: schema {summary.get('schema')!r}, expected {SCHEMA!r}")
+    return summary
+
+
 @dataclass
 class TrialResult:
     """A finished trial read back from its directory."""
@@ -64,14 +79,7 @@ class TrialResult:
     @classmethod
     def load(cls, root: str | os.PathLike) -> TrialResult:
         root = Path(root)
-        if not (root / TRIAL_JSON).is_file():
-            raise TrialResultError(f"{root}: not a finished trial (no {TRIAL_JSON})")
-        try:
-            summary = json.loads((root / TRIAL_JSON).read_text())
-        except ValueError as err:
-            raise TrialResultError(f"{root / TRIAL_JSON}: not valid JSON ({err})") from None
-        if summary.get("schema") != SCHEMA:
-            raise TrialResultError(f"{root / TRIAL_JSON}: schema {summary.get('schema')!r}, expected {SCHEMA!r}")
+        summary = read_summary(root)
         preds = pd.read_csv(root / PREDICTIONS, dtype={"patient_id": str, "source_id": str})
         tables = {p.stem: pd.read_csv(p) for p in sorted((root / TABLES).glob("*.csv"))}
         return cls(root, summary, preds, tables)

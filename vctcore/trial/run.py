@@ -108,7 +108,7 @@ def run_trial(config: TrialConfig | str | os.PathLike, out: str | os.PathLike, *
     stages = Stages(out, progress)
     ran = (run_paper if cfg.design == "paper" else run_audit)(cfg, out, store, stages)
     with stages.stage("examples"):
-        write_examples(out, ran["images"])
+        write_examples(out, ran["predictions"])
     summary = {"name": cfg.name, "design": cfg.design, "description": cfg.raw.get("description", ""),
                "config": cfg.to_dict(), **ran["summary"],
                "cache": str(store.root),

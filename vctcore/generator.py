@@ -31,6 +31,7 @@ from vctcore.models.config import GeneratorConfig
 from vctcore.models.diffusion import LatentDiffusion
 from vctcore.models.postprocess import PostProcessor, post_conditions, post_input
 from vctcore.devices import autocast
+from vctcore.models.onednn import route_convolutions_to_onednn
 from vctcore.models.windowed import windowed
 from vctcore.volume import CTVolume, LabelMap, make_affine
 
@@ -81,6 +82,10 @@ class Generator:
         for m in (ae, seg_ae, post):
             if m is not None:
                 m.to(memory_format=self.decode_format)
+        if device.type == "cpu":
+            for m in (ae, seg_ae, dm, post):
+                if m is not None:
+                    route_convolutions_to_onednn(m)
 
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, device: str = "auto", *, verify: bool = True,

@@ -77,3 +77,20 @@ def test_rejected_attributes_show_an_error_not_a_traceback(app):
     assert len(app.error) == 1
     assert "cannot be built" in app.error[0].value
     assert not _images(app)
+
+
+def test_server_config_binds_localhost_with_xsrf_an_upload_limit_and_no_deploy_button():
+    import tomllib
+
+    from streamlit import config as st_config
+
+    repo = Path(__file__).resolve().parents[1]
+    cfg = tomllib.loads((repo / ".streamlit" / "config.toml").read_text())
+    assert cfg["server"]["address"] == "127.0.0.1"
+    assert cfg["server"]["enableXsrfProtection"] is True
+    assert 0 < cfg["server"]["maxUploadSize"] <= 2048
+    assert cfg["client"]["toolbarMode"] == "viewer"
+    # every key is one Streamlit knows (a misspelt key would be ignored silently)
+    for section, values in cfg.items():
+        for key in values:
+            assert st_config._config_options_template.get(f"{section}.{key}") is not None, f"{section}.{key}"

@@ -1,5 +1,5 @@
-"""Synthetic patient: condition the trained generator on attributes and look at what it makes;
-or write a whole synthetic cohort from a population spec."""
+"""Synthetic patients: condition the trained generator on attributes and look at one patient; or
+generate a cohort from a population as a background ``vct generate`` job that outlives the page."""
 from __future__ import annotations
 
 import os
@@ -10,14 +10,16 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from views._jobs import live_job_panel
 from views._slices import slice_views, view_controls
+from vctcore.generate_jobs import start_generation
 from vctcore.attributes import ATTRIBUTES
 from vctcore.generator import DEFAULT_CHECKPOINT, Generator
 from vctcore.models.checkpoint import CheckpointError
-from vctcore.workspace import REPO, workspace_root
 
 CHECKPOINT = Path(os.environ.get("VCT_GENERATOR", DEFAULT_CHECKPOINT))
 SEXES = {"F": "female", "M": "male"}
+SAMPLER_NAMES = {"dpm++": "DPM-Solver++(2M)", "ddim": "DDIM", "ddpm": "DDPM"}
 INPUTS = {"age_years": (45.0, 1.0), "height_cm": (172.0, 1.0), "weight_kg": (75.0, 0.5)}
 
 
@@ -33,6 +35,58 @@ def generate_one(path: str, attrs: dict[str, Any], seed: int, steps: int, guidan
     (p,) = gen.generate(pd.DataFrame([attrs]), seed=seed, steps=steps, guidance_scale=guidance)
     return {"ct": p.ct.data, "seg": p.seg.data, "spacing_mm": tuple(float(s) for s in p.ct.spacing_mm),
             "seconds": time.perf_counter() - t, "warnings": gen.support_warnings(pd.DataFrame([attrs]))}
+
+
+def cohort_tab(gen: Generator) -> None:
+    """Choose a population, N, seed, steps and guidance; see the device and the estimated time; start
+    the generation as a job; follow running jobs; list the finished synthetic cohorts."""
+    from vctcore.devices import describe_device
+    from vctcore.generate_jobs import GenerateRequest, GenerateRequestError, populations, seconds_per_patient
+    from vctcore.jobs import JobError, list_jobs
+    from vctcore.workspace import list_cohorts
+
+    pops = populations()
+    with st.container(border=True):
+        label = st.selectbox("Population", list(pops), key="gen_pop",
+                             help="Shipped specs, and those saved on the Population page")
+        c1, c2, c3 = st.columns(3)
+        n = c1.number_input("Patients", 1, 10_000, 10, key="gen_n")
+        cseed = c2.number_input("Seed", 0, 2**31 - 1, 0, key="gen_cseed")
+        name = c3.text_input("Cohort name", f"{Path(pops[label]).stem}_{int(n)}", key="gen_name")
+        c4, c5 = st.columns(2)
+        csteps = c4.number_input("Steps", 2, 100, gen.cfg.diffusion.sample_steps, key="gen_csteps")
+        cguid = c5.number_input("Guidance scale", 1.0, 6.0, float(gen.cfg.diffusion.guidance_scale), 0.5,
+                                key="gen_cguidance")
+        rate = seconds_per_patient(device=gen.device.type)
+        eta = (f"about {rate * n / 60:.0f} min ({rate:.1f} s per patient measured here)" if rate
+               else "unknown until the first cohort finishes")
+        st.caption(f"Device: {describe_device(gen.device)}. Estimated time: {eta}.")
+        if st.button("Generate cohort", type="primary", key="gen_cohort_go"):
+            req = GenerateRequest(population=pops[label], n=int(n), seed=int(cseed), name=name.strip(),
+                                  steps=None if csteps == gen.cfg.diffusion.sample_steps else int(csteps),
+                                  guidance=None if cguid == gen.cfg.diffusion.guidance_scale else float(cguid),
+                                  checkpoint=CHECKPOINT)
+            try:
+                start_generation(req)
+            except (GenerateRequestError, JobError) as err:
+                st.error(str(err))
+            else:
+                st.rerun()
+    jobs = list_jobs(kind="generate")
+    for job in [j for j in jobs if j.active] + [j for j in jobs if not j.active][:3]:
+        live_job_panel(job, f"gen_job_{job.id}")
+    done = [c for c in list_cohorts() if c.maker == "vctcore.generator"]
+    if done:
+        st.subheader("Synthetic cohorts")
+        st.dataframe(pd.DataFrame([{
+            "cohort": c.name, "patients": f"{c.n_patients} / {c.provenance.get('n', '?')}",
+            "population": (c.provenance.get("population") or {}).get("name", ""),
+            "seed": c.provenance.get("seed"), "steps": c.provenance.get("steps"),
+            "guidance": c.provenance.get("guidance_scale"), "device": c.provenance.get("device"),
+            "s / patient": c.provenance.get("seconds_per_patient"),
+            "diffusion sha256": str((c.provenance.get("checkpoint_sha256") or {}).get("diffusion.safetensors", ""))[:12],
+        } for c in done]), hide_index=True, width="stretch")
+        st.caption("Open a cohort's patients on the Viewer page.")
 
 
 st.title("Synthetic patient")
@@ -61,7 +115,9 @@ with tab_one:
             attrs[name] = st.number_input(f"{a.label} ({a.unit})", min_value=float(a.low), max_value=float(a.high),
                                           value=default, step=step, key=f"gen_{name}")
         seed = st.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1, key="gen_seed")
-        steps = st.slider("DDIM steps", 5, 100, gen.cfg.diffusion.sample_steps, key="gen_steps")
+        sampler = SAMPLER_NAMES.get(gen.cfg.diffusion.sampler, gen.cfg.diffusion.sampler)
+        steps = st.slider(f"{sampler} steps", 2, 100, gen.cfg.diffusion.sample_steps, key="gen_steps",
+                          help=f"Sampling steps of the checkpoint's sampler, {sampler}")
         guidance = st.slider("Guidance scale", 1.0, 6.0, float(gen.cfg.diffusion.guidance_scale), step=0.5,
                              key="gen_guidance", help="Classifier-free guidance: 1 ignores nothing, higher follows "
                                                       "the attributes more strictly")
@@ -81,19 +137,4 @@ with tab_one:
                         below_axial=lambda: st.caption(f"Generated in {out['seconds']:.1f} s."))
 
 with tab_cohort:
-    specs = sorted((REPO / "assets" / "populations").glob("*.yaml"))
-    spec_path = st.selectbox("Population", specs, format_func=lambda p: p.stem, key="gen_pop")
-    c1, c2, c3 = st.columns(3)
-    n = c1.number_input("Patients", 1, 1000, 10, key="gen_n")
-    cseed = c2.number_input("Seed", 0, 2**31 - 1, 0, key="gen_cseed")
-    name = c3.text_input("Cohort name", "synthetic", key="gen_name")
-    if st.button("Write cohort", key="gen_cohort_go"):
-        from vctcore.generate_cohort import generate_cohort
-        from vctcore.population import PopulationSpec
-
-        out_dir = workspace_root() / "cohorts" / name
-        table = PopulationSpec.from_yaml(spec_path).sample(int(n), seed=int(cseed))
-        bar = st.progress(0.0, text="Generating…")
-        generate_cohort(gen, table, seed=int(cseed), out=out_dir,
-                        progress=lambda d, t, pid: bar.progress(d / t, text=f"{pid}: {d}/{t}"))
-        st.success(f"Wrote {n} patients to {out_dir}; open them on the Cohorts page.")
+    cohort_tab(gen)

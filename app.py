@@ -25,6 +25,7 @@ st.navigation(
             st.Page(ROOT / "views" / "report.py", title="4 · Report", icon=":material/picture_as_pdf:"),
         ],
         "Anatomy": [
+            st.Page(ROOT / "views" / "population.py", title="Population", icon=":material/groups:"),
             st.Page(ROOT / "views" / "phantom.py", title="Digital human", icon=":material/accessibility_new:"),
             st.Page(ROOT / "views" / "generate.py", title="Synthetic patient", icon=":material/neurology:"),
             st.Page(ROOT / "views" / "cohorts.py", title="Cohorts", icon=":material/folder_open:"),

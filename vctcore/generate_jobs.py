@@ -12,22 +12,13 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from vctcore.workspace import REPO, list_cohorts, workspace_root
+from vctcore.workspace import list_cohorts, workspace_root
 
-SHIPPED_POPULATIONS = REPO / "assets" / "populations"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
 class GenerateRequestError(ValueError):
     """A generation request that cannot start; the message names the field."""
-
-
-def populations(root: Path | None = None) -> dict[str, Path]:
-    """Population specs to generate from, label -> path: the shipped ones ("shipped: NAME") then the
-    workspace's own ("workspace: NAME"), each by name."""
-    out = {f"shipped: {p.stem}": p for p in sorted(SHIPPED_POPULATIONS.glob("*.yaml"))}
-    out.update({f"workspace: {p.stem}": p for p in sorted(((root or workspace_root()) / "populations").glob("*.yaml"))})
-    return out
 
 
 def cohort_dir(name: str, root: Path | None = None) -> Path:

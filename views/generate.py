@@ -41,11 +41,12 @@ def cohort_tab(gen: Generator) -> None:
     """Choose a population, N, seed, steps and guidance; see the device and the estimated time; start
     the generation as a job; follow running jobs; list the finished synthetic cohorts."""
     from vctcore.devices import describe_device
-    from vctcore.generate_jobs import GenerateRequest, GenerateRequestError, populations, seconds_per_patient
+    from vctcore.generate_jobs import GenerateRequest, GenerateRequestError, seconds_per_patient
+    from vctcore.population_design import list_specs
     from vctcore.jobs import JobError, list_jobs
     from vctcore.workspace import list_cohorts
 
-    pops = populations()
+    pops = list_specs()
     with st.container(border=True):
         label = st.selectbox("Population", list(pops), key="gen_pop",
                              help="Shipped specs, and those saved on the Population page")

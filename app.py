@@ -28,7 +28,7 @@ st.navigation(
             st.Page(ROOT / "views" / "population.py", title="Population", icon=":material/groups:"),
             st.Page(ROOT / "views" / "phantom.py", title="Digital human", icon=":material/accessibility_new:"),
             st.Page(ROOT / "views" / "generate.py", title="Synthetic patient", icon=":material/neurology:"),
-            st.Page(ROOT / "views" / "cohorts.py", title="Cohorts", icon=":material/folder_open:"),
+            st.Page(ROOT / "views" / "viewer.py", title="Viewer", icon=":material/view_in_ar:"),
             st.Page(ROOT / "views" / "measure.py", title="Measure a CT", icon=":material/straighten:"),
         ],
         "Evaluation": [

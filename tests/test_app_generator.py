@@ -55,11 +55,11 @@ def test_generator_page_generates_a_patient_and_writes_a_cohort(workspace):
     assert (workspace / "cohorts" / "synth" / "patients" / "S0000" / "ct.nii.gz").stat().st_mtime_ns == before
 
 
-def test_cohort_page_opens_phantom_and_generated_cohorts(workspace, tiny_generator):
-    at = open_page("views/cohorts.py")
-    assert at.title[0].value == "Cohorts"
+def test_viewer_page_opens_phantom_and_generated_cohorts(workspace, tiny_generator):
+    at = open_page("views/viewer.py")
+    assert at.title[0].value == "Viewer"
     assert len(at.get("image")) == 3
-    at.selectbox(key="co_patient").set_value("P0003").run()
+    at.selectbox(key="vw_patient").set_value("P0003").run()
     assert not at.exception, at.exception
     assert len(at.get("image")) == 3
 

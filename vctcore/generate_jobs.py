@@ -87,12 +87,17 @@ def start_generation(request: GenerateRequest, root: Path | None = None):
                      output=out, root=root)
 
 
-def seconds_per_patient(root: Path | None = None, device: str = "cpu") -> float | None:
+def seconds_per_patient(root: Path | None = None, device: str = "cpu",
+                        checkpoint_sha256: dict[str, str] | None = None) -> float | None:
     """The median seconds per patient that generation took on ``device`` in this workspace: the synthetic
-    cohorts' ``seconds_per_patient`` (cohort.json), else the trial patient store's; None before the first."""
+    cohorts' ``seconds_per_patient`` (cohort.json) made by the generator with these file hashes (any, when
+    None), else the trial patient store's; None before the first."""
+    def same(prov: dict) -> bool:
+        return checkpoint_sha256 is None or prov.get("checkpoint_sha256") == checkpoint_sha256
+
     rates = [float(c.provenance["seconds_per_patient"]) for c in list_cohorts(root)
              if c.provenance.get("maker") == "vctcore.generator" and c.provenance.get("seconds_per_patient")
-             and str(c.provenance.get("device", "")).split(":")[0] == device.split(":")[0]]
+             and str(c.provenance.get("device", "")).split(":")[0] == device.split(":")[0] and same(c.provenance)]
     if rates:
         return statistics.median(rates)
     if device.startswith("cpu"):

@@ -200,6 +200,14 @@ def _check_categorical(name: str, cfg: Mapping[str, Any]) -> None:
         raise SpecError(BAD_PROBABILITIES.format(name=name, p=dict(p)))
 
 
+def _one_line_yaml_error(exc: yaml.YAMLError) -> str:
+    """PyYAML's several-line message as one line: the problem and where (line and column, 1-based)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else " ".join(
+        str(exc).split())
+
+
 def _plain(value: Any) -> Any:
     """Deep copy as plain Python data (numpy scalars -> numbers, tuples -> lists) so YAML can write it."""
     if isinstance(value, Mapping):
@@ -567,7 +575,7 @@ class PopulationSpec:
         try:
             data = yaml.safe_load(source)
         except yaml.YAMLError as exc:
-            raise SpecError(BAD_YAML_SYNTAX.format(error=exc)) from None
+            raise SpecError(BAD_YAML_SYNTAX.format(error=_one_line_yaml_error(exc))) from None
         return cls.from_dict(data, base_dir=base)
 
     def to_yaml(self, path: str | Path | None = None) -> str:

@@ -114,6 +114,11 @@ def _change_input(attrs: dict[str, Any], names: tuple[str, ...]) -> dict[str, An
     return {name: value}
 
 
+def _shown(value: Any) -> str:
+    """An attribute value for a caption: numbers to one decimal, categories as they are."""
+    return f"{value:.1f}" if isinstance(value, float) else str(value)
+
+
 def _remember(key: tuple, result: dict[str, Any]) -> None:
     results = st.session_state["vw_cf_results"]
     results[key] = result
@@ -139,7 +144,8 @@ def _build(path: Path, request: dict[str, Any], change: dict[str, Any], key: tup
         "before": (pair.before.ct.data, pair.before.seg.data), "after": (pair.after.ct.data, pair.after.seg.data),
         "diff_hu": pair.diff.hu, "changes": pair.diff.changes,
         "spacing_mm": tuple(float(s) for s in pair.before.ct.spacing_mm),
-        "labels": (f"{ATTRIBUTES[name].label} {request['attributes'].get(name)}", f"{ATTRIBUTES[name].label} {value}"),
+        "labels": tuple(f"{ATTRIBUTES[name].label} {_shown(v)} {ATTRIBUTES[name].unit or ''}".strip()
+                        for v in (request["attributes"].get(name), value)),
         "seconds": time.perf_counter() - t})
 
 

@@ -15,6 +15,9 @@ from vctcore.generator import Generator
 from vctcore.train.continue_diffusion import continue_diffusion
 from vctcore.volume import CTVolume, read_ct, write_ct
 
+# training continuation (a research path issue 38 folds into `vct train --from-run`): run with -m slow
+pytestmark = pytest.mark.slow
+
 
 def test_continuation_resumes_and_writes_a_verified_generator(tiny_generator, tmp_path, capsys):
     base = tiny_generator["generator"]

@@ -15,6 +15,9 @@ from vctcore.cli import main as vct_main
 from vctcore.generator import Generator
 from vctcore.train.continue_seg_decoder import continue_seg_decoder
 
+# training continuation (a research path issue 38 folds into `vct train --from-run`): run with -m slow
+pytestmark = pytest.mark.slow
+
 
 def test_seg_decoder_continuation_resumes_and_moves_only_the_decoder(tiny_generator, tmp_path, capsys):
     base = tiny_generator["generator"]

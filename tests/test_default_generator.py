@@ -31,7 +31,7 @@ def patients():
 
 CONDITIONS = ("sex", "age_years", "height_cm", "weight_kg")
 REFERENCE_POPULATION = DEFAULT_CHECKPOINT.parents[1] / "assets" / "populations" / "adult_reference.yaml"
-N_DRAWN = 2  # patients drawn from the reference population beside the two fixed ones below
+N_DRAWN = 0  # patients drawn from the reference population beside the two fixed ones below
 #: the generated patients' attributes, completed for a phantom of the same person (drawn beside them)
 ROWS = [
     {"sex": "M", "age_years": 45, "height_cm": 180, "weight_kg": 85, "bfp_pct": 24, "mmp_pct": 38, "bone_density_hu": 170},

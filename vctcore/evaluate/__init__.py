@@ -9,6 +9,16 @@ independent 3D U-Net), ``patient`` (per-patient records), ``metrics`` (cohort fi
 """
 from __future__ import annotations
 
-from vctcore.evaluate.suite import EvaluationError, evaluate_generator, load_report
+from typing import Any
 
 __all__ = ["EvaluationError", "evaluate_generator", "load_report"]
+
+
+def __getattr__(name: str) -> Any:
+    """The suite's entry points, imported on first use: importing one module of this package (e.g. the
+    segmenter) must not import the whole suite (torch, MONAI, scikit-learn; seconds per CLI call)."""
+    if name in __all__:
+        from vctcore.evaluate import suite
+
+        return getattr(suite, name)
+    raise AttributeError(f"module 'vctcore.evaluate' has no attribute {name!r}")

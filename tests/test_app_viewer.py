@@ -114,7 +114,7 @@ def test_a_free_form_counterfactual_pair_shows_both_images_the_difference_and_th
     assert not at.exception, at.exception
     assert len(at.get("image")) == 3 + 3  # the slices, then before, after and their difference
     captions = [c for image in at.get("image") for c in image.captions]
-    assert captions[-3:] == ["Weight 70.0", "Weight 110.0", "Difference, after − before"]
+    assert captions[-3:] == ["Weight 70.0 kg", "Weight 110.0 kg", "Difference, after − before"]
     changes = _frame(at, "change")
     assert {"Weight", "Height", "Body fat", "Muscle", "Bone density", "Body volume"} <= set(changes["quantity"])
     results = at.session_state["vw_cf_results"]

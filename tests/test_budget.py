@@ -14,6 +14,9 @@ from vctcore.models.config import GeneratorConfig, StageSchedule, TimeBudget, lo
 from vctcore.train.budget import plan_stage, with_budget
 from vctcore.train.loop import run_loop
 
+# generator training and research diagnostics (paused work): run with -m slow
+pytestmark = pytest.mark.slow
+
 REF = {"a": 10.0, "b": 30.0, "latents": 5.0, "c": 15.0}
 LATER = {"b": 1.0, "latents": 1.0, "c": 1.0}
 

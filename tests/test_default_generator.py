@@ -23,9 +23,10 @@ def patients():
     if not (DEFAULT_CHECKPOINT / "manifest.json").exists():
         pytest.skip(f"no default generator shipped in {DEFAULT_CHECKPOINT} yet (train one: README, vct train)")
     gen = Generator.from_pretrained(device="cpu")
-    drawn = PopulationSpec.from_yaml(REFERENCE_POPULATION).sample(N_DRAWN, seed=0)
-    table = pd.concat([pd.DataFrame([{k: row[k] for k in CONDITIONS} for row in ROWS]), drawn[list(CONDITIONS)]],
-                      ignore_index=True)
+    table = pd.DataFrame([{k: row[k] for k in CONDITIONS} for row in ROWS])
+    if N_DRAWN:
+        drawn = PopulationSpec.from_yaml(REFERENCE_POPULATION).sample(N_DRAWN, seed=0)
+        table = pd.concat([table, drawn[list(CONDITIONS)]], ignore_index=True)
     return gen.generate(table, seed=0)
 
 

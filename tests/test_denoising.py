@@ -5,6 +5,9 @@ import pytest
 
 from bench_scripts import bench_main
 
+# generator training and research diagnostics (paused work): run with -m slow
+pytestmark = pytest.mark.slow
+
 
 def _bench():
     return bench_main("diffusion_loss")

@@ -13,6 +13,9 @@ from vctcore.evaluate.recon import reconstruct
 from vctcore.generator import Generator
 from vctcore.volume import read_ct, read_labels
 
+# generator training and research diagnostics (paused work): run with -m slow
+pytestmark = pytest.mark.slow
+
 
 def _bench():
     return bench_main("seg_ae")

@@ -11,6 +11,9 @@ from safetensors.torch import load_file
 from vctcore.models.checkpoint import load_state, save_state
 from vctcore.train.run import train
 
+# generator training and research diagnostics (paused work): run with -m slow
+pytestmark = pytest.mark.slow
+
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"))]
 
 

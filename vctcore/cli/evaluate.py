@@ -100,12 +100,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_train_segmenter(args: argparse.Namespace) -> int:
-    from vctcore.evaluate.segmenter import SegmenterConfig
+    channels = _int_list(args.channels, "--channels must be positive integers, e.g. 16,32,64,128")
+    from vctcore.evaluate.segmenter import SegmenterConfig  # torch and MONAI: after the argument checks
     from vctcore.evaluate.segmenter_train import SegTrainConfig, train_segmenter
     from vctcore.models.checkpoint import CheckpointError
 
     progress = loss_printer(args.quiet, args.log_seconds)
-    cfg = SegmenterConfig(channels=_int_list(args.channels, "--channels must be positive integers, e.g. 16,32,64,128"))
+    cfg = SegmenterConfig(channels=channels)
     train = SegTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                            patch_z=args.patch_z or None, batch_dice=args.batch_dice, init=args.init)
     try:
@@ -117,13 +118,14 @@ def run_train_segmenter(args: argparse.Namespace) -> int:
 
 
 def run_train_segmenter_refiner(args: argparse.Namespace) -> int:
-    from vctcore.evaluate.segmenter import refiner_config
+    patch = _int_list(args.patch, "--patch must be three sizes of at least 8 voxels, e.g. 64,64,64", minimum=8, count=3)
+    channels = _int_list(args.channels, "--channels must be positive integers, e.g. 8,16,32,64")
+    from vctcore.evaluate.segmenter import refiner_config  # torch and MONAI: after the argument checks
     from vctcore.evaluate.segmenter_refine import RefineTrainConfig, train_refiner
     from vctcore.models.checkpoint import CheckpointError
 
     progress = loss_printer(args.quiet, args.log_seconds)
-    patch = _int_list(args.patch, "--patch must be three sizes of at least 8 voxels, e.g. 64,64,64", minimum=8, count=3)
-    cfg = refiner_config(channels=_int_list(args.channels, "--channels must be positive integers, e.g. 8,16,32,64"))
+    cfg = refiner_config(channels=channels)
     train = RefineTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, patch=patch, seed=args.seed)
     try:
         res = train_refiner(args.cohort, args.segmenter, args.out, run=args.run, cfg=cfg, train=train,

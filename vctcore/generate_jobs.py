@@ -1,5 +1,5 @@
-"""Synthetic cohorts as background jobs, for the app: the populations one can generate from, the
-``vct generate`` command for a choice, an estimate of its time on this machine, and starting it.
+"""Synthetic cohorts as background jobs, for the app: a generation request checked and turned into its
+``vct generate`` command, an estimate of its time on this machine, and starting it.
 
     <workspace>/populations/<name>.yaml   population specs saved by the app
     <workspace>/cohorts/<name>/           the cohort a generation job writes (resumable)
@@ -7,14 +7,11 @@
 """
 from __future__ import annotations
 
-import re
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from vctcore.workspace import list_cohorts, workspace_root
-
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+from vctcore.workspace import NAME_RE, list_cohorts, workspace_root
 
 
 class GenerateRequestError(ValueError):

@@ -26,6 +26,7 @@ import pandas as pd
 
 from vctcore.attributes import ATTRIBUTES, BMI_VALID_RANGE, SEX_CATEGORIES, bmi
 from vctcore.population import DISTS, SPLIT_COLUMNS, PopulationSpec
+from vctcore.workspace import NAME_RE
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED_POPULATIONS = REPO / "assets" / "populations"
@@ -47,7 +48,6 @@ TYPICAL: dict[str, tuple[float, float, float, float]] = {
 }
 DEFAULT_SPLIT = {"x": "body_volume_l", "y": "mmp_pct", "a": 0.25, "b": 1.0, "intercept": -57.0, "keep": "above"}
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
-SAVE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 BAD_SAVE_NAME = ("population name {name!r}: use 1 to 64 letters, digits, '-' or '_', starting with a letter "
                  "or a digit (it becomes the file name)")
@@ -432,7 +432,7 @@ def list_specs(root: Path | None = None) -> dict[str, Path]:
 
 def check_save_name(name: str) -> str:
     """``name`` when it can be a file name; ValueError (BAD_SAVE_NAME) otherwise."""
-    if not isinstance(name, str) or not SAVE_NAME.match(name):
+    if not isinstance(name, str) or not NAME_RE.match(name):
         raise ValueError(BAD_SAVE_NAME.format(name=name))
     return name
 

@@ -5,6 +5,7 @@ The workspace root is ``$VCT_WORKSPACE`` or ``./workspace`` next to the reposito
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,9 @@ from typing import Any
 from vctcore.cohort import read_provenance
 
 REPO = Path(__file__).resolve().parent.parent
+#: a name the app may turn into a workspace file or folder (trial, cohort, saved population): 1-64 letters,
+#: digits, '_' or '-', starting with a letter or digit, so never a path
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
 def workspace_root() -> Path:

@@ -6,7 +6,6 @@ page's choices, finished and running trials, and starting a trial as a backgroun
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,12 +14,11 @@ import yaml
 
 from vctcore.trial.config import TrialConfig, TrialConfigError, load_config, parse_config
 from vctcore.trial.result import TRIAL_JSON, TrialResultError, read_summary
-from vctcore.workspace import REPO, workspace_root
+from vctcore.workspace import NAME_RE, REPO, workspace_root
 
 SHIPPED_TRIALS = REPO / "assets" / "trials"
 SHIPPED_POPULATIONS = REPO / "assets" / "populations"
 TRIALS = "trials"
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
 def trials_root(root: Path | None = None) -> Path:

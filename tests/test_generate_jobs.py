@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from vctcore.generate_jobs import GenerateRequest, GenerateRequestError, seconds_per_patient
+from vctcore.workspace import list_cohorts
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = REPO / "assets" / "populations" / "adult_reference.yaml"
@@ -51,6 +52,6 @@ def test_estimate_is_the_median_of_this_generator_on_this_device(tmp_path):
     for i, (rate, device, sha) in enumerate([(10.0, "cpu", "a"), (20.0, "cpu", "a"), (30.0, "cpu", "a"),
                                              (1.0, "cuda:0", "a"), (99.0, "cpu", "b")]):
         _cohort(tmp_path, f"c{i}", rate, device, sha)
-    assert seconds_per_patient(tmp_path, "cpu", {"diffusion.safetensors": "a"}) == 20.0
-    assert seconds_per_patient(tmp_path, "cuda", {"diffusion.safetensors": "a"}) == 1.0
-    assert seconds_per_patient(tmp_path, "cpu", {"diffusion.safetensors": "b"}) == 99.0
+    assert seconds_per_patient(list_cohorts(tmp_path), "cpu", {"diffusion.safetensors": "a"}) == 20.0
+    assert seconds_per_patient(list_cohorts(tmp_path), "cuda", {"diffusion.safetensors": "a"}) == 1.0
+    assert seconds_per_patient(list_cohorts(tmp_path), "cpu", {"diffusion.safetensors": "b"}) == 99.0

@@ -11,7 +11,7 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from vctcore.workspace import NAME_RE, list_cohorts, workspace_root
+from vctcore.workspace import NAME_RE, CohortInfo, workspace_root
 
 
 class GenerateRequestError(ValueError):
@@ -84,15 +84,16 @@ def start_generation(request: GenerateRequest, root: Path | None = None):
                      output=out, root=root)
 
 
-def seconds_per_patient(root: Path | None = None, device: str = "cpu",
+def seconds_per_patient(cohorts: list[CohortInfo], device: str = "cpu",
                         checkpoint_sha256: dict[str, str] | None = None) -> float | None:
-    """The median seconds per patient that generation took on ``device`` in this workspace: the synthetic
-    cohorts' ``seconds_per_patient`` (cohort.json) made by the generator with these file hashes (any, when
-    None), else the trial patient store's; None before the first."""
+    """The median seconds per patient that generation took on ``device`` for ``cohorts`` (a workspace's
+    :func:`vctcore.workspace.list_cohorts`): the synthetic ones' ``seconds_per_patient`` (cohort.json) made by
+    the generator with these file hashes (any, when None), else the trial patient store's; None before the
+    first."""
     def same(prov: dict) -> bool:
         return checkpoint_sha256 is None or prov.get("checkpoint_sha256") == checkpoint_sha256
 
-    rates = [float(c.provenance["seconds_per_patient"]) for c in list_cohorts(root)
+    rates = [float(c.provenance["seconds_per_patient"]) for c in cohorts
              if c.provenance.get("maker") == "vctcore.generator" and c.provenance.get("seconds_per_patient")
              and str(c.provenance.get("device", "")).split(":")[0] == device.split(":")[0] and same(c.provenance)]
     if rates:

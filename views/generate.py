@@ -58,7 +58,8 @@ def cohort_tab(gen: Generator) -> None:
         csteps = c4.number_input("Steps", 2, 100, gen.cfg.diffusion.sample_steps, key="gen_csteps")
         cguid = c5.number_input("Guidance scale", 1.0, 6.0, float(gen.cfg.diffusion.guidance_scale), 0.5,
                                 key="gen_cguidance")
-        rate = seconds_per_patient(device=gen.device.type, checkpoint_sha256=gen.checkpoint_sha256)
+        cohorts = list_cohorts()
+        rate = seconds_per_patient(cohorts, device=gen.device.type, checkpoint_sha256=gen.checkpoint_sha256)
         eta = (f"about {rate * n / 60:.0f} min ({rate:.1f} s per patient measured here)" if rate
                else "unknown until the first cohort finishes")
         st.caption(f"Device: {describe_device(gen.device)}. Estimated time: {eta}.")
@@ -76,7 +77,7 @@ def cohort_tab(gen: Generator) -> None:
     jobs = list_jobs(kind="generate")
     for job in [j for j in jobs if j.active] + [j for j in jobs if not j.active][:3]:
         live_job_panel(job, f"gen_job_{job.id}")
-    done = [c for c in list_cohorts() if c.maker == "vctcore.generator"]
+    done = [c for c in cohorts if c.maker == "vctcore.generator"]
     if done:
         st.subheader("Synthetic cohorts")
         st.dataframe(pd.DataFrame([{

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import streamlit as st
 
+from vctcore.assets import asset
+
 ROOT = Path(__file__).parent
 
-st.set_page_config(page_title="vct — virtual clinical trials", page_icon=str(ROOT / "assets" / "logo.svg"),
-                   layout="wide")
-st.logo(str(ROOT / "assets" / "logo.svg"))
-st.html(f"<style>{(ROOT / 'assets' / 'style.css').read_text()}</style>")
+st.set_page_config(page_title="vct — virtual clinical trials", page_icon=str(asset("logo.svg")), layout="wide")
+st.logo(str(asset("logo.svg")))
+st.html(f"<style>{asset('style.css').read_text()}</style>")
 
 st.navigation(
     {

@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     torch.set_num_threads(args.threads)
+    from vctcore.assets import default_population
     from vctcore.devices import describe_device
     from vctcore.generator import Generator
     from vctcore.population import PopulationSpec
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> dict:
     t0 = time.perf_counter()
     gen = Generator.from_pretrained(args.checkpoint, device=args.device)
     load_s = time.perf_counter() - t0
-    table = PopulationSpec.from_yaml("assets/populations/adult_reference.yaml").sample(args.n + 1, seed=0)
+    table = PopulationSpec.from_yaml(default_population()).sample(args.n + 1, seed=0)
     gen.generate(table.iloc[:1], seed=99, steps=args.steps, guidance_scale=args.guidance, sampler=args.sampler)  # warm-up
     sync = torch.cuda.synchronize if gen.device.type == "cuda" else (lambda: None)
     sync()

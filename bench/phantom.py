@@ -12,11 +12,12 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from vctcore.phantom import DEFAULT_GRID, build_phantom  # noqa: E402
 from vctcore.phantom.builder import REQUIRED, supported_rows  # noqa: E402
+from vctcore.assets import default_population  # noqa: E402
 from vctcore.population import PopulationSpec  # noqa: E402
 
 
 def main(n: int = 10, seed: int = 0) -> dict:
-    rows = supported_rows(PopulationSpec.from_yaml("assets/populations/adult_reference.yaml").sample(3 * n, seed=seed))
+    rows = supported_rows(PopulationSpec.from_yaml(default_population()).sample(3 * n, seed=seed))
     attrs = [{k: row[k] for k in REQUIRED} for _, row in rows.iterrows()]
     times, passes = [], []
     for i, a in enumerate(attrs[:n]):

@@ -15,8 +15,10 @@ import json
 import time
 from pathlib import Path
 
+from vctcore.assets import trials_dir
+
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_CONFIGS = [REPO / "assets" / "trials" / "paper_bfp.yaml", REPO / "assets" / "trials" / "paper_mmp.yaml"]
+DEFAULT_CONFIGS = [trials_dir() / "paper_bfp.yaml", trials_dir() / "paper_mmp.yaml"]
 
 
 def main(argv: list[str] | None = None) -> dict:

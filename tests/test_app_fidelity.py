@@ -55,10 +55,8 @@ def test_run_line_names_the_guidance_interval():
 def test_fidelity_page_offers_the_evaluation_shipped_with_the_default(saved_evaluation, tmp_path, monkeypatch):
     import shutil
 
-    import vctcore.generator
-
     shutil.copytree(saved_evaluation / "evaluations" / "tiny", tmp_path / "default" / "fidelity")
-    monkeypatch.setattr(vctcore.generator, "DEFAULT_CHECKPOINT", tmp_path / "default")
+    monkeypatch.setenv("VCT_GENERATOR", str(tmp_path / "default"))
     monkeypatch.setenv("VCT_WORKSPACE", str(tmp_path / "empty-workspace"))
     at = open_page("views/fidelity.py")
     assert at.selectbox(key="fid_dir").value == str(tmp_path / "default" / "fidelity")
@@ -66,9 +64,7 @@ def test_fidelity_page_offers_the_evaluation_shipped_with_the_default(saved_eval
 
 
 def test_fidelity_page_without_an_evaluation_says_how_to_make_one(tmp_path, monkeypatch):
-    import vctcore.generator
-
-    monkeypatch.setattr(vctcore.generator, "DEFAULT_CHECKPOINT", tmp_path / "no-default")
+    monkeypatch.setenv("VCT_GENERATOR", str(tmp_path / "no-default"))
     monkeypatch.setenv("VCT_WORKSPACE", str(tmp_path))
     at = open_page("views/fidelity.py")
     assert any("vct evaluate-generator" in i.value for i in at.info)

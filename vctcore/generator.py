@@ -1,6 +1,6 @@
 """The trained conditional CT generator: attributes in, whole-body CT (HU) + 16-class segmentation out.
 
-    gen = Generator.from_pretrained()            # checkpoints/default, device "auto"
+    gen = Generator.from_pretrained()            # $VCT_GENERATOR or checkpoints/default, device "auto"
     patients = gen.generate(table, seed=0)       # table: sex, age_years, height_cm, weight_kg, ...
 
 Pipeline (paper Fig. 2c): seeded Gaussian latent -> DDIM with classifier-free guidance on the
@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from vctcore.assets import default_generator, shipped_generator
 from vctcore.label_islands import min_island_voxels, remove_small_islands
 from vctcore.labels import MERGED_CLASSES
 from vctcore.models.autoencoders import SegAE, StackedImageAE, unit_to_hu
@@ -35,7 +36,8 @@ from vctcore.models.onednn import route_convolutions_to_onednn
 from vctcore.models.windowed import windowed
 from vctcore.volume import CTVolume, LabelMap, make_affine
 
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "default"
+#: the shipped default generator directory (:func:`vctcore.assets.shipped_generator`)
+DEFAULT_CHECKPOINT = shipped_generator()
 #: sliding-window size of the decoders, in latent voxels
 DECODE_ROI = (64, 64, 96)
 
@@ -90,14 +92,15 @@ class Generator:
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, device: str = "auto", *, verify: bool = True,
                         post: bool = True) -> "Generator":
-        """Load a generator directory (default: the shipped ``checkpoints/default``).
+        """Load a generator directory (default: ``$VCT_GENERATOR``, else the shipped ``checkpoints/default``;
+        :func:`vctcore.assets.default_generator`).
 
         ``verify`` checks every file against the manifest's sha256. Raises CheckpointError naming the
         file for anything missing, corrupt, truncated, tampered with or of another architecture.
         """
         from vctcore.devices import resolve_device
 
-        root = Path(path) if path is not None else DEFAULT_CHECKPOINT
+        root = Path(path) if path is not None else default_generator()
         if not root.is_dir():
             raise CheckpointError(f"{root}: generator checkpoint directory does not exist")
         manifest = read_checkpoint_json(root / "manifest.json")

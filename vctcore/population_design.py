@@ -24,14 +24,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from vctcore.assets import GENERATOR_ENV, checkpoint_dirs, default_generator, population_specs
 from vctcore.attributes import ATTRIBUTES, BMI_VALID_RANGE, SEX_CATEGORIES, bmi
 from vctcore.population import DISTS, SPLIT_COLUMNS, PopulationSpec
 from vctcore.workspace import NAME_RE
-
-REPO = Path(__file__).resolve().parent.parent
-SHIPPED_POPULATIONS = REPO / "assets" / "populations"
-CHECKPOINTS = REPO / "checkpoints"
-DEFAULT_GENERATOR = CHECKPOINTS / "default"
 
 #: the attributes with a distribution of their own in the form (sex has its own fields)
 EDITABLE = ("age_years", "height_cm", "weight_kg", "bfp_pct", "mmp_pct", "bone_density_hu")
@@ -348,10 +344,11 @@ def spec_from_table(table: pd.DataFrame, *, name: str, measured: tuple[str, ...]
 
 
 # ---- the generator's training support ----------------------------------------------------------
-def generator_support(path: str | Path = DEFAULT_GENERATOR) -> dict[str, dict[str, Any]]:
-    """The training support of a generator directory (or its manifest.json) without loading networks:
+def generator_support(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
+    """The training support of a generator directory (or its manifest.json; default: the default generator,
+    :func:`vctcore.assets.default_generator`) without loading networks:
     ``{attribute: {"categories": [...]} or {"min": ..., "max": ...}}`` in attribute units."""
-    p = Path(path)
+    p = Path(path) if path is not None else default_generator()
     manifest = p / "manifest.json" if p.is_dir() else p
     if not manifest.is_file():
         raise ValueError(NO_MANIFEST.format(path=p))
@@ -364,16 +361,29 @@ def generator_support(path: str | Path = DEFAULT_GENERATOR) -> dict[str, dict[st
     return {str(k): dict(v) for k, v in support.items()}
 
 
-def list_generators(root: Path = CHECKPOINTS) -> dict[str, Path]:
-    """Generator directories under ``root`` whose manifest records a training support, by relative name."""
-    out = {}
-    for manifest in sorted(root.rglob("manifest.json")):
-        try:
-            if json.loads(manifest.read_text(encoding="utf-8")).get("support"):
-                out[str(manifest.parent.relative_to(root))] = manifest.parent
-        except (OSError, ValueError, AttributeError):
-            continue
-    return dict(sorted(out.items(), key=lambda kv: kv[0] != "default"))
+def _has_support(manifest: Path) -> bool:
+    try:
+        return bool(json.loads(manifest.read_text(encoding="utf-8")).get("support"))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def list_generators(root: Path | None = None) -> dict[str, Path]:
+    """Generator directories whose manifest records a training support, by name relative to their
+    ``checkpoints/`` directory (``default`` first): under ``root``, or (None) under every shipped
+    checkpoints directory (:func:`vctcore.assets.checkpoint_dirs`, the first holding a name wins), with
+    ``$VCT_GENERATOR`` first under the name ``VCT_GENERATOR`` when it is set and elsewhere."""
+    out: dict[str, Path] = {}
+    for base in [root] if root is not None else checkpoint_dirs():
+        for manifest in sorted(base.rglob("manifest.json")):
+            if _has_support(manifest):
+                out.setdefault(str(manifest.parent.relative_to(base)), manifest.parent)
+    out = dict(sorted(out.items(), key=lambda kv: kv[0] != "default"))
+    env = default_generator()
+    if root is None and os.environ.get(GENERATOR_ENV) and _has_support(env / "manifest.json") \
+            and env.resolve() not in {p.resolve() for p in out.values()}:
+        out = {GENERATOR_ENV: env, **out}
+    return out
 
 
 def outside_masks(df: pd.DataFrame, support: Mapping[str, Mapping[str, Any]]) -> dict[str, np.ndarray]:
@@ -425,7 +435,7 @@ def populations_dir(root: Path | None = None) -> Path:
 
 def list_specs(root: Path | None = None) -> dict[str, Path]:
     """Shipped specs (``shipped/NAME``) then the workspace's saved specs (``workspace/NAME``)."""
-    out = {f"shipped/{p.stem}": p for p in sorted(SHIPPED_POPULATIONS.glob("*.yaml"))}
+    out = {f"shipped/{p.stem}": p for p in population_specs()}
     out.update({f"workspace/{p.stem}": p for p in sorted(populations_dir(root).glob("*.yaml"))})
     return out
 

@@ -1,6 +1,7 @@
 """The on-disk workspace the app and CLI share: cohorts live in ``<workspace>/cohorts/<name>/``.
 
-The workspace root is ``$VCT_WORKSPACE`` or ``./workspace`` next to the repository.
+The workspace root is ``$VCT_WORKSPACE``, else ``workspace/`` in the repository checkout the package runs from,
+else (an installed package) ``./workspace`` in the current directory.
 """
 from __future__ import annotations
 
@@ -10,16 +11,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vctcore.assets import source_tree
 from vctcore.cohort import read_provenance
 
-REPO = Path(__file__).resolve().parent.parent
 #: a name the app may turn into a workspace file or folder (trial, cohort, saved population): 1-64 letters,
 #: digits, '_' or '-', starting with a letter or digit, so never a path
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
 def workspace_root() -> Path:
-    return Path(os.environ.get("VCT_WORKSPACE", REPO / "workspace"))
+    """``$VCT_WORKSPACE``, else ``<checkout>/workspace`` in a source checkout, else ``./workspace``."""
+    env = os.environ.get("VCT_WORKSPACE")
+    if env:
+        return Path(env)
+    tree = source_tree()
+    return (tree if tree is not None else Path.cwd()) / "workspace"
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ Two sources: a patient of a synthetic cohort (its seed, index, steps and guidanc
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import pandas as pd
 import streamlit as st
 
 from vctcore import render
+from vctcore.assets import default_generator
 from vctcore.attributes import ATTRIBUTES, CONDITIONING_ATTRIBUTES
 from vctcore.workspace import CohortInfo
 
@@ -34,12 +34,10 @@ NUMBER = st.column_config.NumberColumn(format="%.1f")
 
 def generator_path(info: CohortInfo | None) -> Path:
     """The checkpoint that made a synthetic cohort (when still there), else $VCT_GENERATOR or the shipped one."""
-    from vctcore.generator import DEFAULT_CHECKPOINT
-
     made_by = (info.provenance.get("checkpoint") if info is not None and info.maker == "vctcore.generator" else None)
     if made_by and (Path(made_by) / "config.json").exists():
         return Path(made_by)
-    return Path(os.environ.get("VCT_GENERATOR", DEFAULT_CHECKPOINT))
+    return default_generator()
 
 
 def read_sampling(path: Path) -> tuple[tuple[str, ...], int] | None:

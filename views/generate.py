@@ -2,7 +2,6 @@
 generate a cohort from a population as a background ``vct generate`` job that outlives the page."""
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -14,10 +13,11 @@ from views._jobs import live_job_panel
 from views._slices import slice_views, view_controls
 from vctcore.generate_jobs import start_generation
 from vctcore.attributes import ATTRIBUTES
-from vctcore.generator import DEFAULT_CHECKPOINT, Generator
+from vctcore.assets import default_generator
+from vctcore.generator import Generator
 from vctcore.models.checkpoint import CheckpointError
 
-CHECKPOINT = Path(os.environ.get("VCT_GENERATOR", DEFAULT_CHECKPOINT))
+CHECKPOINT = default_generator()
 SEXES = {"F": "female", "M": "male"}
 SAMPLER_NAMES = {"dpm++": "DPM-Solver++(2M)", "ddim": "DDIM", "ddpm": "DDPM"}
 INPUTS = {"age_years": (45.0, 1.0), "height_cm": (172.0, 1.0), "weight_kg": (75.0, 0.5)}

@@ -6,7 +6,9 @@ import time
 from pathlib import Path
 from typing import Callable
 
-DEFAULT_POPULATION = Path(__file__).resolve().parents[2] / "assets" / "populations" / "adult_reference.yaml"
+from vctcore.assets import default_population
+
+DEFAULT_POPULATION = default_population()
 
 
 class CLIError(Exception):

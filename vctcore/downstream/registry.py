@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vctcore.downstream.card import DownstreamError
-from vctcore.workspace import REPO, workspace_root
+from vctcore.assets import downstream_dir
+from vctcore.workspace import workspace_root
 
-SHIPPED = REPO / "checkpoints" / "downstream"
+#: the shipped reference models (:func:`vctcore.assets.downstream_dir`)
+SHIPPED = downstream_dir()
 MODELS = "models"
 #: the largest model file accepted from an upload (MB): ``$VCT_MAX_UPLOAD_MB``, else 200 (Streamlit's own
 #: default upload limit)

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from monai.networks.blocks import Convolution, ResidualUnit
 from torch import nn
 
+from vctcore.assets import segmenter_dir
 from vctcore.labels import MERGED_CLASSES, totalsegmentator_lookup
 from vctcore.models.checkpoint import (CheckpointError, check_sha256, load_module, save_module, sha256_file,
                                        verified_manifest)
@@ -41,7 +42,7 @@ from vctcore.volume import CTVolume, LabelMap
 
 N_CLASSES = len(MERGED_CLASSES)  # 17: background + 16 organ classes
 WEIGHTS, REFINER, MANIFEST = "segmenter.safetensors", "refiner.safetensors", "manifest.json"
-DEFAULT_SEGMENTER = Path(__file__).resolve().parents[2] / "checkpoints" / "segmenter"
+DEFAULT_SEGMENTER = segmenter_dir()
 ERR_NO_SEGMENTER = ("{path}: no independent segmenter there ({what}); train one with `vct train-segmenter --cohort "
                     "DIR --out {path}` or install TotalSegmentator's weights")
 

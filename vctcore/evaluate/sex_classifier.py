@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from monai.networks.nets import ResNet
 from torch import nn
 
+from vctcore.assets import sex_classifier_dir
 from vctcore.cohort import model_package_versions, read_attributes
 from vctcore.evaluate.segmenter import normalise, to_work_grid
 from vctcore.models.checkpoint import (CheckpointError, load_module, read_metadata, save_module, sha256_file,
@@ -33,7 +34,7 @@ from vctcore.volume import CTVolume, read_ct
 
 WEIGHTS = "sex_classifier.safetensors"
 MANIFEST = "manifest.json"
-DEFAULT_SEX_CLASSIFIER = Path(__file__).resolve().parents[2] / "checkpoints" / "sex_classifier"
+DEFAULT_SEX_CLASSIFIER = sex_classifier_dir()
 
 
 @dataclass(frozen=True)

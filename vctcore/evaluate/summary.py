@@ -32,10 +32,11 @@ def find_reports(root: str | Path) -> list[Path]:
 
 
 def shipped_reports() -> list[Path]:
-    """The evaluation shipped with the default generator (``checkpoints/default/fidelity``), if any."""
-    from vctcore.generator import DEFAULT_CHECKPOINT
+    """The evaluation shipped with the default generator (``fidelity/`` of ``$VCT_GENERATOR``, else of the
+    shipped ``checkpoints/default``), if any."""
+    from vctcore.assets import default_generator
 
-    d = DEFAULT_CHECKPOINT / "fidelity"
+    d = default_generator() / "fidelity"
     return [d] if (d / REPORT).exists() else []
 
 

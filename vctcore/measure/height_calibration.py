@@ -25,10 +25,12 @@ from typing import Any
 
 import numpy as np
 
+from vctcore.assets import default_population, package_file
+
 #: the shipped default fit
-DEFAULT_CALIBRATION_PATH = Path(__file__).with_name("height_calibration.json")
+DEFAULT_CALIBRATION_PATH = package_file("measure/height_calibration.json")
 #: population the default fit draws its attribute rows from
-DEFAULT_POPULATION = Path(__file__).resolve().parents[2] / "assets" / "populations" / "adult_reference.yaml"
+DEFAULT_POPULATION = default_population()
 FORMAT = "vctcore.height_calibration/1"
 #: calibration row i gets phantom seed PHANTOM_SEED_BASE + 1000 * seed + i (far from the seeds tests use)
 PHANTOM_SEED_BASE = 500_000

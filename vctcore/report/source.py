@@ -15,13 +15,9 @@ from typing import Any
 
 import pandas as pd
 
+from vctcore.assets import checkpoint_dirs, default_generator, shipped_generator
 from vctcore.trial.examples import read_examples
 from vctcore.trial.result import PREDICTIONS, TRIAL_JSON, TrialResult, TrialResultError
-
-REPO = Path(__file__).resolve().parents[2]
-#: where shipped generators lie (searched when the recorded path no longer holds the trial's generator)
-CHECKPOINTS = REPO / "checkpoints"
-DEFAULT_GENERATOR = CHECKPOINTS / "default"
 
 
 class ReportError(ValueError):
@@ -135,14 +131,15 @@ def _files_sha(directory: Path) -> dict[str, str] | None:
 
 def _find_generator(recorded: dict[str, Any]) -> tuple[Path | None, str]:
     """The checkpoint directory whose manifest lists the recorded file hashes: the recorded path first,
-    then every directory under ``checkpoints/``."""
+    then ``$VCT_GENERATOR``, then every directory under the shipped ``checkpoints/`` directories
+    (:func:`vctcore.assets.checkpoint_dirs`)."""
     sha = recorded.get("sha256")
     path = recorded.get("path")
     if not isinstance(sha, dict) or not sha:
         return None, "the trial recorded no generator file hashes"
-    candidates = [Path(path)] if path else []
-    if CHECKPOINTS.is_dir():
-        candidates += [m.parent for m in sorted(CHECKPOINTS.rglob("manifest.json"))]
+    candidates = ([Path(path)] if path else []) + [default_generator()]
+    for checkpoints in checkpoint_dirs():
+        candidates += [m.parent for m in sorted(checkpoints.rglob("manifest.json"))]
     for c in dict.fromkeys(candidates):
         if _files_sha(c) == sha:
             return c, ""
@@ -162,7 +159,7 @@ def generator_card(recorded: dict[str, Any]) -> GeneratorCard:
         card.support = dict(manifest.get("support") or {})
     except (OSError, ValueError):
         pass
-    default_sha = _files_sha(DEFAULT_GENERATOR)
+    default_sha = _files_sha(shipped_generator())
     card.default_world = default_sha is not None and default_sha == recorded.get("sha256")
     model_card = path / "model_card.md"
     text = model_card.read_text() if model_card.is_file() else ""

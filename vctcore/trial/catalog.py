@@ -14,10 +14,11 @@ import yaml
 
 from vctcore.trial.config import TrialConfig, TrialConfigError, load_config, parse_config
 from vctcore.trial.result import TRIAL_JSON, TrialResultError, read_summary
-from vctcore.workspace import NAME_RE, REPO, workspace_root
+from vctcore.assets import population_specs, trials_dir
+from vctcore.workspace import NAME_RE, workspace_root
 
-SHIPPED_TRIALS = REPO / "assets" / "trials"
-SHIPPED_POPULATIONS = REPO / "assets" / "populations"
+#: the shipped trial configurations and CSV populations (:func:`vctcore.assets.trials_dir`)
+SHIPPED_TRIALS = trials_dir()
 TRIALS = "trials"
 
 
@@ -32,7 +33,7 @@ def shipped_configs() -> list[Path]:
 
 def shipped_populations() -> list[Path]:
     """The population specs shipped in assets/populations, by name."""
-    return sorted(SHIPPED_POPULATIONS.glob("*.yaml"))
+    return population_specs()
 
 
 def check_name(name: str) -> str:

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from vctcore.assets import package_file
 from vctcore.evaluate.measures import FIELDS
 from vctcore.models.checkpoint import sha256_file
 
@@ -43,7 +44,7 @@ from vctcore.models.checkpoint import sha256_file
 MEASURED = FIELDS
 METHOD_VERSION = 1
 #: extent -> height fitted on real (phantom) CT, for trials without a real cohort of their own (audits)
-DEFAULT_HEIGHT_CALIBRATION = Path(__file__).with_name("extent_height.json")  # bump when image_measurements changes what it returns (invalidates the cache)
+DEFAULT_HEIGHT_CALIBRATION = package_file("trial/extent_height.json")  # bump when image_measurements changes what it returns (invalidates the cache)
 
 Progress = Callable[[int, int, str], None]
 

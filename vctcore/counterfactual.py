@@ -15,7 +15,7 @@ those reproduces it as ``before``. No UI imports.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -24,9 +24,9 @@ import pandas as pd
 
 from vctcore.attributes import get_attribute
 from vctcore.measured import MEASURED, MeasuredAttributes, measure_attributes, organ_volumes_ml
+from vctcore.progress import Progress
 
 #: progress(done, total, what): 4 steps (generate before, generate after, measure before, measure after)
-Progress = Callable[[int, int, str], None]
 ERR_NO_CHANGE = "counterfactual_pair: name at least one attribute to change"
 ERR_NOT_CONDITIONED = ("counterfactual_pair: the generator is conditioned on {conditioned} only; changing {names} "
                        "would give the same image")

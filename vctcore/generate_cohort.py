@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
 
 import pandas as pd
 
 from vctcore.cohort import CohortWriter, read_attributes
 from vctcore.generator import Generator, patient_seed
+from vctcore.progress import Progress
 
-Progress = Callable[[int, int, str], None]
 
 
 def generate_cohort(generator: Generator, table: pd.DataFrame, *, seed: int, out: str | os.PathLike,

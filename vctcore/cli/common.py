@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Callable
 
 from vctcore.assets import default_population
+from vctcore.progress import Progress
 
 DEFAULT_POPULATION = default_population()
 
@@ -45,7 +46,7 @@ def loss_printer(quiet: bool, every_s: float) -> Callable[[str, int, int, dict],
     return progress
 
 
-def progress_file(stage: str, every_s: float = 0.5) -> Callable[[int, int, str], None]:
+def progress_file(stage: str, every_s: float = 0.5) -> Progress:
     """A progress reporter ``(done, total, label)`` that writes the stage's state as JSON to the file named
     by ``$VCT_PROGRESS_FILE`` (set by :mod:`vctcore.jobs` for background jobs; a no-op without it) at most
     every ``every_s`` seconds and at the stage's end: stage, done, total, label, started (epoch s, first
@@ -74,7 +75,7 @@ def progress_file(stage: str, every_s: float = 0.5) -> Callable[[int, int, str],
     return report
 
 
-def progress_bar(total: int, desc: str, unit: str, quiet: bool) -> tuple[Callable[..., None], Callable[[], None]]:
+def progress_bar(total: int, desc: str, unit: str, quiet: bool) -> tuple[Progress, Callable[[], None]]:
     """A tqdm bar on stderr; returns (update(done, total, label=''), close())."""
     from tqdm import tqdm
 

@@ -19,9 +19,12 @@ class _StageBars:
     def __init__(self, quiet: bool) -> None:
         self.quiet, self.stage, self.bar = quiet, None, None
 
-    def __call__(self, stage: str, done: int, total: int) -> None:
+    def __call__(self, done: int, total: int, message: str = "") -> None:
         from tqdm import tqdm
 
+        from vctcore.progress import split_stage
+
+        stage, _ = split_stage(message)
         if stage != self.stage:
             self.close()
             self.stage = stage

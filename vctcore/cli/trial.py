@@ -34,7 +34,10 @@ class _Bars:
     def __init__(self, quiet: bool) -> None:
         self.quiet, self.stage, self.update, self.close = quiet, None, None, lambda: None
 
-    def __call__(self, stage: str, done: int, total: int, label: str = "") -> None:
+    def __call__(self, done: int, total: int, message: str = "") -> None:
+        from vctcore.progress import split_stage
+
+        stage, label = split_stage(message)
         if stage != self.stage:
             self.close()
             self.stage = stage

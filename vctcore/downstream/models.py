@@ -22,7 +22,7 @@ card's shapes, a batch of two where the batch axis is free) that must give one f
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +32,7 @@ import torch
 from vctcore.downstream.card import DownstreamError, ModelCard, card_path, read_card_file, verify_weights_file
 from vctcore.downstream.preprocess import model_inputs
 from vctcore.downstream.reference import INPUT_NAMES, ReferenceRegressor, config_from_card
+from vctcore.progress import Progress
 from vctcore.volume import CTVolume, read_ct
 
 #: samples per model call in predict_batch
@@ -249,7 +250,7 @@ def load_model(model_dir: str | Path) -> DownstreamModel:
 
 
 def predict_cohort(model: DownstreamModel, cohort_dir: str | Path, ids: Sequence[str] | None = None, *,
-                   progress: Callable[[int, int, str], None] | None = None) -> pd.DataFrame:
+                   progress: Progress | None = None) -> pd.DataFrame:
     """Predictions for the patients of a cohort (``ids``, default every patient in attributes.csv order):
     a DataFrame with columns ``id`` and ``y_pred`` (the card's unit). ``progress(done, total, id)`` per patient."""
     from vctcore.measure.cohort import patient_ids

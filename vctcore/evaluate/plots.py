@@ -11,12 +11,13 @@ PNG files come from kaleido when it is installed, else from matplotlib (same dat
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import plotly.graph_objects as go
 import plotly.io as pio
+
+from vctcore.progress import Progress
 
 GROUP_COLORS = {"real": "#4C72B0", "reconstructed": "#DD8452", "synthetic": "#55A868"}
 CHECK_TITLES = {"bone_density_by_age_z": ("Bone density by age bin", "age bin (years)"),
@@ -153,8 +154,9 @@ def save_figure(fig: go.Figure, stem: Path) -> dict[str, str]:
 
 
 def write_plots(report: dict[str, Any], real: list[dict], syn: list[dict], out: Path,
-                progress: Callable[[int, int], None] | None = None) -> dict[str, dict[str, str]]:
-    """Every figure of the report into ``out``; returns name -> files (relative to ``out``'s parent)."""
+                progress: Progress | None = None) -> dict[str, dict[str, str]]:
+    """Every figure of the report into ``out``; returns name -> files (relative to ``out``'s parent).
+    ``progress(done, total, figure name)`` after each figure."""
     metrics = report["metrics"]
     figs = {f"conditioning_{k[:-2]}": conditioning_figure(k, metrics[k]) for k in CHECK_TITLES if k in metrics}
     figs["organ_volumes"] = volume_figure(real, syn, metrics.get("organ_volume_corr", {}).get("value"))
@@ -164,7 +166,7 @@ def write_plots(report: dict[str, Any], real: list[dict], syn: list[dict], out: 
         files = save_figure(fig, out / name)
         done[name] = {k: (f"{out.name}/{v}" if k != "png_renderer" else v) for k, v in files.items()}
         if progress is not None:
-            progress(i + 1, len(figs))
+            progress(i + 1, len(figs), name)
     return done
 
 

@@ -30,8 +30,8 @@ from vctcore.evaluate.metrics import compute_metrics, pass_flags
 from vctcore.evaluate.patient import evaluate_real, evaluate_synthetic, load_cached, save_cached
 from vctcore.evaluate.segmenter import load_segmenter, load_unet
 from vctcore.evaluate.sex_classifier import DEFAULT_SEX_CLASSIFIER, load_sex_classifier
+from vctcore.progress import Progress, staged
 
-Progress = Callable[[str, int, int], None]
 SCHEMA = "vct-fidelity/1"
 REPORT = "fidelity.json"
 
@@ -120,8 +120,9 @@ def evaluate_generator(checkpoint: str | Path | None, real: str | Path, out: str
     realism distance. ``sex_classifier``: directory of the image sex classifier that decides the sex check
     (None: the segmentation rule of :mod:`vctcore.evaluate.sex` decides).
 
-    ``progress(stage, done, total)`` is called per patient in the stages "generate", "real",
-    "synthetic" and once per figure in "plots".
+    ``progress(done, total, message)`` (:data:`vctcore.progress.Progress`) is called per patient in the stages
+    "generate", "real", "synthetic" and once per figure in "plots"; each stage counts from 0 and its messages
+    start with "<stage>: " (:func:`vctcore.progress.staged`).
     """
     from vctcore.generate_cohort import generate_cohort
     from vctcore.generator import Generator, patient_seed
@@ -137,13 +138,13 @@ def evaluate_generator(checkpoint: str | Path | None, real: str | Path, out: str
     seg = load_segmenter(segmenter, segmenter_path, device=str(gen.device))
     feats_net = seg if seg.net is not None else _try_unet(segmenter_path, str(gen.device))
     sex_clf = None if sex_classifier is None else load_sex_classifier(sex_classifier)
-    note = (lambda stage: (lambda d, t, *_: progress(stage, d, t))) if progress else (lambda stage: None)
+    note = (lambda stage: staged(progress, stage)) if progress else (lambda stage: None)
 
     syn_dir = out / "synthetic"
     _check_synthetic(syn_dir, gen, seed, steps, guidance_scale, sampler)
     request = table[[c for c in table.columns if c in ATTRIBUTE_NAMES]].copy()
     request["real_id"] = table["id"].astype(str)
-    progress and progress("generate", 0, n)
+    progress and progress(0, n, "generate")
     syn_table = generate_cohort(gen, request, seed=seed, out=syn_dir, steps=steps, guidance_scale=guidance_scale,
                                 sampler=sampler,
                                 provenance={"matched_to": str(real.resolve())}, progress=note("generate"))
@@ -206,9 +207,10 @@ def evaluate_generator(checkpoint: str | Path | None, real: str | Path, out: str
 def _evaluate_rows(rows: pd.DataFrame, cache: Path, stage: str, evaluate: Callable[..., tuple],
                    progress: Progress | None) -> tuple[list, list, list]:
     """(records, features, recon features) of every row (column ``id``): from ``cache`` when there, else
-    ``evaluate(i, id, requested attributes, row)`` (then cached); ``progress(stage, done, n)`` per row."""
+    ``evaluate(i, id, requested attributes, row)`` (then cached); ``progress`` per row, under ``stage``."""
     got_all = []
-    progress and progress(stage, 0, len(rows))
+    progress = staged(progress, stage) if progress else None
+    progress and progress(0, len(rows), "")
     for i, row in rows.iterrows():
         pid = str(row["id"])
         got = load_cached(cache, pid)
@@ -217,7 +219,7 @@ def _evaluate_rows(rows: pd.DataFrame, cache: Path, stage: str, evaluate: Callab
             got = evaluate(i, pid, requested, row)
             save_cached(cache, pid, *got)
         got_all.append(got)
-        progress and progress(stage, i + 1, len(rows))
+        progress and progress(i + 1, len(rows), pid)
     recs, feats, recon = zip(*got_all) if got_all else ((), (), ())
     return list(recs), list(feats), list(recon)
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
@@ -21,8 +20,8 @@ from typing import Any
 import pandas as pd
 
 from vctcore.cohort import _atomic_text, package_versions
+from vctcore.progress import Progress
 
-Progress = Callable[[int, int, str], None]
 CSV_NAME, JSON_NAME = "measurements.csv", "measurements.json"
 
 

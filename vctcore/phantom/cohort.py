@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -12,8 +12,8 @@ import pandas as pd
 from vctcore.cohort import CohortWriter, read_attributes
 from vctcore.phantom.builder import DEFAULT_GRID, REQUIRED, Phantom, PhantomGrid, build_phantom, check_attributes
 from vctcore.population import PopulationSpec
+from vctcore.progress import Progress
 
-Progress = Callable[[int, int, str], None]
 #: one phantom to build: (attributes, patient seed, pose, grid)
 _Task = tuple[dict[str, Any], int, str, PhantomGrid]
 

@@ -10,18 +10,17 @@ from __future__ import annotations
 import datetime as dt
 import os
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 from reportlab.pdfgen import canvas as pdfcanvas
 from reportlab.platypus import BaseDocTemplate, Frame, PageTemplate, Paragraph
 
+from vctcore.progress import Progress
 from vctcore.report.source import ReportError, ReportSource, load_source
 from vctcore.report.story import build_story
 from vctcore.report.style import (FRAME_HEIGHT, FRAME_WIDTH, MARGIN_BOTTOM, MARGIN_X, MUTED, PAGE, RULE, SANS,
                                   register_fonts)
 
-Progress = Callable[[int, int, str], None]
 AUTHOR = "vct, virtual clinical trials workbench"
 
 

@@ -16,12 +16,12 @@ from reportlab.platypus import (CondPageBreak, Flowable, Image, KeepTogether, Ne
                                 Paragraph, Preformatted, Spacer)
 from reportlab.platypus.tableofcontents import TableOfContents
 
+from vctcore.progress import Progress
 from vctcore.report import figures, fmt, results, text
 from vctcore.report.source import ReportSource
 from vctcore.report.style import FRAME_HEIGHT, FRAME_WIDTH, MONO, styles
 from vctcore.report.tables import df_table, key_value_table
 
-Progress = Callable[[int, int, str], None]
 e = text.e
 
 

@@ -28,7 +28,7 @@ import json
 import math
 import multiprocessing as mp
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +39,7 @@ import numpy as np
 from vctcore.assets import package_file
 from vctcore.evaluate.measures import FIELDS
 from vctcore.models.checkpoint import sha256_file
+from vctcore.progress import Progress
 
 #: the fields measured per image (those of the fidelity suite's measurement)
 MEASURED = FIELDS
@@ -46,7 +47,6 @@ METHOD_VERSION = 1
 #: extent -> height fitted on real (phantom) CT, for trials without a real cohort of their own (audits)
 DEFAULT_HEIGHT_CALIBRATION = package_file("trial/extent_height.json")  # bump when image_measurements changes what it returns (invalidates the cache)
 
-Progress = Callable[[int, int, str], None]
 
 
 @dataclass(frozen=True)

@@ -8,15 +8,14 @@ conditioned (reconstructed, synthetic), the others measured from the image
 """
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from vctcore.progress import Progress
 from vctcore.trial.ground_truth import MEASURED, HeightCalibration, ImageRef, measure_images
 
-Progress = Callable[[int, int, str], None]
 
 
 def refs(images: pd.DataFrame) -> list[ImageRef]:

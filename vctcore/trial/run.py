@@ -19,7 +19,8 @@ from typing import Any
 from vctcore.cohort import _atomic_text, model_package_versions
 from vctcore.trial.config import TrialConfig, load_config
 from vctcore.trial.result import TrialResult, write_result
-from vctcore.trial.stages import Stages, TrialProgress
+from vctcore.progress import Progress
+from vctcore.trial.stages import Stages
 from vctcore.trial.store import PatientStore, digest
 
 CONFIG_JSON = "config.json"
@@ -89,11 +90,13 @@ def _provenance(cfg: TrialConfig, ran: dict[str, Any], started: str, seconds: di
 
 
 def run_trial(config: TrialConfig | str | os.PathLike, out: str | os.PathLike, *,
-              progress: TrialProgress | None = None, cache: str | os.PathLike | None = None) -> TrialResult:
+              progress: Progress | None = None, cache: str | os.PathLike | None = None) -> TrialResult:
     """Run (or resume) the trial ``config`` into ``out``; returns the finished :class:`TrialResult`.
 
     ``cache``: the patient store's root (default: the config's ``cache``, else ``<workspace>/cache``).
-    ``progress(stage, done, total, label)`` is called as patients are made, measured and predicted.
+    ``progress(done, total, message)`` (:data:`vctcore.progress.Progress`) is called as patients are made,
+    measured and predicted; each stage counts from 0 and its messages start with "<stage>: "
+    (:func:`vctcore.progress.split_stage` takes them apart).
     """
     from vctcore.trial.audit import run_audit
     from vctcore.trial.examples import write_examples

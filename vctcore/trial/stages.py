@@ -1,27 +1,28 @@
 """Stage bookkeeping of a running trial: wall time per stage, progress callbacks, ``progress.json``.
 
-``progress(stage, done, total, label)`` is the one callback type the trial reports through (the CLI
-draws bars from it, the app's job view reads ``progress.json``).
+The trial reports through one :data:`vctcore.progress.Progress` callback, ``progress(done, total, message)``,
+each stage counted from 0 and its messages starting with "<stage>: " (:func:`vctcore.progress.staged`; the
+CLI draws one bar per stage from it), and mirrors the running stage to ``progress.json`` (stage, done, total,
+label; the app's job view reads it).
 """
 from __future__ import annotations
 
 import datetime as dt
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from vctcore.cohort import _atomic_text
-
-TrialProgress = Callable[[str, int, int, str], None]
+from vctcore.progress import Progress, staged
 PROGRESS_JSON = "progress.json"
 
 
 class Stages:
     """Times the stages of one trial run into ``seconds`` and mirrors the running stage to ``out``."""
 
-    def __init__(self, out: Path, progress: TrialProgress | None = None) -> None:
+    def __init__(self, out: Path, progress: Progress | None = None) -> None:
         self.out, self._progress = out, progress
         self.seconds: dict[str, float] = {}
         self.current = ""
@@ -43,14 +44,14 @@ class Stages:
         finally:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
 
-    def callback(self, name: str | None = None) -> Callable[[int, int, str], None]:
+    def callback(self, name: str | None = None) -> Progress:
         """A ``(done, total, label)`` callback reporting under ``name`` (default: the running stage)."""
         last = {"t": 0.0}
 
         def report(done: int, total: int, label: str = "") -> None:
             stage = name or self.current
             if self._progress is not None:
-                self._progress(stage, done, total, label)
+                staged(self._progress, stage)(done, total, label)
             now = time.monotonic()
             if now - last["t"] > 1.0 or done >= total:
                 last["t"] = now

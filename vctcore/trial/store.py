@@ -21,7 +21,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +30,8 @@ import pandas as pd
 
 from vctcore.cohort import _atomic_text
 from vctcore.models.checkpoint import sha256_file
+from vctcore.progress import Progress
 
-Progress = Callable[[int, int, str], None]
 META = "meta.json"
 
 

@@ -123,7 +123,7 @@ def test_a_free_form_counterfactual_pair_shows_both_images_the_difference_and_th
 
 
 def test_a_synthetic_patient_is_made_again_as_the_pair_before_image(workspace, untrained):
-    from vctcore.generate_cohort import generate_cohort
+    from vctcore.synthetic_cohort import generate_cohort
     from vctcore.generator import Generator
     from vctcore.volume import read_ct
 

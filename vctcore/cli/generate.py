@@ -10,7 +10,7 @@ from vctcore.models.config import SAMPLERS
 
 
 def run(args: argparse.Namespace) -> int:
-    from vctcore.generate_cohort import generate_cohort
+    from vctcore.synthetic_cohort import generate_cohort
     from vctcore.generator import Generator
     from vctcore.models.checkpoint import CheckpointError
 

@@ -1,6 +1,6 @@
 """``evaluate_generator``: the whole fidelity suite, resumable, into one output directory.
 
-    OUT/synthetic/        synthetic cohort matched to the first n real rows (vctcore.generate_cohort)
+    OUT/synthetic/        synthetic cohort matched to the first n real rows (vctcore.synthetic_cohort)
     OUT/cache/            per-patient records and slice features (reused by a rerun)
     OUT/fidelity.json     every figure, targets, pass flags, paper values, provenance
     OUT/patients.csv      one row per matched pair
@@ -124,8 +124,8 @@ def evaluate_generator(checkpoint: str | Path | None, real: str | Path, out: str
     "generate", "real", "synthetic" and once per figure in "plots"; each stage counts from 0 and its messages
     start with "<stage>: " (:func:`vctcore.progress.staged`).
     """
-    from vctcore.generate_cohort import generate_cohort
     from vctcore.generator import Generator, patient_seed
+    from vctcore.synthetic_cohort import generate_cohort
 
     t0 = time.perf_counter()
     real, out = Path(real), Path(out)

@@ -18,6 +18,8 @@ reference on a real abdominal CT, tests/test_measure_tissues.py), so it measures
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 # Exported lazily: vctcore.measure.composition is imported by the phantom builder, which should not
@@ -42,3 +44,15 @@ def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
         return getattr(importlib.import_module(f"vctcore.measure.{_EXPORTS[name]}"), name)
     raise AttributeError(f"module 'vctcore.measure' has no attribute {name!r}")
+
+
+class _CallablePackage(types.ModuleType):
+    """This package called as a function is :func:`vctcore.measure.api.measure`: ``vctcore.measure`` is both
+    the measurement package and the top-level API's ``measure(ct, seg=None, backend="auto", force=False)``,
+    so ``from vctcore import measure`` gives a callable whichever of the two was imported first."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.measure(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallablePackage

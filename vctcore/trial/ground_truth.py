@@ -48,7 +48,6 @@ METHOD_VERSION = 1
 DEFAULT_HEIGHT_CALIBRATION = package_file("trial/extent_height.json")  # bump when image_measurements changes what it returns (invalidates the cache)
 
 
-
 @dataclass(frozen=True)
 class ImageRef:
     """One image to measure: ``key`` names it in results; ``ct``/``seg`` are NIfTI paths on one grid."""

@@ -17,7 +17,6 @@ from vctcore.progress import Progress
 from vctcore.trial.ground_truth import MEASURED, HeightCalibration, ImageRef, measure_images
 
 
-
 def refs(images: pd.DataFrame) -> list[ImageRef]:
     """One :class:`ImageRef` per row (key = ``patient_id``)."""
     return [ImageRef(str(r.patient_id), Path(r.dir) / "ct.nii.gz", Path(r.dir) / "seg.nii.gz")

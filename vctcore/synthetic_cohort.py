@@ -17,7 +17,6 @@ from vctcore.generator import Generator, patient_seed
 from vctcore.progress import Progress
 
 
-
 def generate_cohort(generator: Generator, table: pd.DataFrame, *, seed: int, out: str | os.PathLike,
                     steps: int | None = None, guidance_scale: float | None = None, sampler: str | None = None,
                     provenance: dict | None = None, progress: Progress | None = None) -> pd.DataFrame:

@@ -30,6 +30,9 @@ def test_a_source_checkout_finds_its_own_files(no_asset_env):
     assert assets.sex_classifier_dir() == REPO / "checkpoints" / "sex_classifier"
     assert {p.name for p in assets.population_specs()} >= {"adult_reference.yaml", "paper_id.yaml", "paper_ood.yaml"}
     assert assets.default_population() == REPO / "assets" / "populations" / "adult_reference.yaml"
+    assert assets.population_spec("adult_reference") == assets.default_population()
+    with pytest.raises(FileNotFoundError, match="no shipped population spec 'nope' .shipped: adult_reference, "):
+        assets.population_spec("nope")
     assert (assets.trials_dir() / "audit_example.yaml").is_file()
     assert assets.asset("logo.svg").is_file()
     assert assets.package_file("measure/height_calibration.json").is_file()

@@ -106,6 +106,16 @@ def population_specs() -> list[Path]:
     return sorted(populations_dir().glob("*.yaml"))
 
 
+def population_spec(name: str) -> Path:
+    """The shipped population spec ``name`` (a file stem of ``assets/populations``, e.g. "adult_reference");
+    FileNotFoundError naming the shipped ones when there is none of that name."""
+    path = populations_dir() / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(p.stem for p in population_specs()) or "none"
+        raise FileNotFoundError(f"no shipped population spec {name!r} (shipped: {known})")
+    return path
+
+
 def default_population() -> Path:
     """The reference population spec the CLI samples by default (``assets/populations/adult_reference.yaml``)."""
     return shipped("assets/populations/adult_reference.yaml")

@@ -122,6 +122,21 @@ def tiny_generator(tmp_path_factory) -> dict:
 
 
 @pytest.fixture(scope="session")
+def tiny_evaluation(tiny_generator, tmp_path_factory) -> dict:
+    """``vct evaluate-generator`` of the tiny generator on 3 of its phantoms (an untrained small segmenter,
+    4 slices per plane), run once per session into a workspace's evaluations/tiny; read by the evaluation
+    suite's end-to-end test and the fidelity page tests. {"workspace", "out", "args", "proc": the finished
+    process}."""
+    from generator_fixtures import evaluate_args, write_untrained_segmenter
+
+    ws = tmp_path_factory.mktemp("evaluation_ws")
+    out = ws / "evaluations" / "tiny"
+    args = evaluate_args(tiny_generator, write_untrained_segmenter(ws / "segmenter"), out)
+    proc = subprocess.run([sys.executable, "-m", "vctcore.cli", *args], capture_output=True, text=True, timeout=900)
+    return {"workspace": ws, "out": out, "args": args, "proc": proc}
+
+
+@pytest.fixture(scope="session")
 def tiny_world() -> dict:
     """The tiny trial world (tests/trial_fixtures.py), a fresh copy per use."""
     import copy

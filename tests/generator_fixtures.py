@@ -82,3 +82,20 @@ def flip_byte(path: Path, offset: int = -3) -> None:
     blob = bytearray(path.read_bytes())
     blob[offset] ^= 0xFF
     path.write_bytes(bytes(blob))
+
+
+def write_untrained_segmenter(path: Path) -> Path:
+    """A small segmentation U-Net saved untrained at ``path`` (every evaluation stage runs; its figures are
+    those of a random segmentation)."""
+    from vctcore.evaluate.segmenter import SegmenterConfig, SegUNet, save_segmenter
+
+    save_segmenter(SegUNet(SegmenterConfig(channels=(4, 8, 16))), path, {"training": {"note": "untrained"}})
+    return path
+
+
+def evaluate_args(tiny: dict, seg: Path, out: Path, n: int = 3) -> tuple[str, ...]:
+    """``vct evaluate-generator`` arguments for the tiny generator (``tiny``: conftest.tiny_generator) on ``n``
+    of its training phantoms."""
+    return ("evaluate-generator", "--checkpoint", str(tiny["generator"]), "--real", str(tiny["cohort"]), "--n", str(n),
+            "--out", str(out), "--segmenter", "unet", "--segmenter-path", str(seg), "--device", "cpu", "--slices", "4",
+            "--quiet")

@@ -1,4 +1,5 @@
-"""The generator fidelity page through streamlit.testing: a saved evaluation of the tiny generator."""
+"""The generator fidelity page through streamlit.testing: a saved evaluation of the tiny generator (the
+session's, made by `vct evaluate-generator` in conftest.tiny_evaluation)."""
 from __future__ import annotations
 
 import json
@@ -7,19 +8,12 @@ from pathlib import Path
 import pytest
 from app_pages import open_page
 
-from vctcore.evaluate import evaluate_generator
-from vctcore.evaluate.segmenter import SegmenterConfig, SegUNet, save_segmenter
-
-
 
 @pytest.fixture(scope="module")
-def saved_evaluation(tiny_generator, tmp_path_factory) -> Path:
-    ws = tmp_path_factory.mktemp("ws")
-    seg = save_segmenter(SegUNet(SegmenterConfig(channels=(4, 8, 16))), ws / "segmenter", {"training": {}}).parent
-    out = ws / "evaluations" / "tiny"
-    evaluate_generator(tiny_generator["generator"], tiny_generator["cohort"], out, n=2, segmenter="unet",
-                       segmenter_path=seg, slices_per_plane=4)
-    return ws
+def saved_evaluation(tiny_evaluation) -> Path:
+    """A workspace holding a saved evaluation of the tiny generator (the session's, conftest.tiny_evaluation)."""
+    assert tiny_evaluation["proc"].returncode == 0, tiny_evaluation["proc"].stderr[-2000:]
+    return tiny_evaluation["workspace"]
 
 
 def test_fidelity_page_shows_targets_figures_and_provenance(saved_evaluation, monkeypatch):

@@ -1,7 +1,8 @@
 """End to end: ``vct evaluate-generator`` on the tiny trained generator (the session fixture of
 conftest.py) writes fidelity.json (every key), patients.csv and plots, resumes, and refuses to mix
 seeds. The default run uses an untrained small segmenter (every stage runs; the figures are those of
-a random segmentation); the slow test trains a small segmenter first.
+a random segmentation) and the session's evaluation (conftest.tiny_evaluation, which the fidelity page
+tests read too); the slow test trains a small segmenter first.
 """
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from generator_fixtures import ROWS
+from generator_fixtures import ROWS, evaluate_args, write_untrained_segmenter
 from vctcore.cohort import CohortWriter
-from vctcore.evaluate.segmenter import SegmenterConfig, SegUNet, save_segmenter
+from vctcore.evaluate.segmenter import SegmenterConfig
 from vctcore.models.checkpoint import sha256_file
 
 METRIC_KEYS = {"joint_seg_dice", "segmenter_dice_on_real", "organ_volume_corr", "organ_centroid_corr",
@@ -68,22 +69,9 @@ def _check_report(out: Path, n: int) -> dict:
     return report
 
 
-def write_untrained_segmenter(path: Path) -> Path:
-    save_segmenter(SegUNet(SegmenterConfig(channels=(4, 8, 16))), path, {"training": {"note": "untrained"}})
-    return path
-
-
-def evaluate_args(tiny: dict, seg: Path, out: Path, n: int = 3) -> tuple[str, ...]:
-    return ("evaluate-generator", "--checkpoint", str(tiny["generator"]), "--real", str(tiny["cohort"]), "--n", str(n),
-            "--out", str(out), "--segmenter", "unet", "--segmenter-path", str(seg), "--device", "cpu", "--slices", "4",
-            "--quiet")
-
-
-def test_evaluate_generator_end_to_end(tiny_generator, tmp_path):
-    seg = write_untrained_segmenter(tmp_path / "seg")
-    out = tmp_path / "eval"
-    args = evaluate_args(tiny_generator, seg, out)
-    res = _vct(*args)
+def test_evaluate_generator_end_to_end(tiny_generator, tiny_evaluation, tmp_path):
+    # the first run is the session's (conftest.tiny_evaluation, also read by the fidelity page tests)
+    out, args, res = tiny_evaluation["out"], tiny_evaluation["args"], tiny_evaluation["proc"]
     assert res.returncode == 0, res.stderr
     assert "joint_seg_dice" in res.stdout and "wrote" in res.stdout
     first = _check_report(out, 3)

@@ -26,6 +26,7 @@ def test_phantom_cohort_on_disk_and_resume(tmp_path, capsys):
     assert seg.data.max() <= 16 and (seg.data > 0).any()
     prov = json.loads((out / "cohort.json").read_text())
     assert prov["seed"] == 7 and prov["maker"] == "vctcore.phantom" and "numpy" in prov["versions"]
+    assert prov["created_utc"].endswith("Z") and "cpu" in prov["machine"]
     mtime = (out / "patients" / "P0000" / "ct.nii.gz").stat().st_mtime_ns
     assert main(["phantom", "--n", "3", "--seed", "7", "--out", str(out), "--quiet"]) == 0
     assert (out / "patients" / "P0000" / "ct.nii.gz").stat().st_mtime_ns == mtime  # resumed, not rebuilt

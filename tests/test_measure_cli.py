@@ -134,7 +134,8 @@ def test_cohort_mode(tmp_path, capsys):
     assert (table["vocabulary"] == "fine").all() and table["error"].isna().all()
     provenance = json.loads((root / "measurements.json").read_text())
     assert provenance["backend"] == "auto" and provenance["patients"] == 2 and provenance["failed"] == 0
-    assert {"vctcore", "numpy", "nibabel"} <= set(provenance["versions"]) and provenance["finished"]
+    assert {"vctcore", "numpy", "nibabel"} <= set(provenance["versions"]) and provenance["finished_utc"].endswith("Z")
+    assert provenance["created_utc"].endswith("Z") and "cores" in provenance["machine"]
     # resume: nothing left to do; a different backend measures again
     code, out, _ = _run(["measure", "--cohort", str(root), "--quiet"], capsys)
     assert code == 0 and json.loads((root / "measurements.json").read_text())["measured_now"] == 0

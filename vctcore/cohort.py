@@ -1,6 +1,7 @@
 """Cohorts on disk: one layout for phantom, generated and real cohorts.
 
-    DIR/cohort.json                 provenance: what made it, seeds, versions, config
+    DIR/cohort.json                 provenance: what made it, seeds, config, and the record of
+                                    :func:`vctcore.provenance.provenance` (time, versions, machine)
     DIR/attributes.csv              one row per patient: id + every attribute
     DIR/patients/<id>/ct.nii.gz     CT in HU (int16), canonical RAS+; a real cohort may hold its CT as
                                     ct/ (a folder holding one DICOM series) or ct.zip instead
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,7 +23,8 @@ from typing import Any
 
 import pandas as pd
 
-from vctcore import __version__
+from vctcore.provenance import package_versions
+from vctcore.provenance import provenance as provenance_record
 from vctcore.volume import CTVolume, LabelMap, canonical_shape, read_ct, read_labels, write_ct, write_labels
 
 PATIENT_FILES = ("ct.nii.gz", "seg.nii.gz")
@@ -42,22 +43,10 @@ def patient_ct_path(patient_dir: str | os.PathLike) -> Path:
     raise FileNotFoundError(f"{d}: no CT (looked for ct.nii.gz, a DICOM series folder ct/ and ct.zip)")
 
 
-def package_versions() -> dict[str, str]:
-    """Versions of the packages an artifact depends on (for provenance)."""
-    import nibabel
-    import numpy
-    import scipy
-
-    return {"vctcore": __version__, "python": platform.python_version(), "numpy": numpy.__version__,
-            "scipy": scipy.__version__, "nibabel": nibabel.__version__, "pandas": pd.__version__}
-
-
 def model_package_versions() -> dict[str, str]:
-    """:func:`package_versions` plus torch and MONAI: for artifacts made by or holding networks."""
-    import monai
-    import torch
-
-    return {**package_versions(), "torch": torch.__version__, "monai": monai.__version__}
+    """The installed package versions (:func:`vctcore.provenance.package_versions`, torch and MONAI
+    included); kept under this name for the training code that records them."""
+    return package_versions()
 
 
 def _atomic_text(path: Path, text: str) -> None:
@@ -78,7 +67,7 @@ class CohortWriter:
     def __init__(self, root: str | os.PathLike, provenance: dict[str, Any]) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-        self.provenance = {**provenance, "versions": package_versions()}
+        self.provenance = {**provenance, **provenance_record()}
         _atomic_text(self.root / "cohort.json", json.dumps(self.provenance, indent=2, default=str))
 
     def patient_dir(self, pid: str) -> Path:

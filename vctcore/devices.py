@@ -1,9 +1,9 @@
 """Device selection: "auto" picks CUDA when present, else CPU."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
+
+from vctcore.provenance import cpu_model  # noqa: F401  (describe_device uses it; tests and bench import it here)
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -35,19 +35,6 @@ def autocast(device: torch.device, precision: str):
     """bf16 autocast on ``device`` when ``precision == "bf16"`` and the hardware supports it; else a no-op."""
     enabled = precision == "bf16" and bf16_autocast_supported(device)
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
-
-
-def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
-    """The CPU's model name as the kernel reports it (e.g. "AMD EPYC"); "" where unknown."""
-    import platform
-
-    try:
-        for line in cpuinfo.read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def describe_device(device: torch.device) -> str:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from vctcore.cohort import _atomic_text
+from vctcore.provenance import utc_now
 from vctcore.workspace import workspace_root
 
 JOBS = "jobs"
@@ -41,10 +42,6 @@ FINISHED = ("done", "failed", "cancelled", "died")
 
 class JobError(ValueError):
     """A job that cannot be started, cancelled or resumed (the message says why)."""
-
-
-def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 @dataclass

@@ -30,12 +30,13 @@ import torch
 import torch.nn.functional as F
 
 from vctcore.attributes import ATTRIBUTES
-from vctcore.cohort import _atomic_text, model_package_versions
+from vctcore.cohort import _atomic_text
 from vctcore.devices import describe_device
 from vctcore.downstream.card import DownstreamError, InputSpec, ModelCard, Preprocessing, write_card
 from vctcore.downstream.preprocess import DEFAULT_PREPROCESSING, body_frame, plane_image, slice_index
 from vctcore.downstream.reference import INPUT_NAMES, ReferenceConfig, ReferenceRegressor, backbone_card
 from vctcore.models.checkpoint import save_module, sha256_file
+from vctcore.provenance import provenance
 from vctcore.volume import read_ct
 
 WEIGHTS = "model.safetensors"
@@ -234,7 +235,7 @@ def _write_model(net: ReferenceRegressor, out: Path, *, cohort: Path, ids: list[
         training_data={"cohort": str(cohort.resolve()), "attributes_sha256": _file_sha256(cohort / "attributes.csv"),
                        "n_patients": len(ids), "ids": ids, "ids_sha256": ids_sha, "target": target,
                        "target_mean": round(float(y.mean()), 4), "target_sd": round(float(y.std()), 4),
-                       "seed": seed, **training, "versions": model_package_versions()},
+                       "seed": seed, **training, **provenance()},
         metrics=metrics,
         description=(f"2.5D {target} regressor after the VCT paper (4.3.1): one shared 2D MONAI ResNet reads the "
                      "coronal and the sagittal body-middle slice, features concatenated, linear head. The paper's "

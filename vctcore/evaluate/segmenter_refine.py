@@ -23,12 +23,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vctcore.cohort import model_package_versions
 from vctcore.devices import autocast
 from vctcore.evaluate.segmenter import (WEIGHTS, Segmenter, SegmenterConfig, SegUNet, load_unet, pad_to_multiple,
                                         refine_input, refiner_config, save_segmenter)
 from vctcore.evaluate.segmenter_train import SegTrainResult, _fingerprint, augment, prepare_cache
 from vctcore.models.config import StageSchedule
+from vctcore.provenance import provenance
 from vctcore.train.loop import Progress, run_loop
 
 STAGE = "refiner"
@@ -156,7 +156,7 @@ def train_refiner(cohort: str | Path, coarse: str | Path, out: str | Path, *, ru
                                          "seconds": round(res.seconds, 1), **asdict(train),
                                          "coarse": {"path": str(Path(coarse).resolve()), "sha256": base.sha256},
                                          "last_losses": res.last_losses}},
-                "versions": model_package_versions()}
+                **provenance()}
     net.eval()
     assert base.net is not None
     save_segmenter(base.net, out, manifest, refiner=net, weights_file=Path(coarse) / WEIGHTS)

@@ -21,12 +21,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vctcore.cohort import model_package_versions, read_attributes
+from vctcore.cohort import read_attributes
 from vctcore.evaluate.overlap import cohort_dice, dice_per_class
 from vctcore.evaluate.segmenter import (MANIFEST, N_CLASSES, Segmenter, SegmenterConfig, SegUNet, labels_to_work_grid,
                                         load_unet, normalise, pad_to_multiple, save_segmenter, to_work_grid)
 from vctcore.labels import MERGED_CLASSES
 from vctcore.models.config import StageSchedule
+from vctcore.provenance import provenance
 from vctcore.train.loop import Progress, run_loop
 from vctcore.volume import read_ct, read_labels
 
@@ -199,7 +200,7 @@ def train_segmenter(cohort: str | Path, out: str | Path, *, run: str | Path | No
                              "init": {"path": str(Path(train.init).resolve()), "sha256": init_sha}
                              if init_sha else _previous_init(out),
                              "last_losses": res.last_losses},
-                "versions": model_package_versions()}
+                **provenance()}
     net.eval()
     save_segmenter(net, out, manifest)
     return SegTrainResult(res.step, res.total, res.finished, res.seconds, res.last_losses, out)

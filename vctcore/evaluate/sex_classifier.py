@@ -26,10 +26,11 @@ from monai.networks.nets import ResNet
 from torch import nn
 
 from vctcore.assets import sex_classifier_dir
-from vctcore.cohort import model_package_versions, read_attributes
+from vctcore.cohort import read_attributes
 from vctcore.evaluate.segmenter import normalise, to_work_grid
 from vctcore.models.checkpoint import (CheckpointError, load_module, read_metadata, save_module, sha256_file,
                                        verified_manifest)
+from vctcore.provenance import provenance
 from vctcore.volume import CTVolume, read_ct
 
 WEIGHTS = "sex_classifier.safetensors"
@@ -196,7 +197,7 @@ def train_sex_classifier(cohort: str | Path, out: str | Path, *, cfg: SexClassif
         "kind": "sex_classifier", "config": cfg.to_dict(), "training": {
             "cohort": str(cohort), "n_patients": len(xs), "n_male": int(y.sum()), **asdict(train),
             "train_accuracy": accuracy(clf, xs, y), "seconds": round(time.perf_counter() - t0, 1)},
-        "versions": model_package_versions(),
+        **provenance(),
     }
     if val is not None:
         vx, vy = load_inputs(val, cfg)

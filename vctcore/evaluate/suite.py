@@ -12,7 +12,6 @@ every cached record; a different checkpoint, seed, segmenter or sex classifier s
 """
 from __future__ import annotations
 
-import datetime as dt
 import json
 import math
 import shutil
@@ -24,13 +23,15 @@ from typing import Any
 import pandas as pd
 
 from vctcore.attributes import ATTRIBUTE_NAMES
-from vctcore.cohort import _atomic_text, model_package_versions, read_attributes, read_provenance
+from vctcore.cohort import _atomic_text, read_attributes, read_provenance
 from vctcore.devices import describe_device
 from vctcore.evaluate.metrics import compute_metrics, pass_flags
 from vctcore.evaluate.patient import evaluate_real, evaluate_synthetic, load_cached, save_cached
 from vctcore.evaluate.segmenter import load_segmenter, load_unet
 from vctcore.evaluate.sex_classifier import DEFAULT_SEX_CLASSIFIER, load_sex_classifier
+from vctcore.jsonsafe import json_safe
 from vctcore.progress import Progress, staged
+from vctcore.provenance import provenance
 
 SCHEMA = "vct-fidelity/1"
 REPORT = "fidelity.json"
@@ -38,26 +39,6 @@ REPORT = "fidelity.json"
 
 class EvaluationError(ValueError):
     """The evaluation cannot run as asked (mismatched synthetic cohort, empty real cohort...)."""
-
-
-def _versions() -> dict[str, str]:
-    import plotly
-    import skimage
-
-    return {**model_package_versions(), "scikit-image": skimage.__version__, "plotly": plotly.__version__}
-
-
-def _clean(o: Any) -> Any:
-    """JSON-ready copy: NaN/inf -> None, numpy scalars -> numbers."""
-    if isinstance(o, dict):
-        return {str(k): _clean(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_clean(v) for v in o]
-    if hasattr(o, "item") and not isinstance(o, (str, bytes)):
-        o = o.item()
-    if isinstance(o, float) and not math.isfinite(o):
-        return None
-    return o
 
 
 def _check_synthetic(out: Path, gen, seed: int, steps: int | None, guidance: float | None,
@@ -174,8 +155,8 @@ def evaluate_generator(checkpoint: str | Path | None, real: str | Path, out: str
     metrics = compute_metrics(real_recs, syn_recs, real_feats, syn_feats, recon_feats)
     flags = pass_flags(metrics)
     gen_prov = json.loads((syn_dir / "cohort.json").read_text())
-    report = _clean({
-        "schema": SCHEMA, "created_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    report = json_safe({
+        "schema": SCHEMA, **provenance(),
         "n": n, "seed": seed, "device": str(gen.device), "device_name": describe_device(gen.device),
         "checkpoint": {"path": str(gen.path), "sha256": gen.checkpoint_sha256,
                        "training": gen.manifest.get("training", {}).get("n_patients")},
@@ -193,7 +174,6 @@ def evaluate_generator(checkpoint: str | Path | None, real: str | Path, out: str
         "metrics": metrics, "passed": flags, "all_passed": all(flags.values()),
         "timing": {"seconds": time.perf_counter() - t0,
                    "real_eval_s_per_patient": _mean_s(real_recs), "synthetic_eval_s_per_patient": _mean_s(syn_recs)},
-        "versions": _versions(),
     })
     _patients_table(real_recs, syn_recs).to_csv(out / "patients.csv", index=False)
     if plots:
@@ -215,7 +195,7 @@ def _evaluate_rows(rows: pd.DataFrame, cache: Path, stage: str, evaluate: Callab
         pid = str(row["id"])
         got = load_cached(cache, pid)
         if got is None:
-            requested = {k: _clean(v) for k, v in row.items() if k in ATTRIBUTE_NAMES}
+            requested = {k: json_safe(v) for k, v in row.items() if k in ATTRIBUTE_NAMES}
             got = evaluate(i, pid, requested, row)
             save_cached(cache, pid, *got)
         got_all.append(got)

@@ -120,7 +120,12 @@ def run_line(report: dict[str, Any]) -> str:
 
 
 def provenance(report: dict[str, Any]) -> dict[str, Any]:
-    """What made the report: checkpoint, segmenter, cohorts, seeds, timing, versions."""
+    """What made the report: checkpoint, segmenter, cohorts, seeds, timing, versions, machine (the keys a
+    report has; versions under whichever name it recorded them, :func:`vctcore.provenance.read_versions`)."""
+    from vctcore.provenance import read_versions
+
     keys = ("created_utc", "n", "seed", "device", "device_name", "checkpoint", "generation", "real_cohort", "segmenter",
-            "timing", "versions")
-    return {k: report.get(k) for k in keys if k in report}
+            "timing", "machine")
+    out = {k: report.get(k) for k in keys if k in report}
+    versions = read_versions(report)
+    return {**out, "versions": versions} if versions else out

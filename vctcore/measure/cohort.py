@@ -1,8 +1,8 @@
 """Measure every patient of a cohort directory in parallel (layout: :mod:`vctcore.cohort`).
 
 Writes ``DIR/measurements.csv`` (one row per patient id, :meth:`Measurements.to_row` columns plus
-``id`` and ``error``) and ``DIR/measurements.json`` (provenance: package versions, backend, date,
-counts). Per patient the CT is ``ct.nii.gz``, a DICOM series folder ``ct/`` or ``ct.zip``
+``id`` and ``error``) and ``DIR/measurements.json`` (the :mod:`vctcore.provenance` record, backend,
+``started_utc``/``finished_utc``, counts). Per patient the CT is ``ct.nii.gz``, a DICOM series folder ``ct/`` or ``ct.zip``
 (:func:`vctcore.cohort.patient_ct_path`), and the segmentation is ``labels.nii.gz`` (fine labels) when
 present, else ``seg.nii.gz`` (merged classes), unless the backend ignores labels. The CSV is rewritten atomically
 after every patient, so an interrupted run resumes: rows already measured with the same backend are
@@ -10,7 +10,6 @@ kept and skipped when the previous run (``measurements.json``) asked for the sam
 """
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -19,8 +18,10 @@ from typing import Any
 
 import pandas as pd
 
-from vctcore.cohort import _atomic_text, package_versions
+from vctcore.cohort import _atomic_text
 from vctcore.progress import Progress
+from vctcore.provenance import provenance as provenance_record
+from vctcore.provenance import utc_now
 
 CSV_NAME, JSON_NAME = "measurements.csv", "measurements.json"
 
@@ -78,10 +79,9 @@ def measure_cohort(root: str | os.PathLike, *, backend: str = "auto", workers: i
                     rows[rec["id"]] = rec
     todo = [i for i in ids if i not in rows]
     provenance: dict[str, Any] = {
-        "maker": "vctcore.measure", "backend": backend,
-        "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "finished": None,
-        "patients": len(ids), "measured_now": len(todo), "resumed": len(ids) - len(todo), "workers": workers,
-        "force": force, "versions": _versions()}
+        "maker": "vctcore.measure", "backend": backend, **provenance_record(), "started_utc": utc_now(),
+        "finished_utc": None, "patients": len(ids), "measured_now": len(todo), "resumed": len(ids) - len(todo),
+        "workers": workers, "force": force}
     _atomic_text(root / JSON_NAME, json.dumps(provenance, indent=2))
     done = len(rows)
     if progress:
@@ -106,7 +106,7 @@ def measure_cohort(root: str | os.PathLike, *, backend: str = "auto", workers: i
                 record(fut.result())
     table = _write_csv(csv_path, ids, rows)
     failed = int((table["error"].astype(str) != "").sum()) if "error" in table else 0
-    provenance.update(finished=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), failed=failed)
+    provenance.update(finished_utc=utc_now(), failed=failed)
     _atomic_text(root / JSON_NAME, json.dumps(provenance, indent=2))
     return table
 
@@ -124,14 +124,3 @@ def _write_csv(path: Path, ids: list[str], rows: dict[str, dict[str, Any]]) -> p
     table = table.reindex(columns=cols)
     _atomic_text(path, table.to_csv(index=False))
     return table
-
-
-def _versions() -> dict[str, str]:
-    versions = package_versions()
-    try:
-        from importlib.metadata import version
-
-        versions["totalsegmentator"] = version("TotalSegmentator")
-    except Exception:  # not installed: nothing to record
-        pass
-    return versions

@@ -169,9 +169,9 @@ def fit_height_calibration(n: int = 40, seed: int = 4242, *, population: str | P
     ``pose_mode(k)``. True height is the requested ``height_cm``; raw height is
     ``measure_height(..., calibration=None).raw_height_cm``. Every pair is kept in the provenance.
     """
-    from vctcore import __version__
     from vctcore.measure.height import measure_height
     from vctcore.phantom.builder import REQUIRED, build_phantom
+    from vctcore.provenance import provenance as provenance_record
 
     rows = phantom_rows(3 * n, seed, population)
     raw, true, modes, data, skipped = [], [], [], [], []
@@ -204,7 +204,7 @@ def fit_height_calibration(n: int = 40, seed: int = 4242, *, population: str | P
     except ValueError:
         pop = str(population)
     provenance = {
-        "maker": "vctcore.measure.height_calibration.fit_height_calibration", "vctcore_version": __version__,
+        "maker": "vctcore.measure.height_calibration.fit_height_calibration", **provenance_record(),
         "population": pop, "sample_seed": int(seed), "n": int(n),
         "phantom_seeds": [d["phantom_seed"] for d in data],
         "pose_modes": "supine (random hip flexion 0-14 deg, foot plantar flexion 15-45 deg, arms sides/folded); "

@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from vctcore import __version__
 from vctcore.labels import FINE_LABEL_NAMES, FINE_LABELS, MERGED_CLASSES, fine_to_merged
 from vctcore.measure.composition import AIR_CUTOFF_HU, Composition, composition_from_labels
 from vctcore.phantom import body as B
@@ -22,6 +21,7 @@ from vctcore.phantom import tissues as T
 from vctcore.phantom.plan import Plan, build_plan
 from vctcore.phantom.pose import ARM_MODES, Pose, sample_pose
 from vctcore.phantom.shapes import Canvas
+from vctcore.provenance import package_versions
 from vctcore.volume import CTVolume, LabelMap, make_affine
 
 REQUIRED = ("sex", "age_years", "height_cm", "weight_kg", "bfp_pct", "mmp_pct", "bone_density_hu")
@@ -233,7 +233,7 @@ def build_phantom(attrs: Mapping[str, Any], *, seed: int = 0, pose: str | Pose =
         "body_volume_l": comp.body_volume_l, "extent_cm": _extent_cm(labels, grid),
         "calibration_passes": len(history), "seconds": time.perf_counter() - t0,
     }
-    provenance = {"maker": "vctcore.phantom", "vctcore_version": __version__, "seed": int(seed),
+    provenance = {"maker": "vctcore.phantom", "versions": package_versions(), "seed": int(seed),
                   "pose": the_pose.as_dict(), "grid": {"shape": list(grid.shape), "spacing_mm": list(grid.spacing_mm)},
                   "noise_hu": CT_NOISE_HU, "psf_sigma_vox": list(PSF_SIGMA_VOX)}
     return Phantom(

@@ -17,6 +17,7 @@ from reportlab.platypus import (CondPageBreak, Flowable, Image, KeepTogether, Ne
 from reportlab.platypus.tableofcontents import TableOfContents
 
 from vctcore.progress import Progress
+from vctcore.provenance import read_versions
 from vctcore.report import figures, fmt, results, text
 from vctcore.report.source import ReportSource
 from vctcore.report.style import FRAME_HEIGHT, FRAME_WIDTH, MONO, styles
@@ -341,7 +342,7 @@ def appendix(src: ReportSource, num: Numbering) -> list[Flowable]:
     out += df_table(pd.DataFrame({"Artifact": [a for a, _ in sums], "sha256": [str(h) for _, h in sums]}),
                     mono=["sha256"])
     out.append(h2("D  Software, machine and timing"))
-    versions = prov.get("versions") or {}
+    versions = read_versions(prov)
     out += df_table(pd.DataFrame({"Package": list(versions), "Version": [str(v) for v in versions.values()]}),
                     stretch=False)
     machine = prov.get("machine") or {}

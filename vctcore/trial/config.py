@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from vctcore.attributes import ATTRIBUTE_NAMES, CONDITIONING_ATTRIBUTES
+from vctcore.jsonsafe import json_safe
 
 DESIGNS = ("paper", "audit")
 TARGETS = ("bfp_pct", "mmp_pct")
@@ -301,23 +302,13 @@ class TrialConfig:
     targets: tuple[PopulationSource, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return _plain(asdict(self))
+        return json_safe(asdict(self))
 
 
 TOP_KEYS = {"paper": ("name", "design", "description", "target", "real", "split", "sizes", "model", "generator",
                       "measurement", "statistics", "workers", "cache"),
             "audit": ("name", "design", "description", "model", "reference_population", "target_populations",
                       "generator", "measurement", "statistics", "workers", "cache")}
-
-
-def _plain(o: Any) -> Any:
-    if isinstance(o, Path):
-        return str(o)
-    if isinstance(o, dict):
-        return {k: _plain(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_plain(v) for v in o]
-    return o
 
 
 def parse_config(d: Any, *, base: Path, source: Path | None = None) -> TrialConfig:
@@ -327,7 +318,7 @@ def parse_config(d: Any, *, base: Path, source: Path | None = None) -> TrialConf
     design = _choice(d, "design", "", DESIGNS, None)
     d = _check_keys(d, "", TOP_KEYS[design], ("name", "design"))
     meas = _check_keys(d.get("measurement") or {}, "measurement", ("segmentation",))
-    common = dict(name=str(d["name"]), design=design, source=source, raw=_plain(d),
+    common = dict(name=str(d["name"]), design=design, source=source, raw=json_safe(d),
                   generator=GeneratorSettings.parse(d.get("generator"), base),
                   statistics=StatisticsSettings.parse(d.get("statistics")),
                   segmentation=_choice(meas, "segmentation", "measurement", SEGMENTATIONS, "own"),

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from vctcore.cohort import _atomic_text
+from vctcore.jsonsafe import json_safe
 from vctcore.trial.attribution import FEATURES
 
 TRIAL_JSON, PREDICTIONS, TABLES = "trial.json", "predictions.csv", "tables"
@@ -33,23 +33,6 @@ PREDICTION_COLUMNS = ("task", "population", "sample_type", "patient_id", "source
 
 class TrialResultError(ValueError):
     """A directory that is not a finished trial."""
-
-
-def clean(o: Any) -> Any:
-    """JSON-ready: NaN/inf -> None, numpy scalars -> Python, Paths -> str, tuples -> lists."""
-    if isinstance(o, dict):
-        return {str(k): clean(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [clean(v) for v in o]
-    if isinstance(o, (np.floating, float)):
-        return None if not np.isfinite(o) else float(o)
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.bool_):
-        return bool(o)
-    if isinstance(o, Path):
-        return str(o)
-    return o
 
 
 def read_summary(root: str | os.PathLike) -> dict[str, Any]:
@@ -108,5 +91,5 @@ def write_result(root: Path, summary: dict[str, Any], predictions: pd.DataFrame,
     cols = [c for c in PREDICTION_COLUMNS if c in predictions.columns]
     cols += [c for c in predictions.columns if c not in cols]
     _atomic_text(root / PREDICTIONS, predictions[cols].to_csv(index=False))
-    _atomic_text(root / TRIAL_JSON, json.dumps(clean({"schema": SCHEMA, **summary}), indent=2))
+    _atomic_text(root / TRIAL_JSON, json.dumps(json_safe({"schema": SCHEMA, **summary}), indent=2))
     return root / TRIAL_JSON

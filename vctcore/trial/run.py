@@ -8,18 +8,17 @@ synthetic patients and measurements already made are reused, the reference model
 """
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
-import platform
 import time
 from pathlib import Path
 from typing import Any
 
-from vctcore.cohort import _atomic_text, model_package_versions
+from vctcore.cohort import _atomic_text
+from vctcore.progress import Progress
+from vctcore.provenance import provenance, utc_now
 from vctcore.trial.config import TrialConfig, load_config
 from vctcore.trial.result import TrialResult, write_result
-from vctcore.progress import Progress
 from vctcore.trial.stages import Stages
 from vctcore.trial.store import PatientStore, digest
 
@@ -28,26 +27,6 @@ CONFIG_JSON = "config.json"
 
 class TrialError(ValueError):
     """A trial that cannot run here (the output directory holds another trial, ...)."""
-
-
-def versions() -> dict[str, str]:
-    """Package versions a trial's numbers depend on."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = model_package_versions()
-    for pkg in ("scikit-learn", "shap", "onnxruntime", "onnx"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            pass
-    return out
-
-
-def machine() -> dict[str, Any]:
-    from vctcore.devices import cpu_model
-
-    return {"cpu": cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(),
-            "python": platform.python_version()}
 
 
 def default_cache() -> Path:
@@ -73,18 +52,17 @@ def _provenance(cfg: TrialConfig, ran: dict[str, Any], started: str, seconds: di
                 wall: float) -> dict[str, Any]:
     model, gen = ran["model"], ran["generator"]
     card = model.card
+    seeds = {"generator": cfg.generator.seed, "statistics": cfg.statistics.seed,
+             **({"split": cfg.split.seed} if cfg.split else {}),
+             **({"phantoms": cfg.phantoms.seed} if cfg.phantoms else {}),
+             **({"model": cfg.model.seed} if cfg.model and cfg.model.path is None else {})}
     return {
         "model": {"name": card.name, "target": card.target, "format": card.format,
                   "weights_sha256": card.weights_sha256, "path": str(getattr(model, "path", "")),
                   "card": card.to_dict()},
         "generator": {"path": str(gen.path), "sha256": gen.checkpoint_sha256, "device": str(gen.device),
                       "steps": cfg.generator.steps, "guidance": cfg.generator.guidance, "seed": cfg.generator.seed},
-        "seeds": {"generator": cfg.generator.seed, "statistics": cfg.statistics.seed,
-                  **({"split": cfg.split.seed} if cfg.split else {}),
-                  **({"phantoms": cfg.phantoms.seed} if cfg.phantoms else {}),
-                  **({"model": cfg.model.seed} if cfg.model and cfg.model.path is None else {})},
-        "versions": versions(), "machine": machine(), "started_utc": started,
-        "finished_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        **provenance(seeds=seeds), "started_utc": started, "finished_utc": utc_now(),
         "stage_seconds": {k: round(v, 1) for k, v in seconds.items()}, "wall_seconds": round(wall, 1),
     }
 
@@ -105,7 +83,7 @@ def run_trial(config: TrialConfig | str | os.PathLike, out: str | os.PathLike, *
     cfg = config if isinstance(config, TrialConfig) else load_config(config)
     out = Path(out)
     _pin(cfg, out)
-    started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    started = utc_now()
     t0 = time.perf_counter()
     store = PatientStore(Path(cache) if cache is not None else cfg.cache or default_cache())
     stages = Stages(out, progress)

@@ -7,7 +7,6 @@ label; the app's job view reads it).
 """
 from __future__ import annotations
 
-import datetime as dt
 import json
 import time
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from pathlib import Path
 
 from vctcore.cohort import _atomic_text
 from vctcore.progress import Progress, staged
+from vctcore.provenance import utc_now
 PROGRESS_JSON = "progress.json"
 
 
@@ -30,7 +30,7 @@ class Stages:
     def _write(self, stage: str, done: int, total: int, label: str) -> None:
         _atomic_text(self.out / PROGRESS_JSON, json.dumps({
             "stage": stage, "done": done, "total": total, "label": label,
-            "updated_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "updated_utc": utc_now(),
             "seconds": {k: round(v, 1) for k, v in self.seconds.items()}}))
 
     @contextmanager

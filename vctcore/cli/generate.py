@@ -4,15 +4,14 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from vctcore.cli.common import DEFAULT_POPULATION, CLIError, load_population, progress_bar
 from vctcore.models.config import SAMPLERS
 
 
 def run(args: argparse.Namespace) -> int:
-    from vctcore.synthetic_cohort import generate_cohort
-    from vctcore.generator import Generator
-    from vctcore.models.checkpoint import CheckpointError
+    from vctcore.assets import default_generator
 
     if args.n < 1:
         raise CLIError(f"--n must be at least 1, got {args.n}")
@@ -21,6 +20,14 @@ def run(args: argparse.Namespace) -> int:
         table = spec.sample(args.n, seed=args.seed)
     except ValueError as err:
         raise CLIError(f"population spec {args.population}: {err}") from None
+    root = Path(args.checkpoint) if args.checkpoint is not None else default_generator()
+    if not root.is_dir():  # Generator.from_pretrained's refusal, before torch is imported (5 -> 1 s)
+        raise CLIError(f"{root}: generator checkpoint directory does not exist")
+
+    from vctcore.generator import Generator
+    from vctcore.models.checkpoint import CheckpointError
+    from vctcore.synthetic_cohort import generate_cohort
+
     try:
         gen = Generator.from_pretrained(args.checkpoint, device=args.device)
     except (CheckpointError, ValueError) as err:

@@ -137,10 +137,13 @@ class LatentDiffusion(nn.Module):
     @torch.no_grad()
     def sample(self, bins: torch.Tensor, noise: torch.Tensor, *, steps: int | None = None,
                guidance_scale: float | None = None, sampler: str | None = None, generator: torch.Generator | None = None,
-               progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
+               progress: Callable[[int, int], None] | None = None,
+               steer: Callable[[torch.Tensor, int], torch.Tensor] | None = None) -> torch.Tensor:
         """Denormalised latents (B, C, X, Y, Z) from initial ``noise`` (B, C, X, Y, Z) and bins (B, n_attributes).
 
         DDIM (eta = 0) and DPM-Solver++ are deterministic given ``noise``; DDPM also draws from ``generator``.
+        ``steer(x0, t)`` (DPM-Solver++ only; :mod:`vctcore.models.attribute_guidance`) may move each step's
+        clean-latent estimate (normalised) before the solver uses it.
         """
         steps = steps or self.cfg.sample_steps
         sampler = sampler or self.cfg.sampler
@@ -169,9 +172,15 @@ class LatentDiffusion(nn.Module):
             out_u, out_c = self.denoise(torch.cat([z, z]), tt, context).chunk(2)
             return out_u + g * (out_c - out_u)
 
+        if steer is not None and sampler != "dpm++":
+            raise ValueError(f"attribute steering needs the dpm++ sampler, got {sampler!r}")
+
+        def x0_at(z: torch.Tensor, t: int) -> torch.Tensor:
+            x0 = self.predict_x0(guided(z, t), z, t, acp_all)
+            return steer(x0, int(t)) if steer is not None else x0
+
         if sampler == "dpm++":
-            return self.denormalise(dpm_solver_pp_2m(lambda z, t: self.predict_x0(guided(z, t), z, t, acp_all),
-                                                     noise, acp_all, steps, progress))
+            return self.denormalise(dpm_solver_pp_2m(x0_at, noise, acp_all, steps, progress))
         sched = self.sample_scheduler(sampler)
         sched.set_timesteps(num_inference_steps=steps if sampler == "ddim" else self.cfg.train_timesteps)
         z = noise

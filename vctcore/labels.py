@@ -25,6 +25,16 @@ _VERTEBRAE = [f"vertebrae_C{i}" for i in range(1, 8)] + [f"vertebrae_T{i}" for i
     f"vertebrae_L{i}" for i in range(1, 6)
 ]
 
+#: the named muscle groups: fine labels in the phantom and members of ``MUSCLE_LABELS``
+_NAMED_MUSCLES: tuple[str, ...] = (
+    "gluteus_left",
+    "gluteus_right",
+    "autochthon_left",
+    "autochthon_right",
+    "iliopsoas_left",
+    "iliopsoas_right",
+)
+
 _FINE_NAMES: list[str] = [
     "background",
     # soft-tissue compartments
@@ -77,12 +87,7 @@ _FINE_NAMES: list[str] = [
     "urinary_bladder",
     "prostate",
     "breast_gland",
-    "gluteus_left",
-    "gluteus_right",
-    "autochthon_left",
-    "autochthon_right",
-    "iliopsoas_left",
-    "iliopsoas_right",
+    *_NAMED_MUSCLES,
     "spinal_canal",
 ]
 
@@ -144,12 +149,7 @@ _MERGE_RULES: list[tuple[str, str]] = [
 FAT_LABELS: tuple[str, ...] = ("subcutaneous_fat", "visceral_fat")
 MUSCLE_LABELS: tuple[str, ...] = (
     "skeletal_muscle",
-    "gluteus_left",
-    "gluteus_right",
-    "autochthon_left",
-    "autochthon_right",
-    "iliopsoas_left",
-    "iliopsoas_right",
+    *_NAMED_MUSCLES,
 )
 
 

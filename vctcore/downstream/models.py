@@ -22,8 +22,9 @@ card's shapes, a batch of two where the batch axis is free) that must give one f
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -34,6 +35,8 @@ from vctcore.downstream.preprocess import model_inputs
 from vctcore.downstream.reference import INPUT_NAMES, ReferenceRegressor, config_from_card
 from vctcore.progress import Progress
 from vctcore.volume import CTVolume, read_ct
+
+_T = TypeVar("_T")
 
 #: samples per model call in predict_batch
 CHUNK = 16
@@ -128,18 +131,12 @@ class OnnxModel(DownstreamModel):
         import onnxruntime as ort
 
         where = str(weights)
-        with open(weights, "rb") as fh:
-            head = fh.read(16)
+
+        def check(path: str) -> None:  # raises DecodeError, ValidationError, ...
+            onnx.checker.check_model(onnx.load(path, load_external_data=False))
+
         # a serialised ModelProto starts with field 1 (ir_version, varint): tag byte 0x08
-        if not head.startswith(b"\x08"):
-            raise DownstreamError(ERR_NOT_ONNX.format(name=weights.name, detail=f"{where} starts with {head[:8]!r}, "
-                                                      f"{_looks_like(head)}"))
-        try:
-            proto = onnx.load(str(weights), load_external_data=False)
-            onnx.checker.check_model(proto)
-        except Exception as err:  # DecodeError, ValidationError, ...
-            detail = f"{where}: {_first_line(err)}"
-            raise DownstreamError(ERR_NOT_ONNX.format(name=weights.name, detail=detail)) from None
+        _load_checked(weights, ERR_NOT_ONNX, 16, b"\x08", "starts with {head!r}", check)
         try:
             self.session = ort.InferenceSession(str(weights), providers=["CPUExecutionProvider"])
         except Exception as err:
@@ -188,6 +185,22 @@ class OnnxModel(DownstreamModel):
         return np.concatenate(parts)
 
 
+def _load_checked(weights: Path, template: str, head_size: int, magic: bytes, mismatch: str,
+                  load: Callable[[str], _T]) -> _T:
+    """``load(str(weights))`` once the file's first ``head_size`` bytes start with ``magic``. Either failing raises
+    ``template``'s DownstreamError: ``mismatch`` (formatted with ``head``, its first 8 bytes) and what the file
+    looks like, or the loader's first error line."""
+    with open(weights, "rb") as fh:
+        head = fh.read(head_size)
+    if not head.startswith(magic):
+        detail = f"{weights} {mismatch.format(head=head[:8])}, {_looks_like(head)}"
+        raise DownstreamError(template.format(name=weights.name, detail=detail))
+    try:
+        return load(str(weights))
+    except Exception as err:
+        raise DownstreamError(template.format(name=weights.name, detail=f"{weights}: {_first_line(err)}")) from None
+
+
 def _looks_like(head: bytes) -> str:
     if head.startswith(b"PK\x03\x04"):
         return "a zip archive (a TorchScript or PyTorch file? set format: torchscript)"
@@ -207,16 +220,8 @@ class TorchScriptModel(DownstreamModel):
     def __init__(self, card: ModelCard, model_dir: Path, weights: Path) -> None:
         super().__init__(card, model_dir)
         where = str(weights)
-        with open(weights, "rb") as fh:
-            head = fh.read(8)
-        if not head.startswith(b"PK\x03\x04"):
-            raise DownstreamError(ERR_NOT_TORCHSCRIPT.format(name=weights.name, detail=f"{where} is not a zip archive, "
-                                                             f"{_looks_like(head)}"))
-        try:
-            self.module = torch.jit.load(str(weights), map_location="cpu").eval()
-        except Exception as err:
-            detail = f"{where}: {_first_line(err)}"
-            raise DownstreamError(ERR_NOT_TORCHSCRIPT.format(name=weights.name, detail=detail)) from None
+        self.module = _load_checked(weights, ERR_NOT_TORCHSCRIPT, 8, b"PK\x03\x04", "is not a zip archive",
+                                    lambda path: torch.jit.load(path, map_location="cpu").eval())
         try:
             args = [a.name for a in self.module.forward.schema.arguments][1:]
         except (AttributeError, RuntimeError) as err:

@@ -181,6 +181,14 @@ def _record_holdout(out, dice: dict) -> None:
     path.write_text(json.dumps(manifest, indent=2, default=str))
 
 
+def _segmenter_schedule_args(p: argparse.ArgumentParser, *, run_dir: str, steps: int) -> None:
+    """Run directory and schedule options that train-segmenter and train-segmenter-refiner share (defaults differ)."""
+    p.add_argument("--run", default=None, help=f"state, cache and logs (default: OUT/{run_dir})")
+    p.add_argument("--steps", type=int, default=steps, help="total steps")
+    p.add_argument("--batch-size", type=int, default=2)
+    p.add_argument("--lr", type=float, default=2e-3)
+
+
 def _segmenter_run_args(p: argparse.ArgumentParser) -> None:
     """Options that train-segmenter and train-segmenter-refiner share: time budget, data, threads, hold-out, output."""
     p.add_argument("--max-minutes", type=float, default=None, help="stop (resumably) after this wall time")
@@ -223,10 +231,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     t = sub.add_parser("train-segmenter", help="train or resume the independent segmenter (3D U-Net)")
     t.add_argument("--cohort", required=True, help="training cohort (ct.nii.gz + seg.nii.gz per patient)")
     t.add_argument("--out", required=True, help="model directory (segmenter.safetensors + manifest.json)")
-    t.add_argument("--run", default=None, help="state, cache and logs (default: OUT/run)")
-    t.add_argument("--steps", type=int, default=3000, help="total steps")
-    t.add_argument("--batch-size", type=int, default=2)
-    t.add_argument("--lr", type=float, default=2e-3)
+    _segmenter_schedule_args(t, run_dir="run", steps=3000)
     t.add_argument("--patch-z", type=int, default=64, help="slices per training crop on the segmenter grid (0: whole)")
     t.add_argument("--channels", default="16,32,64,128", help="channels per U-Net level")
     t.add_argument("--seed", type=int, default=0)
@@ -243,10 +248,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--cohort", required=True, help="training cohort (ct.nii.gz + seg.nii.gz per patient)")
     r.add_argument("--segmenter", required=True, help="the trained coarse segmenter directory")
     r.add_argument("--out", required=True, help="the cascade's directory (must differ from --segmenter)")
-    r.add_argument("--run", default=None, help="state, cache and logs (default: OUT/run-refiner)")
-    r.add_argument("--steps", type=int, default=2000, help="total steps")
-    r.add_argument("--batch-size", type=int, default=2)
-    r.add_argument("--lr", type=float, default=2e-3)
+    _segmenter_schedule_args(r, run_dir="run-refiner", steps=2000)
     r.add_argument("--patch", default="64,64,64", help="crop size X,Y,Z in voxels of the refiner grid")
     r.add_argument("--channels", default="8,16,32,64", help="channels per refiner U-Net level")
     r.add_argument("--seed", type=int, default=0)

@@ -3,9 +3,10 @@
     gen = Generator.from_pretrained()            # $VCT_GENERATOR or checkpoints/default, device "auto"
     patients = gen.generate(table, seed=0)       # table: sex, age_years, height_cm, weight_kg, ...
 
-Pipeline (paper Fig. 2c): seeded Gaussian latent -> DDIM with classifier-free guidance on the
-attribute bins -> Z = [Z_img, Z_seg] -> image decoder D_img (+ post-processing U-Net) and
-segmentation decoder D_seg, both in Gaussian-blended sliding windows so memory stays bounded.
+Pipeline (paper Fig. 2c): seeded Gaussian latent -> the checkpoint's sampler (DPM-Solver++(2M) for the
+shipped default, DDIM or DDPM) with classifier-free guidance on the attribute bins -> Z = [Z_img, Z_seg]
+-> image decoder D_img (+ post-processing U-Net) and segmentation decoder D_seg, both in Gaussian-blended
+sliding windows so memory stays bounded.
 Each patient's initial noise comes from (seed, row index) alone, so results do not depend on the
 batch size, and the same seed and attributes give the same volume on the same device. Presets with
 ``precision: bf16`` sample and decode under bf16 autocast where the hardware has native bf16.
@@ -45,9 +46,8 @@ DECODE_ROI = (64, 64, 96)
 def post_window(cfg: GeneratorConfig) -> tuple[int, int, int] | None:
     """The post-processor's sliding window in image voxels (X, Y, Z): its training patch. Its U-Net
     normalises each window on its own (MONAI UNet, instance norm), so a window of another size
-    (say, the whole volume, mostly air) gives it other statistics than it was trained on: the shipped
-    generator's reconstructions came out up to 25 HU darker in muscle and 0.2-0.3 dB lower in PSNR
-    run whole than in 64^3 windows (checkpoints/default/notes.md, session 23). None (the whole
+    (say, the whole volume, mostly air) gives it other statistics than it was trained on (run whole,
+    the shipped generator's muscle came out darker: checkpoints/default/notes.md). None (the whole
     volume in one window) for a preset without a post patch."""
     sch = cfg.schedules.get("post")
     return tuple(sch.patch) if sch is not None and sch.patch is not None else None  # type: ignore[return-value]
@@ -77,8 +77,8 @@ class Generator:
         self.cfg, self.ae, self.seg_ae, self.dm, self.post = cfg, ae, seg_ae, dm, post
         self.manifest, self.path, self.device = manifest, path, device
         # The decoders and the post-processor run channels-last on CPU: oneDNN's transposed convolutions
-        # are 2.5-3x faster so (2 cores, bf16), and the post-processor's input is then built in the layout
-        # its convolutions read. The diffusion U-Net stays contiguous: channels-last was 7 % slower for it.
+        # are faster so, and the post-processor's input is then built in the layout its convolutions
+        # read. The diffusion U-Net stays contiguous: channels-last was slower for it.
         # Not measured on CUDA, so left as it is there.
         self.decode_format = torch.channels_last_3d if device.type == "cpu" else torch.contiguous_format
         for m in (ae, seg_ae, post):
@@ -171,9 +171,8 @@ class Generator:
                 # its correction is added to the float32 image
                 roi, post_fn, fmt = post_window(self.cfg), self.post.residual, self.decode_format
                 if roi is not None and fmt != torch.contiguous_format:
-                    # MONAI cuts its windows slowly out of a channels-last volume (0.84 against 0.51 s per
-                    # patient on 2 cores, the same output): cut them from a contiguous input and hand each
-                    # window to the convolutions channels-last
+                    # MONAI cuts its windows slowly out of a channels-last volume: cut them from a
+                    # contiguous input (the same output) and hand each window to the convolutions channels-last
                     post_fn = lambda w: self.post.residual(w.contiguous(memory_format=self.decode_format))  # noqa: E731
                     fmt = torch.contiguous_format
                 inp = post_input(self.post.cfg, x, logits, conds, dtype=logits.dtype, memory_format=fmt)

@@ -56,10 +56,9 @@ def snap(vq: VQVAE, z: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
     Same result as MONAI's quantizer, written here because MONAI's builds a dense
     (voxels x codebook) one-hot matrix, which costs seconds and GBs on a whole-body latent;
     this does the same nearest-neighbour search without it (inference only). On CPU, for codes of at
-    most ``KD_TREE_MAX_DIM`` channels, scipy's KD-tree answers it with exact float64 distances: 10x faster
-    than the chunked distance matrix on a 2-channel latent of 418k voxels (0.07 against 0.74 s, 2-core
-    EPYC), 4x on the default's 4-channel one; 16-channel codes are faster as the matrix. Elsewhere the
-    distance matrix in chunks (fp32), which agrees except at near-ties (2 voxels in a million).
+    most ``KD_TREE_MAX_DIM`` channels, scipy's KD-tree answers it with exact float64 distances (faster than
+    the chunked distance matrix for few channels; 16-channel codes are faster as the matrix). Elsewhere the
+    distance matrix in chunks (fp32), which agrees except at near-ties.
     """
     emb = vq.quantizer.quantizer.embedding.weight.float()  # (K, C)
     flat = z.permute(0, 2, 3, 4, 1).reshape(-1, z.shape[1]).float()

@@ -57,7 +57,7 @@ class SegAEConfig:
     it packed by space-to-depth (each pack^3 block of its voxels becomes pack^3 channels), so the joint
     latent keeps one grid: ``embedding_dim * pack**3`` segmentation channels. The level then downsamples
     by ``image factor / pack``. A finer segmentation latent is what lifts reconstruction Dice past the
-    ~0.90 that a 24 mm latent allows on the cpu grid (checkpoints/default/notes.md, sessions 14-15).
+    ~0.90 that a 24 mm latent allows on the cpu grid (checkpoints/default/notes.md).
     """
 
     level: VQLevel
@@ -139,7 +139,7 @@ class PostConfig:
     (bone and appendicular bones, eroded by one voxel in 3x3x3), in network units: the interior is a
     fraction of a percent of the voxels. On the cpu grid it lowers the lumbar column's excess density
     but cannot restore what the latents lose (the vertebrae's end plates and mid-body slices along z)
-    and costs dense bone elsewhere (checkpoints/default/notes.md, session 9).
+    and costs dense bone elsewhere (checkpoints/default/notes.md).
     """
 
     channels: tuple[int, ...] = (8, 16, 32)

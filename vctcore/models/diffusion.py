@@ -34,8 +34,8 @@ class LatentDiffusion(nn.Module):
 
     ``fused_attention``: the U-Net's attention runs through torch's fused ``scaled_dot_product_attention``
     (MONAI's ``use_flash_attention``) instead of einsum + softmax; the same weights and the same function.
-    Generation on CPU uses it: -11 % per U-Net call at batch 1, -15 % at batch 2 (2-core EPYC, bf16), with
-    outputs as close to float32 as the einsum path (mean |difference| 0.0031 against 0.0032).
+    Generation on CPU uses it (faster there, outputs as close to float32 as the einsum path:
+    checkpoints/default/notes.md).
     """
 
     def __init__(self, cfg: DiffusionConfig, latent_channels: int, *, fused_attention: bool = False) -> None:

@@ -3,8 +3,8 @@
 torch picks the native im2col kernel over oneDNN for an fp32 CPU convolution whose batch is 1 and whose
 ``N * C * D * H`` is at most 20480 (a heuristic in ``aten/src/ATen/native/Convolution.cpp`` tuned for 2D
 images). The generator's diffusion U-Net (96 channels on a 16 x 12 x 34 grid) and its post-processor's
-64^3 windows fall under it, and the native kernel runs them 3-4 times slower than oneDNN on 2 cores of an
-AMD EPYC. torch offers no switch for the heuristic, so :func:`route_convolutions_to_onednn` sends the
+64^3 windows fall under it, and the native kernel runs them several times slower than oneDNN (docs/timings.md).
+torch offers no switch for the heuristic, so :func:`route_convolutions_to_onednn` sends the
 convolutions of an inference module to ``torch.mkldnn_convolution`` (the same oneDNN kernel torch itself
 uses above the threshold) and leaves every other case to torch.
 """

@@ -1,8 +1,7 @@
 """Fit a preset's training schedule into a wall-time budget on the machine that runs it.
 
 A preset's step counts are timed on one machine; another of the same core count may run them at half
-the speed (2026-11-26, 2 cores: a ``cpu``-preset diffusion step took 1.12 s on one sandbox CPU and
-2.24 s on an AMD EPYC without AMX, so the preset's 3 h became about 5 h 45 min). With a
+the speed (measured: docs/timings.md). With a
 ``time_budget`` in the preset, every stage a run starts times its first ``probe_steps`` steps (after
 one warm-up step) and, when the run would not fit in ``minutes``, shortens that stage so that it and
 the stages after it fit in what is left:
@@ -24,12 +23,10 @@ A stage also solves its plan again at every checkpoint, on its rate over the las
 (the save included), and takes the new length when it differs from the current one by at least
 ``REVISE_FRACTION`` of the configured steps: shorter when the run would now overrun, longer (up to the
 configured steps) when an earlier slow stretch has passed. A 10-step probe can
-miss the steady rate (2026-11-27, AMD EPYC: the diffusion's probe read 2.45 s per step; the steps after
-it ran at 2.78-2.86, 13 % more, which over 2956 steps would have overrun the budget by 13 min), and the machine can slow down mid-stage (another job on the cores); the longest
+miss the steady rate, and the machine can slow down mid-stage (another job on the cores); the longest
 stage (the diffusion: 70 % of the ``cpu`` preset) is then the only one with enough steps left to
-absorb it. A rate averaged since the probe would keep a passing slow stretch in every later check (in
-the run above, ten minutes of another job on the cores cut the diffusion to 1406 steps at step 500 on
-an average of 5.9 s per step, with 2.8 s per step before and after), so the rate is the latest
+absorb it. A rate averaged since the probe would keep a passing slow stretch in every later check
+(examples: docs/timings.md), so the rate is the latest
 interval's and a decision can also grow back. Moving the end of a cosine learning-rate schedule
 mid-stage steps the learning rate (3 % when 2956 steps become 2700 at step 700).
 

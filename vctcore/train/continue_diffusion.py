@@ -1,8 +1,8 @@
 """Continue training a finished generator's diffusion U-Net: more steps, or a new cohort on the same grid.
 
 The autoencoders and post-processor stay frozen, so only ``diffusion.safetensors`` changes. Training
-longer is the cheapest lever on a small preset: 2572 more steps at batch 16 on an H100 lowered the
-shipped default's held-out diffusion loss from 0.158 to 0.129 (2026-11-26).
+longer is the cheapest lever on a small preset (the shipped default's continuation: its model card and
+checkpoints/default/notes.md).
 
 A continuation directory ``RUN`` holds ``continue.json`` (the base checkpoint's sha256, cohort, seed,
 schedule), ``latents/`` (the cohort encoded with the base autoencoders as the ``latents`` stage encodes

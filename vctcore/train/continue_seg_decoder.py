@@ -2,8 +2,7 @@
 
 The diffusion samples segmentation latents from the frozen encoder's codebook, so only the decoder
 may move (as in the preset's ``seg_decoder`` stage); ``seg_ae.safetensors`` is the one file that changes.
-On the shipped default, 6221 steps at batch 4 on an H100 (3 min) raised the held-out segmentation
-reconstruction Dice from 0.845 to 0.883 (2026-11-27, the session script kept in its provenance).
+The shipped default's decoder was trained on this way (its model card and ``provenance/``).
 
 A continuation directory ``RUN`` holds ``continue.json``, ``cache/`` (the cohort's arrays, read through
 :func:`vctcore.train.data.load_cohort`; the labels are the training targets, so it stays until the run is

@@ -73,7 +73,7 @@ def _sha256_of(path: str, size: int, mtime_ns: int, inode: int) -> str:
 
 
 def legacy_cohort_fingerprint(root: Path, ids: list[str]) -> str:
-    """The fingerprint runs recorded before 2026-11-27: sha256 over ids and file sizes and mtimes (so a
+    """The older fingerprint that early runs recorded: sha256 over ids and file sizes and mtimes (so a
     rebuilt cohort did not match)."""
     h = hashlib.sha256()
     for pid in ids:

@@ -407,9 +407,8 @@ def diffusion_step(dm: LatentDiffusion, model: nn.Module, ema: nn.Module, opt: t
     the schedule (read at every step: a time budget may shorten the stage, and its cosine, mid-run).
 
     Noise and timesteps come from ``noise_gen`` (on its own device) when given, else from ``gen`` on the
-    CPU. On a GPU, drawing them on the CPU made the step CPU-bound (2026-11-27, one H200, batch 16 of
-    20-channel latents: 0.27 s per step, of which 0.11 s is the CPU's ``randn``); latents that fit are
-    then also held on the device (:func:`latent_batches`)."""
+    CPU. On a GPU, drawing them on the CPU makes the step CPU-bound (see checkpoints/default/notes.md);
+    latents that fit are then also held on the device (:func:`latent_batches`)."""
     cfg = dm.cfg
     sched = dm.train_scheduler()
     schedule = sch if callable(sch) else (lambda: sch)
@@ -580,8 +579,8 @@ def train_post(ctx: StageContext) -> StageResult:
             bins = drop_conditions(torch.from_numpy(bins_all[idx]), dcfg.condition_dropout, dcfg.attribute_dropout, gen)
             conds = bins_one_hot(pcfg.condition_on, bins.numpy())
         x = hu_to_unit(x_hu, ctx.cfg.image_ae.hu_clip)
-        # the frozen autoencoders run under the same autocast as at generation (Generator.decode);
-        # on 2 cores this halves their cost (0.33 -> 0.16 s per batch of two 64^3 patches)
+        # the frozen autoencoders run under the same autocast as at generation (Generator.decode),
+        # which also makes them cheaper on CPUs with native bf16
         with torch.no_grad(), ctx.autocast():
             recon = ae.decode(_noisy_latent(ae.encode(x), pcfg.latent_noise, gen)).float()
             logits = seg_ae.decode(seg_ae.encode(one_hot(seg))).float() if seg_ae is not None else None

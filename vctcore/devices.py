@@ -39,8 +39,8 @@ def autocast(device: torch.device, precision: str):
 
 def describe_device(device: torch.device) -> str:
     """What ran a job, for provenance and timings: the GPU's name, or the CPU's model, torch threads, the
-    vector instructions torch uses and whether bf16 autocast is native (CPU step rates differ by about 2x
-    between CPUs with and without AMX)."""
+    vector instructions torch uses and whether bf16 autocast is native (CPU step rates differ between CPUs
+    with and without AMX)."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     bf16 = "native bf16" if bf16_autocast_supported(device) else "no native bf16"

@@ -1,10 +1,9 @@
 """Small stray islands of a merged-class label map, and their removal.
 
 A generated segmentation is the argmax of decoded class probabilities, and a latent voxel that lands
-on a wrong code decodes to a stray speck: a few voxels of, say, bone in fat. The shipped generator's
-samples carry about 28 such islands of under 10 voxels per patient (a real phantom about 6), mostly
-bone in the unlabelled background (checkpoints/default/notes.md, session 23). They float beside the
-organs in the 3D view and count as extra components in every connected-component measure.
+on a wrong code decodes to a stray speck: a few voxels of, say, bone in fat (generated samples carry
+several times a real phantom's count: checkpoints/default/notes.md). They float beside the organs in the
+3D view and count as extra components in every connected-component measure.
 
 :func:`remove_small_islands` gives each such island the label that most of its neighbours carry. An
 island is a 26-connected component of one organ class that is smaller than the threshold and is not

@@ -21,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise CLIError(f"population spec {args.population}: {err}") from None
     root = Path(args.checkpoint) if args.checkpoint is not None else default_generator()
-    if not root.is_dir():  # Generator.from_pretrained's refusal, before torch is imported (5 -> 1 s)
+    if not root.is_dir():  # Generator.from_pretrained's refusal, before torch is imported, so it comes at once
         raise CLIError(f"{root}: generator checkpoint directory does not exist")
 
     from vctcore.generator import Generator

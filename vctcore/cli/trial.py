@@ -64,7 +64,7 @@ def _print_summary(result) -> None:
 def run(args: argparse.Namespace) -> int:
     from vctcore.trial.config import TrialConfigError, load_config
 
-    try:  # a bad config is refused before the trial's modules (torch, scikit-learn) are imported (4 -> 1 s)
+    try:  # a bad config is refused before the trial's modules (torch, scikit-learn) are imported, so it comes at once
         cfg = load_config(args.config)
     except TrialConfigError as err:
         raise CLIError(str(err)) from None

@@ -3,16 +3,13 @@
 The diffusion samples a latent normalised per channel (its ``latent_std``), and generation snaps each
 sampled voxel to the nearest code. When the codes a cohort uses lie close together in those units, a
 sample must land within a small fraction of a standard deviation of the right code, or the snapped
-code (and the segmentation decoded from it) changes: a 2x segmentation latent with 2-channel codes had
-its used codes 0.06 SD apart, against 0.32 for the shipped 4x one with 4-channel codes, and its samples
-were speckled (checkpoints/default/notes.md, session 19). Written here because MONAI's VQ-VAE reports
-codebook perplexity, not distances between codes.
+code (and the segmentation decoded from it) changes (crowded codes came with speckled samples:
+checkpoints/default/notes.md). Written here because MONAI's VQ-VAE reports codebook perplexity, not
+distances between codes.
 
 Spacing alone does not say how fragile the decoding is, since neighbouring codes may decode alike:
 :func:`perturb_latent` and :func:`fragments` measure it directly (Dice and connected components after the
-latent is moved by a given number of SDs; ``bench/seg_ae.py --noise``). On 4 eval100 patients (session 21)
-the 2x candidate with 4-channel codes, spaced 0.11 SD, kept Dice 0.929 at 0.4 SD of noise and 0.900 at 1.5,
-while the shipped 4x AE, spaced 0.30, fell to 0.882 and 0.742.
+latent is moved by a given number of SDs; ``bench/seg_ae.py --noise``; figures in checkpoints/default/notes.md).
 """
 from __future__ import annotations
 
@@ -54,8 +51,7 @@ def used_code_spacing(latents: Sequence[torch.Tensor]) -> dict[str, float | None
 
 def fragments(seg: np.ndarray, classes: Sequence[int] | None = None) -> int:
     """Connected components (26-connected) summed over the organ classes of a merged-label map (X, Y, Z):
-    a real phantom has about one per organ, a speckled segmentation many more (session 19: 44 real, 82
-    for the shipped generator's samples, 182-230 for 2x-latent candidates, over 4 patients)."""
+    a real phantom has about one per organ, a speckled segmentation many more."""
     from vctcore.evaluate.overlap import ORGAN_CLASSES
 
     seg = np.asarray(seg)

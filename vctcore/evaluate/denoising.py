@@ -10,9 +10,8 @@ patient's own conditioning bins.
 Losses of latents with different codebooks are not comparable as they stand, so each timestep also gets
 a yardstick, :func:`per_voxel_bound`: the loss of the best denoiser that knows only how often each code
 is used, voxel by voxel, and nothing of its neighbours. A trained U-Net, which also sees the context,
-should reach it or go below (the shipped diffusion: segmentation 0.276 at t = 50 against a bound of
-0.30). Session 19's 2x-latent candidates, which generated speckled segmentations, scored 0.91 at
-t = 50; the 2x/4-channel candidate's bound there is 0.10 (session 21).
+should reach it or go below (measured figures for the shipped generator and the research candidates:
+checkpoints/default/notes.md).
 """
 from __future__ import annotations
 

@@ -130,8 +130,8 @@ def refine_input(x: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
 
 
 def argmax_classes(logits: torch.Tensor) -> torch.Tensor:
-    """uint8 argmax over axis 0 of (C, X, Y, Z) logits, reduced along a contiguous last axis: ``argmax(0)``
-    strides across the whole volume and took 0.65 s on 17 x 128 x 96 x 272 (2 cores), this 0.37 s."""
+    """uint8 (X, Y, Z) argmax over axis 0 of (C, X, Y, Z) logits, reduced along a contiguous last axis
+    (faster than ``argmax(0)``, which strides across the whole volume; the same result)."""
     return logits.permute(1, 2, 3, 0).contiguous().argmax(-1).to(torch.uint8)
 
 

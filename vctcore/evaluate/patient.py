@@ -45,6 +45,17 @@ def _image_record(ct: CTVolume, segmenter: Segmenter, sex_clf: SexClassifier | N
     return rec, indep, extent_mm
 
 
+def _patient_record(pid: str, kind: str, patient_dir: Path, requested: dict[str, Any], segmenter: Segmenter,
+                    sex_clf: SexClassifier | None) -> tuple[dict[str, Any], CTVolume, LabelMap, LabelMap, float]:
+    """(the record's common fields: id, kind, requested and ``_image_record``'s; the CT; its ``seg.nii.gz``: the
+    truth of a real patient, the joint segmentation of a synthetic one; the independent segmentation; the body's
+    S extent in mm) of one patient directory."""
+    ct = read_ct(patient_dir / "ct.nii.gz")
+    seg = read_labels(patient_dir / "seg.nii.gz", names=MERGED_CLASSES, like=ct)
+    image, indep, extent_mm = _image_record(ct, segmenter, sex_clf)
+    return {"id": pid, "kind": kind, "requested": requested, **image}, ct, seg, indep, extent_mm
+
+
 def _features(features_net: Segmenter | None, ct: CTVolume, per_plane: int) -> Features | None:
     return None if features_net is None else slice_features(features_net, ct, per_plane)
 
@@ -54,11 +65,8 @@ def evaluate_real(pid: str, patient_dir: Path, requested: dict[str, Any], segmen
                   sex_clf: SexClassifier | None = None) -> tuple[dict[str, Any], Features | None, Features | None]:
     """(record, features of the CT, features of its reconstruction or None) of one real patient."""
     t0 = time.perf_counter()
-    ct = read_ct(patient_dir / "ct.nii.gz")
-    truth = read_labels(patient_dir / "seg.nii.gz", names=MERGED_CLASSES, like=ct)
-    image, indep, _ = _image_record(ct, segmenter, sex_clf)
-    rec: dict[str, Any] = {"id": pid, "kind": "real", "requested": requested, **image,
-                           "segmenter_dice": dice_per_class(indep.data, truth.data)}
+    rec, ct, truth, indep, _ = _patient_record(pid, "real", patient_dir, requested, segmenter, sex_clf)
+    rec["segmenter_dice"] = dice_per_class(indep.data, truth.data)
     feats = _features(features_net, ct, per_plane)
     recon_feats = None
     why = "not reconstructed (beyond --recon-n)" if generator is None else can_reconstruct(generator, ct)
@@ -78,11 +86,8 @@ def evaluate_synthetic(pid: str, patient_dir: Path, requested: dict[str, Any], s
                        sex_clf: SexClassifier | None = None) -> tuple[dict[str, Any], Features | None]:
     """(record, features) of one generated patient (``ct.nii.gz`` + joint ``seg.nii.gz``)."""
     t0 = time.perf_counter()
-    ct = read_ct(patient_dir / "ct.nii.gz")
-    joint = read_labels(patient_dir / "seg.nii.gz", names=MERGED_CLASSES, like=ct)
-    image, indep, extent_mm = _image_record(ct, segmenter, sex_clf)
-    rec: dict[str, Any] = {"id": pid, "kind": "synthetic", "requested": requested, **image,
-                           "joint_dice": dice_per_class(joint.data, indep.data)}
+    rec, ct, joint, indep, extent_mm = _patient_record(pid, "synthetic", patient_dir, requested, segmenter, sex_clf)
+    rec["joint_dice"] = dice_per_class(joint.data, indep.data)
     rec["sex_joint"] = call_sex(joint, extent_mm).to_dict()
     feats = _features(features_net, ct, per_plane)
     rec["seconds"] = time.perf_counter() - t0

@@ -125,8 +125,15 @@ def percentile_ci(samples: np.ndarray, level: float) -> tuple[float, float]:
     return float(low), float(high)
 
 
+class _Result:
+    """Base of the frozen result dataclasses below; ``to_dict()`` gives their fields as a plain dict."""
+
+    def to_dict(self) -> dict[str, float | int]:
+        return asdict(self)  # type: ignore[call-overload]  # the subclasses are dataclasses
+
+
 @dataclass(frozen=True)
-class MAEResult:
+class MAEResult(_Result):
     """Mean absolute error (percentage points) with its bootstrap CI at ``level`` over ``n`` errors."""
 
     mean: float
@@ -134,9 +141,6 @@ class MAEResult:
     high: float
     n: int
     level: float
-
-    def to_dict(self) -> dict[str, float | int]:
-        return asdict(self)
 
 
 def _weighted_means(resampled: np.ndarray) -> np.ndarray:
@@ -173,7 +177,7 @@ def mae_ci(abs_error: object, *, weights: object | None = None, n_boot: int = 20
 
 
 @dataclass(frozen=True)
-class ZResult:
+class ZResult(_Result):
     """Z of a synthetic MAE against the real one, its bootstrap CI and the two-sample z-test p-value."""
 
     z: float
@@ -182,9 +186,6 @@ class ZResult:
     p: float
     n_synthetic: int
     n_real: int
-
-    def to_dict(self) -> dict[str, float | int]:
-        return asdict(self)
 
 
 def _z_statistic(syn: np.ndarray, real: np.ndarray) -> np.ndarray:
@@ -219,7 +220,7 @@ def z_against_real(synthetic_abs_error: object, real_abs_error: object, *, n_boo
 
 
 @dataclass(frozen=True)
-class MAEDifference:
+class MAEDifference(_Result):
     """MAE of a target population minus that of a reference population, CI, and one-sided Welch p-value."""
 
     difference: float
@@ -231,9 +232,6 @@ class MAEDifference:
     n_target: int
     n_reference: int
     level: float
-
-    def to_dict(self) -> dict[str, float | int]:
-        return asdict(self)
 
 
 def mae_difference(target_abs_error: object, reference_abs_error: object, *, n_boot: int = 2000, seed: int = 0,

@@ -60,3 +60,22 @@ def test_the_fidelity_cli_draws_one_bar_per_stage():
     bars(1, 6, "plots: dice_per_class")
     assert bars.stage == "plots" and (bars.bar.n, bars.bar.total) == (1, 6)
     bars.close()
+
+
+def test_progress_run_closes_its_bar_and_turns_the_given_errors_into_one_line(monkeypatch):
+    import pytest
+
+    from vctcore.cli import common
+    from vctcore.cli.common import CLIError, progress_run
+
+    closed = []
+    monkeypatch.setattr(common, "progress_bar", lambda *a: (lambda *b: None, lambda: closed.append(a)))
+    with progress_run(3, "x", "item", True, (OSError,)) as update:
+        update(1, 3)
+    with pytest.raises(CLIError, match=r"^writing out: disk full$"):
+        with progress_run(3, "x", "item", True, (OSError,), context="writing out: "):
+            raise OSError("disk full")
+    with pytest.raises(KeyError):  # not one of the given errors: passes through
+        with progress_run(3, "x", "item", True, (OSError,)):
+            raise KeyError("k")
+    assert len(closed) == 3

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -91,3 +93,17 @@ def progress_bar(total: int, desc: str, unit: str, quiet: bool) -> tuple[Progres
         report(done, total_now, label)
 
     return update, bar.close
+
+
+@contextmanager
+def progress_run(total: int, desc: str, unit: str, quiet: bool, errors: tuple[type[Exception], ...], *,
+                 context: str = "") -> Iterator[Progress]:
+    """A :func:`progress_bar` for the ``with`` block, yielding its ``update`` and closed on leaving; ``errors``
+    raised inside become one-line CLIErrors (their message, after ``context`` when given)."""
+    update, close = progress_bar(total, desc, unit, quiet)
+    try:
+        yield update
+    except errors as err:
+        raise CLIError(f"{context}{err}") from None
+    finally:
+        close()

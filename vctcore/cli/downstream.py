@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from vctcore.cli.common import CLIError, loss_printer, progress_bar
+from vctcore.cli.common import CLIError, loss_printer, progress_run
 
 #: regression targets a reference model can be trained on
 TARGETS = ("bfp_pct", "mmp_pct")
@@ -137,13 +137,8 @@ def run_predict(args: argparse.Namespace) -> int:
     absent = [i for i in ids if not (cohort / "patients" / i / "ct.nii.gz").is_file()]
     if absent:
         raise CLIError(f"{cohort}: no CT for patient(s) {', '.join(absent[:5])}")
-    update, close = progress_bar(len(ids), "predict", "patient", args.quiet)
-    try:
+    with progress_run(len(ids), "predict", "patient", args.quiet, (DownstreamError, ValueError)) as update:
         table = predict_cohort(model, cohort, ids, progress=update)
-    except (DownstreamError, ValueError) as err:
-        raise CLIError(str(err)) from None
-    finally:
-        close()
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(args.out, index=False)

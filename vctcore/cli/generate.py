@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from vctcore.cli.common import DEFAULT_POPULATION, CLIError, load_population, progress_bar
+from vctcore.cli.common import DEFAULT_POPULATION, CLIError, load_population, progress_run
 from vctcore.models.config import SAMPLERS
 
 
@@ -34,15 +34,10 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(str(err)) from None
     for msg in gen.support_warnings(table):
         print(f"vct generate: warning: outside the training support: {msg}", file=sys.stderr)
-    update, close = progress_bar(args.n, "patients", "patient", args.quiet)
     start = time.perf_counter()
-    try:
+    with progress_run(args.n, "patients", "patient", args.quiet, (OSError,), context=f"writing {args.out}: ") as update:
         generate_cohort(gen, table, seed=args.seed, out=args.out, steps=args.steps, guidance_scale=args.guidance,
                         sampler=args.sampler, provenance={"population": spec.to_dict()}, progress=update)
-    except OSError as err:
-        raise CLIError(f"writing {args.out}: {err}") from None
-    finally:
-        close()
     print(f"wrote {args.n} synthetic patients to {args.out} in {time.perf_counter() - start:.1f} s")
     return 0
 

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from vctcore.cli.common import CLIError, progress_bar
+from vctcore.cli.common import CLIError, progress_run
 
 BACKEND_CHOICES = ("auto", "labels", "threshold", "totalsegmentator")
 SEG_FORMATS = ("auto", "fine", "merged", "totalsegmentator")
@@ -50,14 +50,9 @@ def _cohort(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise CLIError(f"--workers must be at least 1, got {args.workers}")
     start = time.perf_counter()
-    update, close = progress_bar(0, "measure", "patient", args.quiet)
-    try:
+    with progress_run(0, "measure", "patient", args.quiet, (ValueError, OSError)) as update:
         table = measure_cohort(root, backend=args.backend, workers=args.workers, resume=not args.no_resume,
                                height=not args.no_height, progress=update, force=args.force)
-    except (ValueError, OSError) as err:
-        raise CLIError(str(err)) from None
-    finally:
-        close()
     failed = table[table["error"].astype(str) != ""] if "error" in table else table.iloc[:0]
     print(f"measured {len(table) - len(failed)} of {len(table)} patients in {time.perf_counter() - start:.1f} s; "
           f"wrote {root / CSV_NAME}")

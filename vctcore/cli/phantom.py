@@ -5,7 +5,7 @@ import argparse
 import os
 import time
 
-from vctcore.cli.common import DEFAULT_POPULATION, CLIError, load_population, progress_bar
+from vctcore.cli.common import DEFAULT_POPULATION, CLIError, load_population, progress_run
 
 
 def run(args: argparse.Namespace) -> int:
@@ -18,14 +18,9 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--workers must be 0 (every core) or more, got {args.workers}")
     workers = args.workers or os.cpu_count() or 1
     start = time.perf_counter()
-    update, close = progress_bar(args.n, "phantoms", "patient", args.quiet)
-    try:
+    with progress_run(args.n, "phantoms", "patient", args.quiet, (ValueError, OSError)) as update:
         table = build_cohort(spec, n=args.n, seed=args.seed, out=args.out, pose=args.pose, progress=update,
-                              workers=workers)
-    except (ValueError, OSError) as err:
-        raise CLIError(str(err)) from None
-    finally:
-        close()
+                             workers=workers)
     print(f"wrote {len(table)} phantoms to {args.out} in {time.perf_counter() - start:.1f} s")
     return 0
 

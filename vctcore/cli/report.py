@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vctcore.cli.common import CLIError, progress_bar
+from vctcore.cli.common import progress_run
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,12 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from vctcore.report import ReportError, write_report
 
-    update, close = progress_bar(0, "report", "part", args.quiet)
-    try:
+    with progress_run(0, "report", "part", args.quiet, (ReportError,)) as update:
         out = write_report(Path(args.trial_dir), Path(args.out), progress=update)
-    except ReportError as err:
-        raise CLIError(str(err)) from None
-    finally:
-        close()
     print(f"report written: {out}")
     return 0

@@ -1,6 +1,9 @@
-"""The shipped default generator (checkpoints/default): loads with hashes verified, and what it makes
-looks like a body. Mid-slices are saved to test-artifacts/generated_*.png for a human to look at."""
+"""The shipped default generator (checkpoints/default): loads with hashes verified, what it makes
+looks like a body, and its output for a fixed seed and attributes stays what it was (pinned voxels).
+Mid-slices are saved to test-artifacts/generated_*.png for a human to look at."""
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pandas as pd
@@ -27,7 +30,12 @@ def patients():
     if N_DRAWN:
         drawn = PopulationSpec.from_yaml(REFERENCE_POPULATION).sample(N_DRAWN, seed=0)
         table = pd.concat([table, drawn[list(CONDITIONS)]], ignore_index=True)
-    return gen.generate(table, seed=0)
+    # rows 1.. under the checkpoint's precision (bf16 autocast where the CPU has native bf16: the path the
+    # product runs); row 0 in fp32, whose voxels are the same on every CPU (test_pinned_voxels). Each row's
+    # noise comes from (seed, row index) alone, so splitting the call changes no patient.
+    rest = gen.generate(table.iloc[1:], seed=0, index_offset=1)
+    gen.cfg = dataclasses.replace(gen.cfg, precision="fp32")
+    return gen.generate(table.iloc[:1], seed=0) + rest
 
 
 CONDITIONS = ("sex", "age_years", "height_cm", "weight_kg")
@@ -98,3 +106,42 @@ def test_conditioning_on_sex_shows_in_the_segmentation(patients):
     male, female = patients[:2]
     prostate = CLASS["prostate"]
     assert (male.seg.data == prostate).sum() > (female.seg.data == prostate).sum()
+
+
+#: (x, y, z) voxel -> (HU, merged class) of patient 0 (ROWS[0], seed 0, fp32), recorded from this generator
+PINNED_VOXELS = {
+    "air": ((3, 14, 32), -1000.004, CLASS["background"]),
+    "subcutaneous fat": ((75, 53, 168), -106.347, CLASS["background"]),
+    "gluteal muscle": ((75, 23, 151), 48.359, CLASS["gluteus_muscles"]),
+    "vertebral bone": ((64, 37, 169), 259.877, CLASS["bone"]),
+    "liver": ((69, 52, 185), 21.711, CLASS["liver"]),
+    "lung": ((74, 43, 201), -848.313, CLASS["lung_lower_lobes"]),
+    "brain": ((61, 29, 258), 29.154, CLASS["brain"]),
+}
+#: patient 0's mean HU over the whole grid (float64) and its voxel count per merged class 0..16
+PINNED_MEAN_HU = -931.2920
+PINNED_CLASS_COUNTS = [3269899, 21516, 247, 80, 2217, 10504, 12068, 1601, 445, 46, 1186, 731, 9017, 2978, 2943,
+                       4360, 2498]
+
+
+def test_pinned_voxels(patients):
+    """Refactors must not change what the shipped generator makes: patient 0 (fixed attributes, seed 0) is
+    compared with values recorded from this generator at a few voxels deep inside air, fat, muscle, bone,
+    liver, lung and brain (HU and class), with its grid-mean HU and its voxel count per class.
+
+    It is made in fp32: under bf16 autocast, which runs only on CPUs with native bf16, the volume differs by
+    a mean of 3.8 HU inside the body (up to 141 HU) and in 0.5 % of the body's classes, so bf16 values would
+    pin the CPU model, not the code. In fp32 the volume was bit-identical with AVX512 and with AVX2 kernels
+    (ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2) and with 1, 2 and 3 threads. The tolerances
+    (0.05 HU a voxel, 0.01 HU the mean, 20 voxels over all class counts) leave room for float32 rounding
+    in other torch builds only: bf16 moved these voxels by 0.3-2.7 HU, the mean by 0.57 HU and the class
+    counts by 1258 voxels."""
+    hu, seg = patients[0].ct.data, patients[0].seg.data
+    assert hu.shape == seg.shape == (128, 96, 272)
+    for name, (xyz, value, cls) in PINNED_VOXELS.items():
+        assert abs(float(hu[xyz]) - value) < 0.05, f"{name} at {xyz}: {float(hu[xyz]):.3f} HU, pinned {value}"
+        assert int(seg[xyz]) == cls, f"{name} at {xyz}: class {MERGED_CLASSES[int(seg[xyz])]}, pinned {MERGED_CLASSES[cls]}"
+    mean = float(hu.astype(np.float64).mean())
+    assert abs(mean - PINNED_MEAN_HU) < 0.01, f"grid mean {mean:.4f} HU, pinned {PINNED_MEAN_HU}"
+    counts = np.bincount(seg.ravel(), minlength=len(PINNED_CLASS_COUNTS))
+    assert np.abs(counts - PINNED_CLASS_COUNTS).sum() <= 20, f"class counts {counts.tolist()}"

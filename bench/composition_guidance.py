@@ -1,6 +1,7 @@
 """Research bench for body-composition steering (issue 35; vctcore.models.attribute_guidance).
 
-Not used by the shipped generator. Steps, each resumable by its output files (PREFIX: a path prefix):
+Not used by the shipped generator. ``bench/guidance/regressor_guide47.safetensors`` is the regressor these steps
+made for checkpoints/default (seed 47, 320 phantoms), so ``screen`` can start from it. Steps, each resumable by its output files (PREFIX: a path prefix):
 
     vct phantom --n 320 --seed 47 --out workspace/cohorts/guide47 --workers 2
     python bench/composition_guidance.py encode --cohort workspace/cohorts/guide47 --prefix P
@@ -46,7 +47,11 @@ def _regressor(path: str | None, **cfg):
     from vctcore.models.attribute_guidance import GuidanceConfig, LatentRegressor
 
     reg = LatentRegressor(GuidanceConfig(attributes=ATTRS, **cfg), 8)
-    if path:
+    if path and path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        reg.load_state_dict(load_file(path))
+    elif path:
         reg.load_state_dict(torch.load(path, weights_only=True))
     for p in reg.parameters():
         p.requires_grad_(False)

@@ -43,9 +43,10 @@ from vctcore.progress import Progress
 
 #: the fields measured per image (those of the fidelity suite's measurement)
 MEASURED = FIELDS
+#: bump when image_measurements changes what it returns (invalidates the measurement cache)
 METHOD_VERSION = 1
 #: extent -> height fitted on real (phantom) CT, for trials without a real cohort of their own (audits)
-DEFAULT_HEIGHT_CALIBRATION = package_file("trial/extent_height.json")  # bump when image_measurements changes what it returns (invalidates the cache)
+DEFAULT_HEIGHT_CALIBRATION = package_file("trial/extent_height.json")
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import pytest
 from scipy.stats import spearmanr
 
 from vctcore import anthropometry as anth
-from vctcore import population as P
+from vctcore import population_checks as C
 from vctcore.attributes import ATTRIBUTE_NAMES, MAX_BFP_PLUS_MMP, bmi, check_table
 from vctcore.population import BiasSplit, PopulationSpec, SpecError, apply_split, support_report
 
@@ -31,7 +31,7 @@ def reference_2000(reference) -> pd.DataFrame:
 
 
 def _base() -> dict:
-    return {"name": "t", "attributes": copy.deepcopy(P.DEFAULT_ATTRIBUTES)}
+    return {"name": "t", "attributes": copy.deepcopy(C.DEFAULT_ATTRIBUTES)}
 
 
 def _with(path: str, value) -> dict:
@@ -104,14 +104,14 @@ def test_numpy_values_from_a_form_serialise_to_yaml():
 
 
 def test_allowed_dists_per_attribute():
-    assert P.allowed_dists("sex") == ("fixed", "categorical", "empirical")
-    assert "bmi" in P.allowed_dists("weight_kg") and "relation" not in P.allowed_dists("weight_kg")
-    assert "relation" in P.allowed_dists("bone_density_hu") and P.allowed_dists("body_volume_l") == ()
+    assert C.allowed_dists("sex") == ("fixed", "categorical", "empirical")
+    assert "bmi" in C.allowed_dists("weight_kg") and "relation" not in C.allowed_dists("weight_kg")
+    assert "relation" in C.allowed_dists("bone_density_hu") and C.allowed_dists("body_volume_l") == ()
 
 
 def test_missing_attributes_get_defaults():
     spec = PopulationSpec.from_dict({"name": "only_age", "attributes": {"age_years": {"dist": "fixed", "value": 70}}})
-    assert set(spec.attributes) == set(P.SAMPLING_ORDER)
+    assert set(spec.attributes) == set(C.SAMPLING_ORDER)
     df = spec.sample(200, seed=0)
     assert (df["age_years"] == 70).all() and set(df["sex"]) == {"F", "M"}
 
@@ -242,15 +242,15 @@ def test_empirical_resamples_rows_jointly(cohort_csv, tmp_path):
 
 def test_empirical_errors(cohort_csv, tmp_path):
     cfg = {"dist": "empirical", "path": str(cohort_csv), "columns": ["height_cm", "age_years"]}
-    expected = P.EMPIRICAL_MISSING_COLUMNS.format(name="height_cm", path=cohort_csv, missing=["age_years"],
+    expected = C.EMPIRICAL_MISSING_COLUMNS.format(name="height_cm", path=cohort_csv, missing=["age_years"],
                                                   have=["sex", "height_cm", "weight_kg", "note"])
     with pytest.raises(SpecError, match=re.escape(expected)):
         PopulationSpec.from_dict(_with("attributes.height_cm", cfg))
     missing = tmp_path / "nope.csv"
-    with pytest.raises(SpecError, match=re.escape(P.EMPIRICAL_NO_FILE.format(name="height_cm", path=missing))):
+    with pytest.raises(SpecError, match=re.escape(C.EMPIRICAL_NO_FILE.format(name="height_cm", path=missing))):
         PopulationSpec.from_dict(_with("attributes.height_cm", {"dist": "empirical", "path": str(missing)}))
     d = _with("attributes.height_cm", {"dist": "empirical", "path": str(cohort_csv), "columns": ["height_cm", "sex"]})
-    with pytest.raises(SpecError, match=re.escape(P.DUPLICATE_ATTRIBUTE.format(name="sex", other="height_cm"))):
+    with pytest.raises(SpecError, match=re.escape(C.DUPLICATE_ATTRIBUTE.format(name="sex", other="height_cm"))):
         PopulationSpec.from_dict(d)
 
 
@@ -259,59 +259,59 @@ ERROR_CASES = [
     ("unknown_attribute", "attributes.shoe_size", {"dist": "fixed", "value": 42},
      "attributes.shoe_size: unknown attribute; known: sex, age_years"),
     ("derived", "attributes.body_volume_l", {"dist": "fixed", "value": 70},
-     P.DERIVED_ATTRIBUTE.format(name="body_volume_l")),
+     C.DERIVED_ATTRIBUTE.format(name="body_volume_l")),
     ("unknown_dist", "attributes.age_years", {"dist": "gamma"},
-     P.UNKNOWN_DIST.format(name="age_years", dist="gamma", allowed=", ".join(P.DISTS))),
+     C.UNKNOWN_DIST.format(name="age_years", dist="gamma", allowed=", ".join(C.DISTS))),
     ("dist_not_allowed", "attributes.height_cm", {"dist": "relation"},
      "attributes.height_cm.dist: 'relation' is not available for 'height_cm'; allowed here: fixed, uniform"),
     ("missing_param", "attributes.age_years", {"dist": "uniform", "low": 20},
-     P.MISSING_PARAM.format(name="age_years", dist="uniform", param="high")),
+     C.MISSING_PARAM.format(name="age_years", dist="uniform", param="high")),
     ("unknown_param", "attributes.age_years", {"dist": "uniform", "low": 20, "high": 30, "mode": 25},
-     P.UNKNOWN_PARAM.format(name="age_years", param="mode", dist="uniform", allowed="high, low")),
+     C.UNKNOWN_PARAM.format(name="age_years", param="mode", dist="uniform", allowed="high, low")),
     ("low_above_high", "attributes.age_years", {"dist": "uniform", "low": 60, "high": 30},
-     P.LOW_ABOVE_HIGH.format(field="attributes.age_years", low=60, high=30)),
+     C.LOW_ABOVE_HIGH.format(field="attributes.age_years", low=60, high=30)),
     ("sd_zero", "attributes.height_cm", {"dist": "normal", "mean": 170, "sd": 0},
-     P.NONPOSITIVE_SD.format(field="attributes.height_cm.sd", value=0)),
+     C.NONPOSITIVE_SD.format(field="attributes.height_cm.sd", value=0)),
     ("per_sex_sd_negative", "attributes.height_cm", {"dist": "normal", "mean": 170, "sd": {"F": 7, "M": -1}},
-     P.NONPOSITIVE_SD.format(field="attributes.height_cm.sd[M]", value=-1)),
+     C.NONPOSITIVE_SD.format(field="attributes.height_cm.sd[M]", value=-1)),
     ("per_sex_keys", "attributes.height_cm", {"dist": "normal", "mean": {"F": 160}, "sd": 7},
-     P.PER_SEX_KEYS.format(field="attributes.height_cm.mean", keys=["F"])),
+     C.PER_SEX_KEYS.format(field="attributes.height_cm.mean", keys=["F"])),
     ("not_a_number", "attributes.age_years", {"dist": "fixed", "value": "old"},
-     P.NOT_A_NUMBER.format(field="attributes.age_years.value", value="old")),
+     C.NOT_A_NUMBER.format(field="attributes.age_years.value", value="old")),
     ("probabilities_sum", "attributes.sex", {"dist": "categorical", "p": {"F": 0.7, "M": 0.7}},
-     P.BAD_PROBABILITIES.format(name="sex", p={"F": 0.7, "M": 0.7})),
+     C.BAD_PROBABILITIES.format(name="sex", p={"F": 0.7, "M": 0.7})),
     ("probabilities_negative", "attributes.sex", {"dist": "categorical", "p": {"F": 1.5, "M": -0.5}},
-     P.BAD_PROBABILITIES.format(name="sex", p={"F": 1.5, "M": -0.5})),
+     C.BAD_PROBABILITIES.format(name="sex", p={"F": 1.5, "M": -0.5})),
     ("unknown_category", "attributes.sex", {"dist": "categorical", "p": {"F": 0.5, "X": 0.5}},
-     P.UNKNOWN_CATEGORY.format(name="sex", cat="X", allowed=["F", "M"])),
+     C.UNKNOWN_CATEGORY.format(name="sex", cat="X", allowed=["F", "M"])),
     ("bad_sex_value", "attributes.sex", {"dist": "fixed", "value": "X"},
-     P.BAD_SEX_VALUE.format(value="X", allowed=["F", "M"])),
+     C.BAD_SEX_VALUE.format(value="X", allowed=["F", "M"])),
     ("outside_physio", "attributes.height_cm", {"dist": "uniform", "low": 100, "high": 180},
-     P.OUT_OF_PHYSIO.format(field="attributes.height_cm.low", value=100, what="height_cm", low=130, high=215,
+     C.OUT_OF_PHYSIO.format(field="attributes.height_cm.low", value=100, what="height_cm", low=130, high=215,
                             unit=" cm")),
     ("bmi_outside_physio", "attributes.weight_kg", {"dist": "bmi", "mean": 25, "sd": 3, "high": 95},
-     P.OUT_OF_PHYSIO.format(field="attributes.weight_kg.high", value=95, what="bmi", low=10, high=80,
+     C.OUT_OF_PHYSIO.format(field="attributes.weight_kg.high", value=95, what="bmi", low=10, high=80,
                             unit=" kg/m2")),
     ("bad_shape", "attributes.weight_kg", {"dist": "bmi", "mean": 25, "sd": 3, "shape": "gamma"},
-     P.BAD_SHAPE.format(name="weight_kg", value="gamma")),
+     C.BAD_SHAPE.format(name="weight_kg", value="gamma")),
     ("constraint_outside_physio", "constraints.age_years", [10, 40],
-     P.OUT_OF_PHYSIO.format(field="constraints.age_years", value=10, what="age_years", low=18, high=100,
+     C.OUT_OF_PHYSIO.format(field="constraints.age_years", value=10, what="age_years", low=18, high=100,
                             unit=" years")),
     ("constraint_low_above_high", "constraints.bmi", [35, 20],
-     P.LOW_ABOVE_HIGH.format(field="constraints.bmi", low=35, high=20)),
-    ("constraint_unknown", "constraints.shoe_size", [1, 2], P.UNKNOWN_CONSTRAINT.format(key="shoe_size")),
-    ("constraint_not_a_range", "constraints.bmi", 30, P.BAD_RANGE.format(key="bmi", value=30)),
-    ("sum_max_too_high", "constraints.bfp_plus_mmp_max", 95, P.BAD_SUM_MAX.format(high=85, value=95)),
+     C.LOW_ABOVE_HIGH.format(field="constraints.bmi", low=35, high=20)),
+    ("constraint_unknown", "constraints.shoe_size", [1, 2], C.UNKNOWN_CONSTRAINT.format(key="shoe_size")),
+    ("constraint_not_a_range", "constraints.bmi", 30, C.BAD_RANGE.format(key="bmi", value=30)),
+    ("sum_max_too_high", "constraints.bfp_plus_mmp_max", 95, C.BAD_SUM_MAX.format(high=85, value=95)),
     ("split_unknown_column", "split", {"x": "volume", "y": "mmp_pct", "coef": [1, 1]},
      "split.x: unknown column 'volume'; allowed: age_years, height_cm"),
     ("split_bad_keep", "split", {"x": "body_volume_l", "y": "mmp_pct", "coef": [1, 1], "keep": "left"},
-     P.BAD_KEEP.format(value="left")),
+     C.BAD_KEEP.format(value="left")),
     ("split_bad_coef", "split", {"x": "body_volume_l", "y": "mmp_pct", "coef": [0, 0]},
-     P.BAD_COEF.format(value=[0, 0])),
+     C.BAD_COEF.format(value=[0, 0])),
     ("split_unknown_key", "split", {"x": "body_volume_l", "y": "mmp_pct", "coef": [1, 1], "side": "up"},
-     P.UNKNOWN_SPLIT_KEY.format(key="side")),
-    ("unknown_top_key", "populaton", "x", P.UNKNOWN_TOP_KEY.format(key="populaton", allowed=", ".join(P._TOP_KEYS))),
-    ("missing_name", "name", "", P.MISSING_NAME.format(value="")),
+     C.UNKNOWN_SPLIT_KEY.format(key="side")),
+    ("unknown_top_key", "populaton", "x", C.UNKNOWN_TOP_KEY.format(key="populaton", allowed=", ".join(C._TOP_KEYS))),
+    ("missing_name", "name", "", C.MISSING_NAME.format(value="")),
 ]
 
 
@@ -322,13 +322,13 @@ def test_spec_errors(path, value, message):
 
 
 def test_yaml_and_sample_argument_errors(tmp_path, reference):
-    with pytest.raises(SpecError, match=re.escape(P.MISSING_FILE.format(path=tmp_path / "none.yaml"))):
+    with pytest.raises(SpecError, match=re.escape(C.MISSING_FILE.format(path=tmp_path / "none.yaml"))):
         PopulationSpec.from_yaml(tmp_path / "none.yaml")
-    with pytest.raises(SpecError, match=re.escape(P.BAD_YAML.format(kind="list"))):
+    with pytest.raises(SpecError, match=re.escape(C.BAD_YAML.format(kind="list"))):
         PopulationSpec.from_yaml("- a\n- b\n")
     with pytest.raises(SpecError, match="population spec is not valid YAML"):
         PopulationSpec.from_yaml("name: [unclosed\n")
-    with pytest.raises(SpecError, match=re.escape(P.BAD_N.format(value=0))):
+    with pytest.raises(SpecError, match=re.escape(C.BAD_N.format(value=0))):
         reference.sample(0, seed=0)
     assert isinstance(SpecError("x"), ValueError)
 

@@ -86,7 +86,7 @@ def test_a_run_starts_from_a_generator_directory_and_resumes_from_a_copy_without
     from vctcore.models.checkpoint import tensors_sha256
     from vctcore.train.from_generator import FOLDER
     from vctcore.train.run import train
-    from vctcore.train.stages import shared_latent_channels
+    from vctcore.train.warm_start import shared_latent_channels
 
     preset = yaml.safe_load(trained["preset"].read_text())
     preset["seg_ae"] = {"level": {**preset["seg_ae"]["level"], "channels": [8]}, "pack": 2}
@@ -182,7 +182,7 @@ def test_a_packed_finer_segmentation_latent_trains_from_an_earlier_run(trained, 
     from vctcore.models.config import load_preset
     from vctcore.models.diffusion import UNET_IN_CONV, UNET_OUT_CONV, LatentDiffusion
     from vctcore.train.run import train
-    from vctcore.train.stages import shared_latent_channels
+    from vctcore.train.warm_start import shared_latent_channels
 
     preset = yaml.safe_load(trained["preset"].read_text())
     preset["seg_ae"] = {"level": {**preset["seg_ae"]["level"], "channels": [8]}, "pack": 2}

@@ -10,7 +10,7 @@ it, :mod:`vctcore.train.latents`; resumable; ``cache/`` holds the cohort's array
 ``logs/diffusion.csv`` (the stage loop's, resumable), and, when done, the new generator directory.
 
 The U-Net starts from the base checkpoint's (EMA) weights and latent statistics; it trains with the
-diffusion stage's loss (:func:`vctcore.train.stages.diffusion_loss`, condition dropout as configured), a
+diffusion stage's loss (:func:`vctcore.train.diffusion_training.diffusion_loss`, condition dropout as configured), a
 100-step warm-up and a cosine decay to 10 % of ``lr``, and keeps an EMA (decay 0.995) that becomes the
 new weights. The first ``val_patients`` patients are held out: their loss with fixed noise and timesteps
 (four draws each) is recorded before and after in the new manifest's ``training.continuations``.
@@ -85,7 +85,7 @@ def continue_diffusion(checkpoint: str | Path, cohort: str | Path, run_dir: str 
     """
     from vctcore.devices import autocast, describe_device
     from vctcore.generator import Generator
-    from vctcore.train.stages import diffusion_loss, diffusion_step, noise_generator
+    from vctcore.train.diffusion_training import diffusion_loss, diffusion_step, noise_generator
 
     if steps < 1 or batch_size < 1 or lr <= 0 or val_patients < 1:
         raise ValueError(f"steps, batch size and val patients must be at least 1 and lr positive "

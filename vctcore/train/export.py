@@ -22,7 +22,8 @@ from vctcore.models.checkpoint import save_module, sha256_file
 from vctcore.models.config import GeneratorConfig
 from vctcore.train.budget import read_budget
 from vctcore.train.data import CohortArrays
-from vctcore.train.stages import image_ae_from_run, read_warm_starts, tuned_seg_ae_from_run
+from vctcore.train.stages import image_ae_from_run, tuned_seg_ae_from_run
+from vctcore.train.warm_start import read_warm_starts
 
 WEIGHT_FILES = ("image_ae.safetensors", "seg_ae.safetensors", "diffusion.safetensors", "post.safetensors")
 
@@ -79,7 +80,7 @@ def _store_half(src: Path, dst: Path) -> None:
 
 def _branch_provenance(run_dir: Path) -> dict:
     """``branched_from`` (the run or generator the run started from, the stages it brought and warm-started)
-    and ``warm_start`` (what each warm-started stage kept: :func:`vctcore.train.stages.read_warm_starts`)."""
+    and ``warm_start`` (what each warm-started stage kept: :func:`vctcore.train.warm_start.read_warm_starts`)."""
     out: dict = {}
     marker = run_dir / "branched_from.json"
     if marker.exists():

@@ -34,7 +34,7 @@ def generator_as_run(gen_dir: str | Path, out: str | Path) -> Path:
     and ``generator`` (the directory and the sha256 of each of its files), which identifies the source
     when the new run is resumed elsewhere. Written float32 with the same tensors on every call, so two runs
     started from one generator share their autoencoders
-    (:func:`vctcore.train.stages.shared_latent_channels`).
+    (:func:`vctcore.train.warm_start.shared_latent_channels`).
     """
     from vctcore.generator import Generator, read_checkpoint_json
 

@@ -116,7 +116,7 @@ def train(cohort: str | Path, run_dir: str | Path, *, preset: str | Path | Gener
     ``from_run`` starts a new run from the unchanged finished stages of an earlier one
     (:func:`vctcore.train.branch.branch_run`), or of a generator directory such as ``checkpoints/default``
     (:mod:`vctcore.train.from_generator`); ``warm_start`` names stages (so far: diffusion) that, when
-    retrained, start from ``from_run``'s weights wherever they fit (:func:`vctcore.train.stages.warm_start`).
+    retrained, start from ``from_run``'s weights wherever they fit (:func:`vctcore.train.warm_start.warm_start`).
     ``budget_minutes`` replaces the preset's time budget (0: none; :mod:`vctcore.train.budget`).
     """
     from vctcore.devices import resolve_device

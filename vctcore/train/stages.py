@@ -17,7 +17,6 @@ Each finished stage leaves ``<run>/models/<stage>.safetensors``; later stages lo
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -29,26 +28,25 @@ from monai.networks.nets import PatchDiscriminator
 from torch import nn
 
 from vctcore.models.autoencoders import SegAE, StackedImageAE, build_vq_level, hu_to_unit, one_hot, quantise
-from vctcore.models.checkpoint import load_matching, load_module, read_tensors, save_module, tensors_sha256
+from vctcore.models.checkpoint import load_module, save_module
 from vctcore.models.conditioning import attribute_bins, drop_conditions
 from vctcore.models.config import GeneratorConfig, StageSchedule
-from vctcore.models.diffusion import UNET_IN_CONV, UNET_OUT_CONV, LatentDiffusion
+from vctcore.models.diffusion import LatentDiffusion
 from vctcore.models.losses import (adversarial_loss, bone_interior, masked_l1, multi_window_l1, perceptual_loss,
                                   segmentation_loss)
 from vctcore.models.postprocess import PostProcessor, bins_one_hot, post_input
 from vctcore.train.budget import RunBudget
 from vctcore.train.data import CohortArrays, PatchSampler
 from vctcore.train.latents import encode_cohort, latents_done, load_latents
-from vctcore.train.loop import Progress, StageResult, run_loop, warmup_cosine_lr
+from vctcore.train.diffusion_training import diffusion_step, noise_generator
+from vctcore.train.loop import Progress, StageResult, run_loop
+from vctcore.train.warm_start import tuned_seg_ae_file, warm_start
 
 STAGES = ("image_ae_1", "image_ae_2", "seg_ae", "latents", "seg_decoder", "diffusion", "post")
 #: stages that run only when the preset has a schedule for them
 OPTIONAL_STAGES = ("seg_decoder",)
 #: stages that ``vct train --warm-start`` can start from an earlier run's weights
 WARM_STAGES = ("diffusion",)
-#: ``<run>/warm_start.json``: per warm-started stage, the weights it started from, the tensors left fresh,
-#: the grafted ones and the joint-latent channel pairs they kept
-WARM_START_RECORD = "warm_start.json"
 
 
 @dataclass
@@ -356,89 +354,6 @@ def _encode_latents(ctx: StageContext) -> StageResult:
     return StageResult("latents", min(done, n), n, done >= n, seconds, {})
 
 
-def diffusion_loss(model: nn.Module, sched, cfg, z0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor,
-                   bins: torch.Tensor, autocast: Callable) -> torch.Tensor:
-    """MSE of the U-Net's prediction (velocity or noise, per ``cfg.prediction_type``) for the normalised
-    latents ``z0`` (B, C, X, Y, Z) noised with ``noise`` at timesteps ``t`` (B,) under ``bins`` (B, K)."""
-    zt = sched.add_noise(z0, noise, t)
-    target = sched.get_velocity(z0, noise, t) if cfg.prediction_type == "v_prediction" else noise
-    with autocast():
-        pred = model(zt, t, bins)
-    return F.mse_loss(pred.float(), target)
-
-
-@torch.no_grad()
-def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
-    """``ema`` <- decay * ``ema`` + (1 - decay) * ``model``, parameter by parameter."""
-    for pe, pm in zip(ema.parameters(), model.parameters()):
-        pe.lerp_(pm, 1 - decay)
-
-
-def latent_batches(z_all: np.ndarray, device: torch.device,
-                   max_fraction: float = 0.25) -> Callable[[np.ndarray], torch.Tensor]:
-    """A function from sorted patient indices to their float32 latents on ``device``, (B, C, X, Y, Z).
-
-    On a CUDA device, latents taking at most ``max_fraction`` of its free memory are copied there once
-    (the ``cpu`` preset's 320 patients: 1.3 GB), so a step reads no memory map; otherwise each batch is
-    read from ``z_all`` (memory-mapped) and copied."""
-    if device.type == "cuda" and len(z_all):
-        free, _ = torch.cuda.mem_get_info(device)
-        if z_all.nbytes <= max_fraction * free:
-            on_device = torch.from_numpy(np.ascontiguousarray(z_all)).to(device)
-            return lambda idx: on_device[torch.from_numpy(idx).to(device)]
-    return lambda idx: torch.from_numpy(np.array(z_all[idx])).to(device)
-
-
-def noise_generator(device: torch.device, seed: int) -> torch.Generator | None:
-    """The diffusion's noise and timestep generator on a CUDA ``device`` (None on CPU, where they are
-    drawn from the CPU generator as before; see :func:`diffusion_step`)."""
-    return torch.Generator(device=device).manual_seed(seed) if device.type == "cuda" else None
-
-
-def diffusion_step(dm: LatentDiffusion, model: nn.Module, ema: nn.Module, opt: torch.optim.Optimizer,
-                   sch: StageSchedule | Callable[[], StageSchedule], z_all: np.ndarray, bins_all: torch.Tensor,
-                   rng: np.random.Generator,
-                   gen: torch.Generator, device: torch.device, autocast: Callable, *, ema_decay: float = 0.995,
-                   ema_warmup: bool = True, noise_gen: torch.Generator | None = None) -> Callable[[int], dict[str, float]]:
-    """One training step of the diffusion U-Net ``dm`` (through ``model``, its DDP wrapper or itself) on a
-    batch of latents drawn from ``z_all`` (N, C, X, Y, Z) with conditioning ``bins_all`` (N, K): warm-up +
-    cosine learning rate, condition dropout, gradient clipping, and the EMA ``ema`` (its decay warmed up
-    from 0.1 when ``ema_warmup``, for a U-Net trained from scratch). ``sch`` may be a function returning
-    the schedule (read at every step: a time budget may shorten the stage, and its cosine, mid-run).
-
-    Noise and timesteps come from ``noise_gen`` (on its own device) when given, else from ``gen`` on the
-    CPU. On a GPU, drawing them on the CPU makes the step CPU-bound (see checkpoints/default/notes.md);
-    latents that fit are then also held on the device (:func:`latent_batches`)."""
-    cfg = dm.cfg
-    sched = dm.train_scheduler()
-    schedule = sch if callable(sch) else (lambda: sch)
-    batch_of = latent_batches(z_all, device)
-
-    def step(i: int) -> dict[str, float]:
-        sch = schedule()
-        idx = np.sort(rng.integers(len(z_all), size=sch.batch_size))
-        z0 = dm.normalise(batch_of(idx))
-        bins = drop_conditions(bins_all[idx], cfg.condition_dropout, cfg.attribute_dropout, gen).to(device)
-        if noise_gen is None:
-            noise = torch.randn(z0.shape, generator=gen).to(device)
-            t = torch.randint(0, cfg.train_timesteps, (z0.shape[0],), generator=gen).to(device)
-        else:
-            noise = torch.randn(z0.shape, generator=noise_gen, device=noise_gen.device).to(device)
-            t = torch.randint(0, cfg.train_timesteps, (z0.shape[0],), generator=noise_gen,
-                              device=noise_gen.device).to(device)
-        for g in opt.param_groups:
-            g["lr"] = warmup_cosine_lr(sch, i)
-        loss = diffusion_loss(model, sched, cfg, z0, noise, t, bins, autocast)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(dm.parameters(), 1.0)
-        opt.step()
-        ema_update(ema, dm, min(ema_decay, (1 + i) / (10 + i)) if ema_warmup else ema_decay)
-        return {"loss": loss.item(), "lr": opt.param_groups[0]["lr"]}
-
-    return step
-
-
 def train_diffusion(ctx: StageContext, ema_decay: float = 0.995) -> StageResult:
     cfg, sch = ctx.cfg.diffusion, ctx.schedule("diffusion")
     z_all = load_latents(ctx.run_dir)
@@ -459,72 +374,6 @@ def train_diffusion(ctx: StageContext, ema_decay: float = 0.995) -> StageResult:
                           ctx.device, ctx.autocast, ema_decay=ema_decay, ema_warmup=True, noise_gen=noise)
     result = _run(ctx, "diffusion", {"dm": dm, "ema": ema}, {"dm": opt}, step, rng, {"gen": gen, "noise": noise})
     return _finish(ctx, "diffusion", ema, result, "diffusion")
-
-
-def warm_start(ctx: StageContext, stage: str, module: nn.Module, kind: str) -> None:
-    """With ``vct train --from-run OLD --warm-start STAGE``: a stage retrained because its config changed
-    (say, the diffusion now also reads BFP and MMP) starts from OLD's weights of that stage wherever
-    names and shapes fit (:func:`load_matching`); a resumed stage then loads its own state over them.
-    The old run's normalisation buffers must match (the same latents), so they are checked."""
-    if ctx.warm_from is None or stage not in ctx.warm_stages:
-        return
-    before = {k: v.clone() for k, v in module.state_dict().items() if k.startswith("latent_")}
-    path = ctx.warm_from / "models" / f"{stage}.safetensors"
-    old_state = read_tensors(path, kind)[1]
-    fresh = load_matching(module, path, kind=kind, state=old_state)
-    for k, v in before.items():
-        if not torch.allclose(module.state_dict()[k], v, rtol=1e-4, atol=1e-5):
-            raise ValueError(f"--warm-start {stage}: {ctx.warm_from} normalised other latents ({k} differs)")
-    grafted: list[str] = []
-    pairs: list[tuple[int, int]] = []
-    if isinstance(module, LatentDiffusion) and any(k.startswith((UNET_IN_CONV, UNET_OUT_CONV)) for k in fresh):
-        # the joint latent changed: the U-Net's first and last convolutions keep the old weights of the
-        # latent channels that mean what they meant (an autoencoder both runs share)
-        pairs = shared_latent_channels(ctx.warm_from, ctx.run_dir)
-        if pairs:
-            grafted = module.graft_latent_channels(old_state, pairs)
-    # the latent statistics are this run's own (computed from its latents), not fresh
-    left = set(fresh) - set(grafted) - set(before)
-    if ctx.rank == 0:  # provenance, copied into the exported generator's manifest
-        record = read_warm_starts(ctx.run_dir)
-        record[stage] = {"from": str(path.resolve()), "fresh_tensors": sorted(left), "grafted_tensors": grafted,
-                         "latent_channel_pairs": [list(p) for p in pairs]}
-        (ctx.run_dir / WARM_START_RECORD).write_text(json.dumps(record, indent=2))
-    if ctx.progress is not None:
-        ctx.progress(stage, 0, ctx.schedule(stage).steps, {"warm_fresh_tensors": float(len(left)),
-                                                           "warm_grafted_tensors": float(len(grafted))})
-
-
-def read_warm_starts(run_dir: Path) -> dict:
-    """The run's warm-start record (:data:`WARM_START_RECORD`; empty when no stage warm-started)."""
-    path = Path(run_dir) / WARM_START_RECORD
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-def shared_latent_channels(old_run: Path, new_run: Path) -> list[tuple[int, int]]:
-    """``(old, new)`` joint-latent channel pairs that carry the same latent in two runs: the image channels
-    (first in the joint latent) when every image AE level's weights are identical (tensor for tensor), the segmentation channels
-    when the segmentation AE the latents were encoded with is. Empty when neither is shared."""
-    cfgs = [GeneratorConfig.from_dict(json.loads((r / "run.json").read_text())["config"]) for r in (old_run, new_run)]
-    imgs = [c.image_ae.levels[-1].embedding_dim for c in cfgs]
-    pairs: list[tuple[int, int]] = []
-
-    def same(files: list[tuple[Path, Path]]) -> bool:
-        return all(a.exists() and b.exists() and tensors_sha256(a) == tensors_sha256(b) for a, b in files)
-
-    levels = [f"image_ae_{i + 1}.safetensors" for i in range(len(cfgs[1].image_ae.levels))]
-    if len(cfgs[0].image_ae.levels) == len(levels) and same([(old_run / "models" / f, new_run / "models" / f) for f in levels]):
-        pairs += [(c, c) for c in range(imgs[1])]
-    if same([(tuned_seg_ae_file(old_run / "models"), tuned_seg_ae_file(new_run / "models"))]):
-        pairs += [(imgs[0] + c, imgs[1] + c) for c in range(cfgs[1].seg_ae.latent_channels)]
-    return pairs
-
-
-def tuned_seg_ae_file(models: Path) -> Path:
-    """The segmentation AE weights in a run's ``models`` folder that the generator decodes with: the
-    ``seg_decoder`` stage's fine-tuned decoder when the run has one, else the ``seg_ae`` stage's."""
-    tuned = models / "seg_decoder.safetensors"
-    return tuned if tuned.exists() else models / "seg_ae.safetensors"
 
 
 def tuned_seg_ae_from_run(models: Path, cfg: GeneratorConfig) -> SegAE:

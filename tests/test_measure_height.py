@@ -13,8 +13,8 @@ import pytest
 
 from vctcore.labels import FINE_LABELS
 from vctcore.measure.height import HeightCalibration, HeightResult, measure_height
-from vctcore.measure.height_calibration import (
-    DEFAULT_CALIBRATION_PATH, fit_height_calibration, load_default_calibration)
+from vctcore.measure.height_calibration import DEFAULT_CALIBRATION_PATH, load_default_calibration
+from vctcore.phantom.calibrate_height import fit_height_calibration
 from vctcore.phantom import Pose, build_phantom
 from vctcore.phantom.builder import REQUIRED, supported_rows
 from vctcore.population import PopulationSpec

@@ -40,6 +40,7 @@ from vctcore.train.data import CohortArrays, PatchSampler
 from vctcore.train.latents import encode_cohort, latents_done, load_latents
 from vctcore.train.diffusion_training import diffusion_step, noise_generator
 from vctcore.train.loop import Progress, StageResult, run_loop
+from vctcore.train.seeds import child_seed
 from vctcore.train.warm_start import tuned_seg_ae_file, warm_start
 
 STAGES = ("image_ae_1", "image_ae_2", "seg_ae", "latents", "seg_decoder", "diffusion", "post")
@@ -47,6 +48,9 @@ STAGES = ("image_ae_1", "image_ae_2", "seg_ae", "latents", "seg_decoder", "diffu
 OPTIONAL_STAGES = ("seg_decoder",)
 #: stages that ``vct train --warm-start`` can start from an earlier run's weights
 WARM_STAGES = ("diffusion",)
+#: what each of a stage's random streams draws: patches or latent batches, condition dropout and noise on
+#: the CPU, noise on a GPU, a held-out check's fixed draws (:func:`StageContext.stream_seed`)
+STREAMS = ("samples", "torch", "device", "held_out")
 
 
 @dataclass
@@ -88,6 +92,11 @@ class StageContext:
         n = len(self.data)
         sch = self.cfg.schedules.get("latents")
         return min(n, sch.steps) if sch is not None else n
+
+    def stream_seed(self, stage: str, stream: str) -> int:
+        """The seed of ``stage``'s random ``stream`` (:data:`STREAMS`) on this rank: the run seed's child
+        ``(stage's index in STAGES, stream's index, rank)`` (:func:`vctcore.train.seeds.child_seed`)."""
+        return child_seed(self.seed, STAGES.index(stage), STREAMS.index(stream), self.rank)
 
     def autocast(self):
         from vctcore.devices import autocast
@@ -138,7 +147,7 @@ def _run(ctx: StageContext, stage: str, modules: dict[str, nn.Module], opts: dic
 def _sampler(ctx: StageContext, stage: str, p_class: float = 0.0) -> PatchSampler:
     sch = ctx.schedule(stage)
     patch = tuple(sch.patch or ctx.cfg.grid_shape)
-    return PatchSampler(ctx.data, patch, seed=ctx.seed * 1000 + STAGES.index(stage) * 10 + ctx.rank, p_class=p_class)
+    return PatchSampler(ctx.data, patch, seed=ctx.stream_seed(stage, "samples"), p_class=p_class)
 
 
 def _hu_patches(ctx: StageContext, sampler: PatchSampler, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -367,9 +376,9 @@ def train_diffusion(ctx: StageContext, ema_decay: float = 0.995) -> StageResult:
     ema = _frozen(copy.deepcopy(dm))
     model = ctx.wrap(dm)
     opt = _adamw(dm, sch.lr)
-    rng = np.random.default_rng(ctx.seed * 1000 + 40 + ctx.rank)
-    gen = torch.Generator().manual_seed(ctx.seed * 1000 + 41 + ctx.rank)
-    noise = noise_generator(ctx.device, ctx.seed * 1000 + 42 + ctx.rank)
+    rng = np.random.default_rng(ctx.stream_seed("diffusion", "samples"))
+    gen = torch.Generator().manual_seed(ctx.stream_seed("diffusion", "torch"))
+    noise = noise_generator(ctx.device, ctx.stream_seed("diffusion", "device"))
     step = diffusion_step(dm, model, ema, opt, lambda: ctx.schedule("diffusion"), z_all, bins_all, rng, gen,
                           ctx.device, ctx.autocast, ema_decay=ema_decay, ema_warmup=True, noise_gen=noise)
     result = _run(ctx, "diffusion", {"dm": dm, "ema": ema}, {"dm": opt}, step, rng, {"gen": gen, "noise": noise})
@@ -413,7 +422,7 @@ def train_post(ctx: StageContext) -> StageResult:
     opt = _adamw(post, sch.lr)
     per = perceptual_loss().to(ctx.device) if sch.perceptual_weight > 0 else None
     sampler = _sampler(ctx, "post")
-    gen = torch.Generator().manual_seed(ctx.seed * 1000 + 70 + ctx.rank)
+    gen = torch.Generator().manual_seed(ctx.stream_seed("post", "torch"))
 
     # the attributes as the post-processor reads them, dropped to "none" as often as the diffusion's
     # conditions are, so that it also serves requests without them

@@ -25,31 +25,6 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def fidelity_card_metrics(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Headline figures of a ``vct evaluate-generator`` report as model-card metrics (value, target,
-    definition with n, the paper's value and the report's creation time)."""
-    from vctcore.evaluate.summary import LABELS, context_rows
-
-    metrics: dict[str, dict[str, Any]] = {}
-    n, when = report.get("n"), report.get("created_utc")
-    for key, label in LABELS.items():
-        m = report.get("metrics", {}).get(key)
-        if not m:
-            continue
-        paper = f"; paper {m['paper']:.3g}" if isinstance(m.get("paper"), (int, float)) else ""
-        label = f"{label} ({m['caller']})" if m.get("caller") else label  # which checker decided
-        metrics[f"fidelity.{key}"] = {
-            "value": m.get("value"), "target": f"{m.get('comparison', '')} {m.get('target', '')}".strip(),
-            "pass": m.get("pass"), "definition": f"{label}; n={n} matched pairs{paper} (vct evaluate-generator, {when})"}
-    recon_n = (report.get("metrics", {}).get("reconstruction") or {}).get("n", n)
-    for row in context_rows(report):
-        if row["value"] is not None:
-            key = "fidelity." + "".join(c if c.isalnum() else "_" for c in row["figure"].lower()).strip("_")
-            k = recon_n if "econstruct" in row["figure"] else n  # reconstructions: the first --recon-n patients
-            metrics[key] = {"value": row["value"], "target": "", "definition": f"{row['figure']}; n={k} ({when})"}
-    return metrics
-
-
 def update_model_card(gen_dir: str | Path, metrics: dict[str, Any], *, notes: str | None = None) -> Path:
     """Merge ``metrics`` into ``gen_dir/metrics.json`` (same keys replaced) and rewrite the card."""
     gen_dir = Path(gen_dir)

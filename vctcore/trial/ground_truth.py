@@ -1,13 +1,13 @@
 """Ground truth of every image of a trial, measured from the image the same way (paper Appendix B).
 
-Real, reconstructed and synthetic images are all measured by :func:`vctcore.evaluate.measures.image_measurements`
+Real, reconstructed and synthetic images are all measured by :func:`vctcore.fidelity.measures.image_measurements`
 from the CT (HU) and a 16-class merged segmentation, so that a difference between sample types is a
 difference between images, not between measurement methods:
 
 * ``segmentation="own"``: the segmentation that comes with the image (a real cohort's ``seg.nii.gz``,
   the generator's joint segmentation of a synthetic patient, the decoded segmentation of a reconstruction).
 * ``segmentation="independent"``: the independent segmenter of the fidelity suite
-  (:func:`vctcore.evaluate.segmenter.load_segmenter`, TotalSegmentator when installed) on every image,
+  (:func:`vctcore.checkers.segmenter.load_segmenter`, TotalSegmentator when installed) on every image,
   as the paper does with TotalSegmentator.
 
 Measured per image: ``weight_kg``, ``body_volume_l`` (Appendix B density over the body mask),
@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from vctcore.assets import package_file
-from vctcore.evaluate.measures import FIELDS
+from vctcore.fidelity.measures import FIELDS
 from vctcore.models.checkpoint import sha256_file
 from vctcore.progress import Progress
 
@@ -69,7 +69,7 @@ class HeightCalibration:
 
     @classmethod
     def fit(cls, extent_cm: Sequence[float], height_cm: Sequence[float]) -> HeightCalibration:
-        from vctcore.evaluate.conditioning import fit_line
+        from vctcore.fidelity.conditioning import fit_line
 
         x, y = np.asarray(extent_cm, float), np.asarray(height_cm, float)
         ok = np.isfinite(x) & np.isfinite(y)
@@ -101,8 +101,8 @@ _SEGMENTER = None
 
 def _independent_segmentation(ct):
     global _SEGMENTER
-    from vctcore.evaluate.anatomy import body_mask
-    from vctcore.evaluate.segmenter import load_segmenter
+    from vctcore.checkers.segmenter import load_segmenter
+    from vctcore.fidelity.anatomy import body_mask
 
     if _SEGMENTER is None:
         _SEGMENTER = load_segmenter("auto", device="cpu")
@@ -111,7 +111,7 @@ def _independent_segmentation(ct):
 
 def measure_image(ct_path: str | os.PathLike, seg_path: str | os.PathLike, segmentation: str = "own") -> dict[str, Any]:
     """The :data:`MEASURED` fields of one image (NaN where not measurable) and ``notes`` (list of str)."""
-    from vctcore.evaluate.measures import image_measurements
+    from vctcore.fidelity.measures import image_measurements
     from vctcore.labels import MERGED_CLASSES
     from vctcore.volume import read_ct, read_labels
 

@@ -122,7 +122,7 @@ class PatientStore:
         """Autoencoder round trips (encode + decode) of the real patients ``rows['id']`` of the cohort
         ``real_dir``; the post-processor reads each patient's recorded attributes. Returns
         ``source_id``, ``patient_id``, ``dir`` per row."""
-        from vctcore.evaluate.recon import reconstruct
+        from vctcore.fidelity.recon import reconstruct
         from vctcore.labels import MERGED_CLASSES
         from vctcore.volume import read_ct, read_labels
 

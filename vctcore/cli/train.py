@@ -20,7 +20,8 @@ def run(args: argparse.Namespace) -> int:
         report = train(args.cohort, args.run, preset=args.preset, seed=args.seed, device=args.device,
                        stages=stages, max_minutes=args.max_minutes, limit=args.limit, progress=progress,
                        from_run=args.from_run, warm_start=tuple(filter(None, (args.warm_start or "").split(","))),
-                       budget_minutes=args.budget_minutes)
+                       budget_minutes=args.budget_minutes, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                       val_patients=args.val_patients)
     except (ValueError, FileNotFoundError, CheckpointError) as err:
         raise CLIError(str(err)) from None
     for r in report.results:
@@ -28,8 +29,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"{r.stage}: {state} at step {r.step}/{r.total} ({r.seconds / 60:.1f} min in total)")
     for line in report.budget_lines:
         print(line)
+    for stage, h in report.held_out.items():
+        if "after" in h:
+            print(f"{stage}: held-out {h['figure']} {h['before']:.4f} -> {h['after']:.4f}")
     if report.generator_dir is not None:
-        print(f"generator written to {report.generator_dir}")
+        dropped = " (metrics of the replaced networks dropped: run vct evaluate-generator)" if report.held_out else ""
+        print(f"generator written to {report.generator_dir}{dropped}")
     else:
         print(f"not finished; rerun the same command to continue ({', '.join(STAGES)})")
     return 0
@@ -52,51 +57,8 @@ def _progress_printer(args: argparse.Namespace):
     return progress
 
 
-def run_continue(args: argparse.Namespace) -> int:
-    from vctcore.train.continue_diffusion import continue_diffusion
-
-    _set_threads(args)
-    _print_continuation(_continuation(continue_diffusion, args, batch_size=args.batch_size, lr=args.lr))
-    return 0
-
-
-def run_continue_seg(args: argparse.Namespace) -> int:
-    from vctcore.train.continue_seg_decoder import continue_seg_decoder
-
-    _set_threads(args)
-    _print_continuation(_continuation(continue_seg_decoder, args, batch_size=args.batch_size, lr=args.lr,
-                                      slab=args.slab))
-    return 0
-
-
-def _continuation(fn, args: argparse.Namespace, **kwargs):
-    """Run a continuation function with the options every continuation command takes."""
-    from vctcore.models.checkpoint import CheckpointError
-
-    try:
-        return fn(args.checkpoint, args.cohort, args.run, steps=args.steps, seed=args.seed,
-                  val_patients=args.val_patients, device=args.device, max_minutes=args.max_minutes, limit=args.limit,
-                  progress=_progress_printer(args), **kwargs)
-    except (ValueError, FileNotFoundError, CheckpointError) as err:
-        raise CLIError(str(err)) from None
-
-
-def _print_continuation(rep) -> None:
-    """One line on where a continuation (a ``ContinuationReport``) stopped, or what it wrote."""
-    if rep.encoded < rep.n_patients:
-        print(f"latents: paused after encoding {rep.encoded}/{rep.n_patients} patients; "
-              f"rerun the same command to continue")
-    elif rep.generator_dir is None:
-        print(f"{rep.stage}: paused at step {rep.step}/{rep.total} ({rep.seconds / 60:.1f} min in total); "
-              f"rerun the same command to continue")
-    else:
-        print(f"{rep.stage}: done, {rep.total} steps ({rep.seconds / 60:.1f} min); {rep.figure} {rep.before:.4f} -> "
-              f"{rep.after:.4f}")
-        print(f"generator written to {rep.generator_dir} (its fidelity figures were dropped: run vct evaluate-generator)")
-
-
 def _add_run_options(p: argparse.ArgumentParser) -> None:
-    """Options both training commands take: time budget, patient limit, progress and CPU threads."""
+    """Run options: time budget, patient limit, progress and CPU threads."""
     p.add_argument("--max-minutes", type=float, default=None, help="stop (resumably) after this wall time")
     p.add_argument("--limit", type=int, default=None, help="use only the first N patients")
     p.add_argument("--log-seconds", type=float, default=30.0, help="seconds between progress lines")
@@ -118,7 +80,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     # anywhere on its command line as an ambiguous abbreviation of its --run-path and stops
     p.add_argument("--run", "--run-dir", dest="run", required=True,
                    help="run directory (state, logs, models; resumable); spell it --run-dir under torchrun")
-    p.add_argument("--preset", default="cpu", help="preset name (cpu, paper) or YAML path")
+    p.add_argument("--preset", default=None,
+                   help="preset name (cpu, paper) or YAML path (default: cpu; from a generator directory, its config)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--from-run", default=None,
@@ -130,38 +93,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "changed (e.g. new conditioning attributes, a finer segmentation latent), start from the earlier "
                         "run's weights where they fit (the diffusion U-Net keeps the old weights of latent channels "
                         "that both runs' autoencoders share)")
-    p.add_argument("--stages", default=None, help="comma-separated subset of stages to run")
+    p.add_argument("--stages", default=None,
+                   help="comma-separated subset of stages to run; with --from-run GENERATOR_DIR, the generator's "
+                        "stages to train on (diffusion, seg_decoder): more steps, or another cohort on its grid")
+    p.add_argument("--steps", type=int, default=None, help="training on: steps to add (default: the preset's)")
+    p.add_argument("--batch-size", type=int, default=None, help="training on: batch size (default: the preset's)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="training on: peak learning rate, cosine decay to 10%% (default: the preset's)")
+    p.add_argument("--val-patients", type=int, default=None,
+                   help="training on: the first N patients held out for the loss or Dice check (default 8)")
     p.add_argument("--budget-minutes", type=float, default=None,
                    help="wall-time budget of the whole run in minutes, replacing the preset's (cpu: 172); each stage "
                         "times its first steps and is shortened if the run would not fit; 0: no budget")
     _add_run_options(p)
     p.set_defaults(func=run)
-
-    c = sub.add_parser("continue-diffusion",
-                       help="train a finished generator's diffusion U-Net further (more steps or another cohort)")
-    _add_continuation_options(c, batch_size=16, lr=1e-4, val_patients=40, checked="loss", cache="latents")
-    c.set_defaults(func=run_continue)
-
-    s = sub.add_parser("continue-seg-decoder",
-                       help="train a finished generator's segmentation decoder further (encoder and codebook frozen)")
-    _add_continuation_options(s, batch_size=4, lr=2e-4, val_patients=8, checked="Dice", cache="cache, latents")
-    s.add_argument("--slab", type=int, default=0,
-                   help="latent slices of Z per training sample (0: whole volumes, as the generator decodes)")
-    s.set_defaults(func=run_continue_seg)
-
-
-def _add_continuation_options(p: argparse.ArgumentParser, *, batch_size: int, lr: float, val_patients: int,
-                              checked: str, cache: str) -> None:
-    """Options every continuation command takes, with its own defaults."""
-    p.add_argument("--checkpoint", required=True, help="generator directory to continue from")
-    p.add_argument("--cohort", required=True, help="cohort on the generator's grid (phantom or real)")
-    p.add_argument("--run", required=True, help=f"continuation directory ({cache}, state, logs; resumable); "
-                                                "the new generator is written to RUN/generator")
-    p.add_argument("--steps", type=int, required=True, help="training steps to add")
-    p.add_argument("--batch-size", type=int, default=batch_size)
-    p.add_argument("--lr", type=float, default=lr, help="peak learning rate (cosine decay to 10%%)")
-    p.add_argument("--val-patients", type=int, default=val_patients,
-                   help=f"first N patients held out for the {checked} check")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    _add_run_options(p)

@@ -75,8 +75,9 @@ def reusable_stages(old_meta: dict[str, Any], cfg: GeneratorConfig) -> list[str]
 
 
 def branch_run(old_run: str | Path, new_run: str | Path, cfg: GeneratorConfig, cohort_fingerprint: str,
-               seed: int, warm_start: Sequence[str], cohort: Path, ids: list[str]) -> list[str]:
-    """Bring the reusable finished stages of ``old_run`` into the new (empty) ``new_run``.
+               seed: int, warm_start: Sequence[str], cohort: Path, ids: list[str], leave: Sequence[str] = ()) -> list[str]:
+    """Bring the reusable finished stages of ``old_run`` into the new (empty) ``new_run``, except those in
+    ``leave`` (stages trained on from the old weights: :mod:`vctcore.train.train_on`), which must be reusable.
 
     Returns the stages brought over; ``warm_start`` (stages that start from the old run's weights) is
     recorded beside them in ``branched_from.json``. ``cohort_fingerprint`` is that of the patients ``ids``
@@ -105,7 +106,12 @@ def branch_run(old_run: str | Path, new_run: str | Path, cfg: GeneratorConfig, c
             not same_cohort(old_meta["cohort_fingerprint"], cohort_fingerprint, cohort, ids) or old_meta["seed"] != seed):
         raise ValueError(f"{old_run} was trained on another cohort or seed ({old_meta['cohort']}, "
                          f"seed {old_meta['seed']}); its stages cannot be reused")
-    brought = _bring(old_run, new_run, reusable_stages(old_meta, cfg))
+    reusable = reusable_stages(old_meta, cfg)
+    changed = [s for s in leave if s not in reusable]
+    if changed:
+        raise ValueError(f"--stages {','.join(changed)}: this preset changes what {old_run} trained there; train a "
+                         f"generator's stages on with its own config, or retrain them with --warm-start")
+    brought = _bring(old_run, new_run, [s for s in reusable if s not in leave])
     b = read_budget(old_run)
     if b is not None:
         # a brought stage the old run's time budget shortened is finished at its shortened length

@@ -38,13 +38,13 @@ from __future__ import annotations
 import csv
 import json
 import math
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from vctcore.models.config import GeneratorConfig, StageSchedule, TimeBudget
+from vctcore.provenance import utc_now
 
 #: stages whose length is not a schedule the budget may shorten (``latents`` encodes every patient once)
 FIXED_STAGES = ("latents",)
@@ -107,7 +107,7 @@ def plan_stage(budget: TimeBudget, stage: str, configured_steps: int, done_steps
             "slowdown": round(own, 3) if own is not None else None, "predicted_slowdown": round(factor, 3),
             "spent_minutes": round(spent_s / 60.0, 2), "left_minutes": round(left_s / 60.0, 2),
             "later_fixed_minutes": round(fixed_s / 60.0, 2), "at_floor": steps == floor_steps < configured_steps,
-            "decided": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            "decided_utc": utc_now()}
 
 
 def logged_progress(run_dir: Path, stage: str) -> tuple[int, float]:
@@ -170,8 +170,8 @@ class RunBudget:
             if old is not None:
                 if abs(new["steps"] - old["steps"]) < max(1, math.ceil(REVISE_FRACTION * sch.steps)):
                     return self.schedule(stage, sch)  # too small a change to move the schedule for
-                keep = ("decided_at_step", "steps", "s_per_step", "left_minutes", "decided")
-                new["revisions"] = [*old.get("revisions", []), {k: old[k] for k in keep}]
+                keep = ("decided_at_step", "steps", "s_per_step", "left_minutes", "decided_utc")
+                new["revisions"] = [*old.get("revisions", []), {k: old[k] for k in keep if k in old}]
             self.state["minutes"] = self.budget.minutes
             self.state["stages"][stage] = new
             tmp = self.path.with_suffix(".tmp")

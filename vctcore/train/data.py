@@ -157,8 +157,10 @@ class PatchSampler:
     RandCropByLabelClasses does), else with ``p_body`` on a body voxel (HU > -500), else anywhere."""
 
     def __init__(self, data: CohortArrays, patch: tuple[int, int, int], seed: int, p_body: float = 0.9,
-                 p_class: float = 0.0) -> None:
+                 p_class: float = 0.0, first: int = 0) -> None:
         self.data = data
+        #: patients [first, N) are drawn from (the first ones held out)
+        self.first = first
         self.patch = tuple(patch)
         self.rng = np.random.default_rng(seed)
         self.p_body = p_body
@@ -200,7 +202,7 @@ class PatchSampler:
         cts, segs, idx = [], [], []
         px, py, pz = self.patch
         for _ in range(size):
-            i = int(self.rng.integers(len(self.data)))
+            i = int(self.rng.integers(self.first, len(self.data)))
             x, y, z = self._corner(i)
             cts.append(np.asarray(self.data.ct[i, x:x + px, y:y + py, z:z + pz], dtype=np.float32))
             segs.append(np.asarray(self.data.seg[i, x:x + px, y:y + py, z:z + pz], dtype=np.int64))

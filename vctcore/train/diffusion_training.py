@@ -1,6 +1,6 @@
-"""The diffusion stage's training step, shared by ``vct train`` (:func:`vctcore.train.stages.train_diffusion`)
-and ``vct continue-diffusion``: the v/eps loss on normalised latents with condition dropout, the EMA, latent
-batches and the per-step noise generator."""
+"""The diffusion stage's training step (:func:`vctcore.train.stages.train_diffusion`, from scratch or trained
+on from a generator) and its held-out loss (:mod:`vctcore.train.held_out`): the v/eps loss on normalised
+latents with condition dropout, the EMA, latent batches and the per-step noise generator."""
 from __future__ import annotations
 
 from collections.abc import Callable

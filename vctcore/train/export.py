@@ -20,6 +20,7 @@ import torch
 
 from vctcore.models.checkpoint import save_module, sha256_file
 from vctcore.models.config import GeneratorConfig
+from vctcore.provenance import read_versions
 from vctcore.train.budget import read_budget
 from vctcore.train.data import CohortArrays
 from vctcore.train.stages import image_ae_from_run, tuned_seg_ae_from_run
@@ -91,6 +92,16 @@ def _branch_provenance(run_dir: Path) -> dict:
     return out
 
 
+def run_provenance(run: dict) -> dict:
+    """The provenance record of a run's start as its ``run.json`` holds it (``created_utc``, ``versions``,
+    ``machine``, ``seeds``: :func:`vctcore.provenance.provenance`). A run started by older code names the
+    time ``started`` (local) and the versions ``package_versions``: both are read, under the new keys."""
+    out = {k: run[k] for k in ("created_utc", "machine", "seeds") if k in run}
+    if "created_utc" not in out and "started" in run:
+        out["started"] = run["started"]
+    return {**out, "versions": read_versions(run)}
+
+
 def export_generator(run_dir: Path, out: Path, data: CohortArrays | None = None) -> Path:
     """Write the generator directory ``out`` from the finished stages of ``run_dir``."""
     run = json.loads((run_dir / "run.json").read_text())
@@ -113,8 +124,8 @@ def export_generator(run_dir: Path, out: Path, data: CohortArrays | None = None)
         "spacing_mm": list(cfg.spacing_mm),
         "origin_mm": cache_meta.get("origin_mm", [0.0, 0.0, 0.0]),
         "training": {"cohort": run["cohort"], "cohort_fingerprint": run["cohort_fingerprint"],
-                     "n_patients": cache_meta.get("n"), "seed": run["seed"], "started": run["started"],
-                     "package_versions": run["package_versions"], "stages": _stage_log_summary(run_dir),
+                     "n_patients": cache_meta.get("n"), "seed": run["seed"], **run_provenance(run),
+                     "stages": _stage_log_summary(run_dir),
                      **({"time_budget": budget} if (budget := read_budget(run_dir)) else {}),
                      **_branch_provenance(run_dir)},
         "support": attribute_support(data.table, cfg.diffusion.condition_on) if data is not None

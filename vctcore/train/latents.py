@@ -1,7 +1,7 @@
 """The joint latents Z = [Z_img, Z_seg] of a cohort, encoded resumably into ``<run>/latents/z.npy``.
 
-Both the training stage ``latents`` and ``vct continue-diffusion`` encode a cohort here with frozen
-autoencoders; ``vct continue-seg-decoder`` encodes the segmentation half only (Z_seg). The array is a
+The training stage ``latents`` encodes a cohort here with frozen autoencoders (with ``ae`` None,
+:func:`encode_cohort` encodes the segmentation half only, Z_seg). The array is a
 float32 ``.npy`` memory map, axes (N, C, *latent_shape);
 ``done.json`` next to it counts the patients encoded so far, in cohort order, so a stopped run
 continues where it left off.

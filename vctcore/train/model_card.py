@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from vctcore.models.checkpoint import sha256_file
+from vctcore.provenance import read_versions
 
 
 #: how the model card names each sampler of vctcore.models.config.SAMPLERS
@@ -75,7 +76,7 @@ def write_model_card(gen_dir: str | Path, metrics: dict[str, Any] | None = None,
         f"- Preset: `{cfg['name']}`; grid {cfg['grid_shape']} voxels at {cfg['spacing_mm']} mm; latent "
         f"compression {2 ** sum(len(lv['channels']) for lv in cfg['image_ae']['levels'])}x per axis.",
         f"- Cohort: {tr.get('n_patients')} patients from `{tr.get('cohort')}` (fingerprint "
-        f"`{tr.get('cohort_fingerprint')}`), seed {tr.get('seed')}, started {tr.get('started')}.",
+        f"`{tr.get('cohort_fingerprint')}`), seed {tr.get('seed')}, started {tr.get('created_utc') or tr.get('started')}.",
         f"- Conditioning: {', '.join(cfg['diffusion']['condition_on'])}; sampler "
         f"{SAMPLER_NAMES.get(cfg['diffusion'].get('sampler', 'ddim'), cfg['diffusion'].get('sampler'))} "
         f"{cfg['diffusion']['sample_steps']} steps, guidance {cfg['diffusion']['guidance_scale']}"
@@ -106,7 +107,7 @@ def write_model_card(gen_dir: str | Path, metrics: dict[str, Any] | None = None,
             lines.append(f"| {c['stage']} | {c['steps']} | {c['batch_size']} | {c['seconds'] / 60:.1f} | {c['device']} | "
                          f"`{c['cohort']}` ({c['n_patients']}) | {_held_out_change(c)} |")
         lines += [f"- continuation {i + 1}: {c['method']}" for i, c in enumerate(conts) if c.get("method")]
-    pv = tr.get("package_versions", {})
+    pv = read_versions(tr)
     lines += ["", f"Package versions: {', '.join(f'{k} {v}' for k, v in pv.items())}; "
                   f"card written on {platform.machine()} / Python {platform.python_version()}.", ""]
     lines += ["## Metrics", ""]

@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from monai.networks.nets import PatchDiscriminator
 from torch import nn
 
 from vctcore.models.autoencoders import SegAE, StackedImageAE, build_vq_level, hu_to_unit, one_hot, quantise
@@ -32,15 +31,17 @@ from vctcore.models.checkpoint import load_module, save_module
 from vctcore.models.conditioning import attribute_bins, drop_conditions
 from vctcore.models.config import GeneratorConfig, StageSchedule
 from vctcore.models.diffusion import LatentDiffusion
-from vctcore.models.losses import (adversarial_loss, bone_interior, masked_l1, multi_window_l1, perceptual_loss,
-                                  segmentation_loss)
+from vctcore.models.losses import bone_interior, masked_l1, multi_window_l1, perceptual_loss, segmentation_loss
 from vctcore.models.postprocess import PostProcessor, bins_one_hot, post_input
+from vctcore.train.adversary import Adversary
 from vctcore.train.budget import RunBudget
 from vctcore.train.data import CohortArrays, PatchSampler
 from vctcore.train.latents import encode_cohort, latents_done, load_latents
 from vctcore.train.diffusion_training import diffusion_step, noise_generator
 from vctcore.train.loop import Progress, StageResult, run_loop
+from vctcore.train.held_out import diffusion_loss_figure, seg_decoder_dice_figure
 from vctcore.train.seeds import child_seed
+from vctcore.train.train_on import held_out_check, start_from_generator
 from vctcore.train.warm_start import tuned_seg_ae_file, warm_start
 
 STAGES = ("image_ae_1", "image_ae_2", "seg_ae", "latents", "seg_decoder", "diffusion", "post")
@@ -74,6 +75,14 @@ class StageContext:
     #: the current one, each with the fraction of its full schedule left (what the budget predicts from)
     budget: RunBudget | None = None
     pending: dict[str, float] = field(default_factory=dict)
+    #: ``vct train --from-run GENERATOR --stages``: stages trained on from the generator's weights (in
+    #: ``warm_from``), and the first patients held out of their training (vctcore.train.train_on)
+    train_on: tuple[str, ...] = ()
+    val_patients: int = 0
+
+    def held_out(self, stage: str) -> int:
+        """Patients held out of ``stage``'s training: the first ``val_patients`` when it trains on, else 0."""
+        return self.val_patients if stage in self.train_on else 0
 
     def model_path(self, stage: str) -> Path:
         return self.run_dir / "models" / f"{stage}.safetensors"
@@ -145,9 +154,11 @@ def _run(ctx: StageContext, stage: str, modules: dict[str, nn.Module], opts: dic
 
 
 def _sampler(ctx: StageContext, stage: str, p_class: float = 0.0) -> PatchSampler:
+    """The stage's patch sampler over the patients its training sees (all but those held out)."""
     sch = ctx.schedule(stage)
     patch = tuple(sch.patch or ctx.cfg.grid_shape)
-    return PatchSampler(ctx.data, patch, seed=ctx.stream_seed(stage, "samples"), p_class=p_class)
+    return PatchSampler(ctx.data, patch, seed=ctx.stream_seed(stage, "samples"), p_class=p_class,
+                        first=ctx.held_out(stage))
 
 
 def _hu_patches(ctx: StageContext, sampler: PatchSampler, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -162,39 +173,12 @@ def load_image_level(ctx: StageContext, index: int) -> nn.Module:
     return vq.to(ctx.device)
 
 
-class _Adversary:
-    """Patch discriminator and its optimiser for the adversarial term of an autoencoder stage."""
-
-    def __init__(self, ctx: StageContext, stage: str) -> None:
-        sch = ctx.schedule(stage)
-        # the start is read at every step: a time budget may shorten the stage (and its start) mid-run
-        self.weight, self.start = sch.adversarial_weight, lambda: ctx.schedule(stage).adversarial_start
-        self.disc = PatchDiscriminator(spatial_dims=3, num_layers_d=3, channels=32, in_channels=1,
-                                       out_channels=1).to(ctx.device) if self.weight > 0 else None
-        self.opt = _adamw(self.disc, sch.lr) if self.disc is not None else None
-        self.loss = adversarial_loss()
-
-    def active(self, step: int) -> bool:
-        return self.disc is not None and step >= self.start()
-
-    def generator_term(self, fake: torch.Tensor) -> torch.Tensor:
-        return self.weight * self.loss(self.disc(fake)[-1], target_is_real=True, for_discriminator=False)
-
-    def discriminator_step(self, fake: torch.Tensor, real: torch.Tensor) -> float:
-        self.opt.zero_grad(set_to_none=True)
-        d = 0.5 * (self.loss(self.disc(fake.detach())[-1], target_is_real=False, for_discriminator=True)
-                   + self.loss(self.disc(real)[-1], target_is_real=True, for_discriminator=True))
-        d.backward()
-        self.opt.step()
-        return d.item()
-
-
 def train_image_ae_1(ctx: StageContext) -> StageResult:
     cfg, sch = ctx.cfg.image_ae, ctx.schedule("image_ae_1")
     vq = build_vq_level(cfg.levels[0]).to(ctx.device)
     model = ctx.wrap(vq)
     opt = _adamw(vq, sch.lr)
-    adv = _Adversary(ctx, "image_ae_1")
+    adv = Adversary(ctx, "image_ae_1", _adamw)
     per = perceptual_loss().to(ctx.device) if sch.perceptual_weight > 0 else None
     sampler = _sampler(ctx, "image_ae_1")
 
@@ -311,9 +295,15 @@ def train_seg_decoder(ctx: StageContext) -> StageResult:
         opt.step()
         return {"loss": dice_ce.item(), "dice_ce": dice_ce.item()}
 
+    check = None
+    if "seg_decoder" in ctx.train_on:
+        check = held_out_check(ctx, "seg_decoder", seg_decoder_dice_figure(
+            seg_ae, decoder, ctx.data, ctx.held_out("seg_decoder"), ctx.device, ctx.autocast))
     # only the decoder is trained and saved in the state (train mode on the whole AE would let the
     # quantiser's EMA move the codebook)
     result = _run(ctx, "seg_decoder", {"decoder": decoder}, {"decoder": opt}, step, sampler)
+    if check is not None:
+        check(result)
     return _finish(ctx, "seg_decoder", seg_ae, result, "seg_ae")
 
 
@@ -368,10 +358,14 @@ def train_diffusion(ctx: StageContext, ema_decay: float = 0.995) -> StageResult:
     z_all = load_latents(ctx.run_dir)
     bins_all = torch.from_numpy(attribute_bins(ctx.data.table, cfg.condition_on))[:len(z_all)]
     dm = LatentDiffusion(cfg, ctx.cfg.latent_channels)
-    flat = torch.from_numpy(np.array(z_all[: min(len(z_all), 64)])).transpose(0, 1).reshape(z_all.shape[1], -1)
-    dm.latent_mean.copy_(flat.mean(1))
-    dm.latent_std.copy_(flat.std(1).clamp_min(1e-3))
-    warm_start(ctx, "diffusion", dm, "diffusion")
+    on, held = "diffusion" in ctx.train_on, ctx.held_out("diffusion")
+    if on:  # the generator's (EMA) weights and latent statistics
+        start_from_generator(ctx, "diffusion", dm, "diffusion")
+    else:
+        flat = torch.from_numpy(np.array(z_all[: min(len(z_all), 64)])).transpose(0, 1).reshape(z_all.shape[1], -1)
+        dm.latent_mean.copy_(flat.mean(1))
+        dm.latent_std.copy_(flat.std(1).clamp_min(1e-3))
+        warm_start(ctx, "diffusion", dm, "diffusion")
     dm = dm.to(ctx.device)
     ema = _frozen(copy.deepcopy(dm))
     model = ctx.wrap(dm)
@@ -379,9 +373,15 @@ def train_diffusion(ctx: StageContext, ema_decay: float = 0.995) -> StageResult:
     rng = np.random.default_rng(ctx.stream_seed("diffusion", "samples"))
     gen = torch.Generator().manual_seed(ctx.stream_seed("diffusion", "torch"))
     noise = noise_generator(ctx.device, ctx.stream_seed("diffusion", "device"))
-    step = diffusion_step(dm, model, ema, opt, lambda: ctx.schedule("diffusion"), z_all, bins_all, rng, gen,
-                          ctx.device, ctx.autocast, ema_decay=ema_decay, ema_warmup=True, noise_gen=noise)
+    # an EMA that starts from trained weights (training on) has no warm-up of its decay
+    step = diffusion_step(dm, model, ema, opt, lambda: ctx.schedule("diffusion"), z_all[held:], bins_all[held:], rng,
+                          gen, ctx.device, ctx.autocast, ema_decay=ema_decay, ema_warmup=not on, noise_gen=noise)
+    check = held_out_check(ctx, "diffusion", diffusion_loss_figure(
+        ema, z_all[:held], bins_all[:held], ctx.stream_seed("diffusion", "held_out"), sch.batch_size, ctx.device,
+        ctx.autocast)) if on else None
     result = _run(ctx, "diffusion", {"dm": dm, "ema": ema}, {"dm": opt}, step, rng, {"gen": gen, "noise": noise})
+    if check is not None:
+        check(result)
     return _finish(ctx, "diffusion", ema, result, "diffusion")
 
 

@@ -35,7 +35,7 @@ ATTRS = ("bfp_pct", "mmp_pct", "weight_kg")
 
 
 def _measure(g, hu: np.ndarray, seg: np.ndarray) -> dict:
-    from vctcore.evaluate.measures import image_measurements
+    from vctcore.fidelity.measures import image_measurements
     from vctcore.labels import MERGED_CLASSES
     from vctcore.volume import CTVolume, LabelMap, make_affine
 
@@ -201,7 +201,7 @@ def recon(a) -> None:
 
 
 def table(a) -> None:
-    from vctcore.evaluate.conditioning import fit_line
+    from vctcore.fidelity.conditioning import fit_line
     from vctcore.trial.ground_truth import ImageRef, measure_images
 
     cohort = Path(a.cohort)

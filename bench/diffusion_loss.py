@@ -1,5 +1,5 @@
 """Held-out denoising loss of a generator's diffusion per timestep, image and segmentation channels apart
-(vctcore.evaluate.denoising): a quick check of a newly trained diffusion (say, on a finer segmentation
+(bench/diagnostics/denoising.py): a quick check of a newly trained diffusion (say, on a finer segmentation
 latent) before the full fidelity suite, or of a run's diffusion while it still trains (``--run``: its EMA
 weights). Prints JSON.
 
@@ -28,11 +28,11 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     torch.set_num_threads(args.threads)
+    from diagnostics.denoising import held_out_denoising_loss
+    from diagnostics.run_modules import load_run_modules
     from vctcore.cohort import read_first_patients
     from vctcore.devices import resolve_device
-    from vctcore.evaluate.denoising import held_out_denoising_loss
     from vctcore.generator import Generator
-    from vctcore.train.run_modules import load_run_modules
 
     if args.run and args.checkpoint:
         raise SystemExit("give --checkpoint or --run, not both")

@@ -28,9 +28,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     torch.set_num_threads(args.threads)
     from vctcore.cohort import read_first_patients
-    from vctcore.evaluate.overlap import cohort_dice, dice_per_class
-    from vctcore.evaluate.recon import psnr_hu, reconstruct, ssim_hu
+    from vctcore.fidelity.recon import psnr_hu, reconstruct, ssim_hu
     from vctcore.generator import Generator
+    from vctcore.overlap import cohort_dice, dice_per_class
 
     gen = Generator.from_pretrained(args.checkpoint, device="cpu", post=not args.no_post)
     try:

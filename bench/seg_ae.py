@@ -1,7 +1,7 @@
 """Held-out reconstruction Dice of a training run's segmentation autoencoder (issue target: >= 0.95, mean of
 the 16 organ classes), before any generator exists: the finished stage's weights (the ``seg_decoder`` stage's
 when the run has them), or the ``seg_ae`` stage's resumable state while it still trains; also how far apart
-its used codes lie in the diffusion's units (vctcore.evaluate.codebook), the decoded maps' connected
+its used codes lie in the diffusion's units (bench/diagnostics/codebook.py), the decoded maps' connected
 components, and with --noise the Dice and components when the latent misses its codes by that many SDs.
 Prints JSON.
 
@@ -33,10 +33,10 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     torch.set_num_threads(args.threads)
+    from diagnostics.codebook import used_code_spacing
+    from diagnostics.seg_recon import segmentation_reconstruction_dice
     from vctcore.cohort import read_first_patients
     from vctcore.devices import resolve_device
-    from vctcore.evaluate.codebook import used_code_spacing
-    from vctcore.evaluate.recon import segmentation_reconstruction_dice
     from vctcore.label_islands import min_island_voxels
     from vctcore.models.autoencoders import SegAE
     from vctcore.models.checkpoint import load_module, load_state
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> dict:
         "cleaned": None if "cleaned" not in d else {
             "seg_dice_mean": round(float(d["cleaned"]["mean"]), 4), "fragments": d["cleaned"]["fragments"],
             "seg_dice_per_class": {k: round(v, 4) for k, v in d["cleaned"]["per_class"].items()}},
-        # how precisely the diffusion must land on a code (vctcore.evaluate.codebook)
+        # how precisely the diffusion must land on a code (bench/diagnostics/codebook.py)
         "codebook": {k: None if v is None else round(v, 4) for k, v in used_code_spacing(latents).items()},
     }
 

@@ -1,11 +1,18 @@
-"""The ``main`` of a script in bench/ (they are scripts, not a package), for tests that run them."""
+"""The ``main`` of a script in bench/ (they are scripts, not a package), for tests that run them.
+
+Importing this module puts ``bench/`` at the end of ``sys.path``, as running ``python bench/NAME.py``
+puts it first, so the scripts and the tests import the research diagnostics as ``diagnostics.NAME``.
+"""
 from __future__ import annotations
 
 import importlib.util
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parents[1] / "bench"
+if str(BENCH_DIR) not in sys.path:
+    sys.path.append(str(BENCH_DIR))
 
 
 def bench_main(name: str) -> Callable[[list[str] | None], dict]:

@@ -87,7 +87,7 @@ def flip_byte(path: Path, offset: int = -3) -> None:
 def write_untrained_segmenter(path: Path) -> Path:
     """A small segmentation U-Net saved untrained at ``path`` (every evaluation stage runs; its figures are
     those of a random segmentation)."""
-    from vctcore.evaluate.segmenter import SegmenterConfig, SegUNet, save_segmenter
+    from vctcore.checkers.segmenter import SegmenterConfig, SegUNet, save_segmenter
 
     save_segmenter(SegUNet(SegmenterConfig(channels=(4, 8, 16))), path, {"training": {"note": "untrained"}})
     return path

@@ -35,7 +35,7 @@ def test_fidelity_page_shows_targets_figures_and_provenance(saved_evaluation, mo
 
 
 def test_run_line_names_the_guidance_interval():
-    from vctcore.evaluate.summary import run_line
+    from vctcore.fidelity.summary import run_line
 
     report = {"generation": {"sampler": "dpm++", "steps": 15, "guidance_scale": 2.0, "guidance_interval": [4.0, 100.0]},
               "device_name": "AMD EPYC (2 threads)", "timing": {"seconds": 1686.0}}

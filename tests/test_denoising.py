@@ -31,7 +31,7 @@ def test_held_out_denoising_loss_splits_image_and_segmentation_channels(tiny_gen
 def test_held_out_denoising_loss_refuses_timesteps_outside_the_schedule(tiny_generator):
     import pandas as pd
 
-    from vctcore.evaluate.denoising import held_out_denoising_loss
+    from diagnostics.denoising import held_out_denoising_loss
     from vctcore.generator import Generator
 
     gen = Generator.from_pretrained(tiny_generator["generator"], device="cpu", post=False)
@@ -75,7 +75,7 @@ def test_per_voxel_bound_matches_the_closed_forms():
     alpha_bar (its posterior mean is sqrt(1 - alpha_bar) z_t)."""
     import torch
 
-    from vctcore.evaluate.denoising import per_voxel_bound
+    from diagnostics.denoising import per_voxel_bound
 
     ac = torch.linspace(0.99, 0.05, 1000)
     one = per_voxel_bound(torch.zeros(1, 3), torch.ones(1), ac, [10, 500])

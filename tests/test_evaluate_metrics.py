@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 
 from vctcore.attributes import bin_index, bin_labels
-from vctcore.evaluate.anatomy import AXES, ORGANS, anatomy_correlations, body_origin_mm, organ_stats, pearson
-from vctcore.evaluate.conditioning import bin_z_scores, conditioning_checks, fit_line, mae
-from vctcore.evaluate.metrics import composition_mae, judged, pass_flags
-from vctcore.evaluate.overlap import cohort_dice, dice_per_class, mean_dice
-from vctcore.evaluate.realism import frechet_distance, plane_distances, slice_positions
-from vctcore.evaluate.recon import psnr_hu, ssim_hu
+from vctcore.fidelity.anatomy import AXES, ORGANS, anatomy_correlations, body_origin_mm, organ_stats, pearson
+from vctcore.fidelity.conditioning import bin_z_scores, conditioning_checks, fit_line, mae
+from vctcore.fidelity.metrics import composition_mae, judged, pass_flags
+from vctcore.fidelity.realism import frechet_distance, plane_distances, slice_positions
+from vctcore.fidelity.recon import psnr_hu, ssim_hu
+from vctcore.overlap import cohort_dice, dice_per_class, mean_dice
 from vctcore.volume import CTVolume, LabelMap, make_affine
 
 # ---------------------------------------------------------------- Dice
@@ -175,7 +175,7 @@ def test_composition_mae_is_calibrated_on_the_real_images():
 def test_paired_ceiling_is_the_share_the_attributes_explain():
     """Liver volume = 20 mL per cm of height + noise of the same spread: R^2 about 0.5; spleen volume by
     sex alone: about 1; kidney volume pure noise: about 0; an organ nobody has: NaN, left out."""
-    from vctcore.evaluate.ceiling import attribute_matrix, explained_share, paired_ceilings
+    from vctcore.fidelity.ceiling import attribute_matrix, explained_share, paired_ceilings
 
     rng = np.random.default_rng(0)
     n = 400

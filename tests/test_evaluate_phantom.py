@@ -6,9 +6,9 @@ import math
 import numpy as np
 import pytest
 
-from vctcore.evaluate.anatomy import body_mask
-from vctcore.evaluate.measures import extent_cm, image_measurements
-from vctcore.evaluate.sex import PROSTATE_MIN_ML, call_sex, sex_accuracy
+from vctcore.fidelity.anatomy import body_mask
+from vctcore.fidelity.measures import extent_cm, image_measurements
+from vctcore.fidelity.sex import PROSTATE_MIN_ML, call_sex, sex_accuracy
 from vctcore.labels import MERGED_CLASS_IDS
 from vctcore.measure import measure
 from vctcore.phantom import build_phantom

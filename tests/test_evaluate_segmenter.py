@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from generator_fixtures import flip_byte
-from vctcore.cohort import CohortWriter
-from vctcore.evaluate.realism import slice_features
-from vctcore.evaluate.segmenter import (N_CLASSES, SegmenterConfig, SegUNet, labels_to_work_grid, load_segmenter,
+from vctcore.checkers.segmenter import (N_CLASSES, SegmenterConfig, SegUNet, labels_to_work_grid, load_segmenter,
                                         load_unet, to_work_grid, work_shape)
-from vctcore.evaluate.segmenter_train import SegTrainConfig, holdout_dice, train_segmenter
+from vctcore.checkers.segmenter_train import SegTrainConfig, holdout_dice, train_segmenter
+from vctcore.cohort import CohortWriter
+from vctcore.fidelity.realism import slice_features
 from vctcore.labels import MERGED_CLASSES
 from vctcore.models.checkpoint import CheckpointError
 from vctcore.volume import CTVolume, LabelMap, make_affine
@@ -128,7 +128,7 @@ def test_broken_or_missing_segmenter_is_named(toy_cohort, tmp_path):
 
 
 def test_default_architecture_fits_the_shipping_limit(tmp_path):
-    from vctcore.evaluate.segmenter import save_segmenter
+    from vctcore.checkers.segmenter import save_segmenter
 
     path = save_segmenter(SegUNet(SegmenterConfig()), tmp_path, {"training": {}})
     assert path.stat().st_size < 20 * 2**20
@@ -136,7 +136,7 @@ def test_default_architecture_fits_the_shipping_limit(tmp_path):
 
 def test_training_crops_cover_the_top_and_bottom_slices():
     """Brain and feet sit in the first and last slices: a crop must include them often, not once in Z - patch_z + 1."""
-    from vctcore.evaluate.segmenter_train import augment
+    from vctcore.checkers.segmenter_train import augment
 
     torch.manual_seed(0)
     z = 40
@@ -156,7 +156,7 @@ REFINER = SegmenterConfig(channels=(4, 8), spacing_mm=(6.0, 6.0, 8.0), in_channe
 
 
 def test_refine_input_and_argmax():
-    from vctcore.evaluate.segmenter import argmax_classes, refine_input
+    from vctcore.checkers.segmenter import argmax_classes, refine_input
 
     x = torch.zeros(1, 1, 8, 6, 4)
     probs = torch.zeros(1, N_CLASSES, 4, 3, 2)
@@ -169,7 +169,7 @@ def test_refine_input_and_argmax():
 
 
 def test_crops_centre_on_the_asked_voxel_and_stay_inside():
-    from vctcore.evaluate.segmenter_refine import crop_start
+    from vctcore.checkers.segmenter_refine import crop_start
 
     gen = torch.Generator().manual_seed(0)
     assert crop_start((40, 30, 20), (16, 16, 16), (20, 15, 10), gen) == (12, 7, 2)
@@ -185,7 +185,7 @@ def test_refiner_trains_resumes_loads_and_is_checked(toy_cohort, tmp_path):
     sha256; a resumed run finishes; loading checks both files; bad set-ups are refused by name."""
     from safetensors.torch import load_file
 
-    from vctcore.evaluate.segmenter_refine import RefineTrainConfig, train_refiner
+    from vctcore.checkers.segmenter_refine import RefineTrainConfig, train_refiner
 
     coarse = tmp_path / "coarse"
     train_segmenter(toy_cohort, coarse, cfg=SMALL, train=SegTrainConfig(steps=1, batch_size=1, patch_z=16))
@@ -253,7 +253,7 @@ def test_refiner_cli_refuses_bad_arguments_in_one_line(toy_cohort, tmp_path):
 def test_shipped_segmenter_segments_fresh_phantoms():
     """The shipped cascade on two phantoms it has not seen (measured 2026-11-26: mean Dice 0.81 / 0.85,
     kidney 0.54 / 0.36; the coarse network alone never finds a kidney). Prostate stays unfound."""
-    from vctcore.evaluate.overlap import dice_per_class, mean_dice
+    from vctcore.overlap import dice_per_class, mean_dice
     from vctcore.phantom.builder import build_phantom
 
     seg = load_unet()

@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 
 from generator_fixtures import ROWS, evaluate_args, write_untrained_segmenter
+from vctcore.checkers.segmenter import SegmenterConfig
 from vctcore.cohort import CohortWriter
-from vctcore.evaluate.segmenter import SegmenterConfig
 from vctcore.models.checkpoint import sha256_file
 
 METRIC_KEYS = {"joint_seg_dice", "segmenter_dice_on_real", "organ_volume_corr", "organ_centroid_corr",
@@ -88,7 +88,8 @@ def test_evaluate_generator_end_to_end(tiny_generator, tiny_evaluation, tmp_path
     res = _vct(*args, "--seed", "7")
     assert res.returncode == 2 and res.stderr.count("\n") == 1 and "seed differ" in res.stderr
     # the headline figures go into a model card, merged with what the card already holds
-    from vctcore.train.model_card import fidelity_card_metrics, update_model_card
+    from vctcore.fidelity.summary import fidelity_card_metrics
+    from vctcore.train.model_card import update_model_card
 
     gen = tmp_path / "gen"
     shutil.copytree(tiny_generator["generator"], gen)
@@ -116,7 +117,7 @@ def test_missing_segmenter_is_a_one_line_error(tiny_generator, tmp_path):
 
 @pytest.mark.slow
 def test_evaluate_generator_with_a_trained_segmenter(tiny_generator, tmp_path):
-    from vctcore.evaluate.segmenter_train import SegTrainConfig, train_segmenter
+    from vctcore.checkers.segmenter_train import SegTrainConfig, train_segmenter
 
     seg = tmp_path / "seg"
     train_segmenter(tiny_generator["cohort"], seg, cfg=SegmenterConfig(channels=(8, 16, 32)),

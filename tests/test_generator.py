@@ -351,7 +351,7 @@ def test_attribute_conditioned_post_processor_trains_alone_and_generates(trained
     attributes to it, and different attributes give a different image from the same latent."""
     import yaml
 
-    from vctcore.evaluate.recon import reconstruct
+    from vctcore.fidelity.recon import reconstruct
     from vctcore.train.run import train
     from vctcore.volume import read_ct, read_labels
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vctcore.evaluate.codebook import fragments
-from vctcore.label_islands import min_island_voxels, remove_small_islands, small_islands
+from vctcore.label_islands import fragments, min_island_voxels, remove_small_islands, small_islands
 
 
 def _map() -> np.ndarray:

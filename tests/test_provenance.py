@@ -58,7 +58,7 @@ def test_versions_are_read_from_the_files_shipped_before_the_record():
 
 
 def test_the_fidelity_page_reads_the_shipped_evaluation_and_metrics():
-    from vctcore.evaluate.summary import provenance as fidelity_provenance
+    from vctcore.fidelity.summary import provenance as fidelity_provenance
     from vctcore.report.source import generator_card
 
     report = json.loads((assets.shipped_generator() / "fidelity" / "fidelity.json").read_text())

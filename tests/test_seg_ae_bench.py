@@ -8,9 +8,9 @@ import pytest
 
 from bench_scripts import bench_main
 from vctcore.cohort import read_attributes
-from vctcore.evaluate.overlap import cohort_dice, dice_per_class
-from vctcore.evaluate.recon import reconstruct
+from vctcore.fidelity.recon import reconstruct
 from vctcore.generator import Generator
+from vctcore.overlap import cohort_dice, dice_per_class
 from vctcore.volume import read_ct, read_labels
 
 # generator training and research diagnostics (paused work): run with -m slow
@@ -73,7 +73,7 @@ def test_used_code_spacing_is_the_use_weighted_distance_to_the_nearest_other_use
     """One channel, codes 0 (2 voxels), 1 and 3: SD sqrt(2); nearest-code distances 1, 1, 2 over sqrt(2)."""
     import torch
 
-    from vctcore.evaluate.codebook import used_code_spacing
+    from diagnostics.codebook import used_code_spacing
 
     z = torch.tensor([0.0, 0.0, 1.0, 3.0]).reshape(1, 4, 1, 1)
     got = used_code_spacing([z[:, :2], z[:, 2:]])
@@ -89,7 +89,7 @@ def test_used_code_spacing_is_the_use_weighted_distance_to_the_nearest_other_use
 
 
 def test_fragments_count_26_connected_components_of_each_organ_class():
-    from vctcore.evaluate.codebook import fragments
+    from vctcore.label_islands import fragments
 
     seg = np.zeros((8, 8, 8), np.uint8)
     seg[0:2, 0:2, 0:2] = 1
@@ -104,7 +104,7 @@ def test_fragments_count_26_connected_components_of_each_organ_class():
 def test_a_perturbed_latent_moves_each_channel_by_its_own_spread():
     import torch
 
-    from vctcore.evaluate.codebook import perturb_latent
+    from diagnostics.codebook import perturb_latent
 
     z = torch.randn(1, 2, 20, 20, 20) * torch.tensor([1.0, 50.0]).reshape(1, 2, 1, 1, 1)
     assert perturb_latent(z, 0.0, seed=1) is z

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 
 from generator_fixtures import flip_byte
-from vctcore.cohort import CohortWriter
-from vctcore.evaluate.metrics import _sex_correct
-from vctcore.evaluate.sex_classifier import (DEFAULT_SEX_CLASSIFIER, SexTrainConfig, load_sex_classifier,
+from vctcore.checkers.sex_classifier import (DEFAULT_SEX_CLASSIFIER, SexTrainConfig, load_sex_classifier,
                                              train_sex_classifier)
+from vctcore.cohort import CohortWriter
+from vctcore.fidelity.metrics import _sex_correct
 from vctcore.models.checkpoint import CheckpointError
 from vctcore.phantom.builder import build_phantom
 

@@ -14,8 +14,12 @@ as well; neither keeps the largest component or asks the neighbours, hence this 
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from scipy import ndimage
+
+from vctcore.labels import ORGAN_CLASSES
 
 _CUBE = np.ones((3, 3, 3), bool)
 
@@ -73,3 +77,12 @@ def min_island_voxels(min_ml: float, spacing_mm: tuple[float, float, float]) -> 
     if min_ml < 0:
         raise ValueError(f"island threshold must be >= 0 mL, got {min_ml}")
     return int(np.ceil(min_ml * 1000.0 / float(np.prod(spacing_mm)) - 1e-9))
+
+
+def fragments(seg: np.ndarray, classes: Sequence[int] | None = None) -> int:
+    """Connected components (26-connected) summed over ``classes`` (default: the organ classes) of a
+    merged-label map (X, Y, Z): a real phantom has about one per organ, a speckled segmentation many more."""
+    seg = np.asarray(seg)
+    present = set(np.unique(seg).tolist())
+    return int(sum(ndimage.label(seg == c, structure=_CUBE)[1]
+                   for c in (classes or ORGAN_CLASSES) if c in present))

@@ -118,6 +118,8 @@ MERGED_CLASSES: dict[int, str] = {
 }
 MERGED_CLASS_IDS: dict[str, int] = {name: i for i, name in MERGED_CLASSES.items()}
 N_MERGED_CLASSES = 16
+#: the 16 organ classes of a merged map (background left out)
+ORGAN_CLASSES: tuple[int, ...] = tuple(c for c in MERGED_CLASSES if c)
 MERGED_BONE_IDS: tuple[int, int] = (MERGED_CLASS_IDS["bone"], MERGED_CLASS_IDS["appendicular_bones"])
 
 # Ordered (regex, merged class) rules over structure names. They are applied to our fine names and

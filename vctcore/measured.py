@@ -1,13 +1,13 @@
 """What a patient's image measures, beside what was asked for: requested vs measured attributes.
 
 One measurement for every image, phantom or synthetic (the trial's, :mod:`vctcore.trial.ground_truth`):
-:func:`vctcore.evaluate.measures.image_measurements` on the CT (HU) and its 16-class merged
+:func:`vctcore.fidelity.measures.image_measurements` on the CT (HU) and its 16-class merged
 segmentation, with ``height_cm`` the head-to-foot extent mapped by the shipped extent -> height fit
 (:class:`vctcore.trial.ground_truth.HeightCalibration`). A cohort measured with ``vct measure --cohort``
 (``DIR/measurements.csv``, :mod:`vctcore.measure.cohort`) is read instead of measuring again.
 
 Attribute names and units are those of :mod:`vctcore.attributes`; values are NaN where not measurable.
-No UI imports; torch is imported only when an image is measured (through vctcore.evaluate).
+No UI imports; torch is imported only when an image is measured (through vctcore.fidelity.measures).
 """
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def _number(value: Any) -> float:
 
 def measure_attributes(ct: CTVolume, seg: LabelMap) -> MeasuredAttributes:
     """Measure one image (CT in HU, merged-class ``seg`` on its grid) the trial's way; see the module doc."""
-    from vctcore.evaluate.measures import image_measurements
+    from vctcore.fidelity.measures import image_measurements
     from vctcore.trial.ground_truth import HeightCalibration
 
     out = image_measurements(ct, seg)

@@ -25,15 +25,12 @@ from scipy import ndimage
 from skimage.measure import marching_cubes
 
 from vctcore.labels import MERGED_CLASSES
-from vctcore.measure.morphology import fill_holes
+from vctcore.measure.morphology import BODY_HU, largest_body
 from vctcore.render import MERGED_COLOURS
 
-BODY_HU = -500.0
 BODY_NAME = "body surface"
 BODY_COLOUR = (205, 170, 150)
 BODY_OPACITY = 0.15
-#: holes are filled per axial slice (the lungs and airways belong to the body)
-IN_PLANE = ndimage.generate_binary_structure(2, 1)[:, :, None]
 #: Gaussian sigma (voxels) applied to each binary mask before marching cubes
 SMOOTH_SIGMA_VOX = 0.6
 #: a mesh with more triangles than this is remade at a coarser sampling step
@@ -126,11 +123,7 @@ def body_surface(spacing_mm: Sequence[float], *, ct: np.ndarray | None = None, s
     """The body's outer surface: from ``ct`` (HU above -500, largest connected region, axial holes filled)
     or, without a CT, from ``seg > 0``; None when there is no body."""
     if ct is not None:
-        mask = np.asarray(ct) > BODY_HU
-        lab, n = ndimage.label(mask)
-        if n > 1:
-            mask = lab == (np.argmax(np.bincount(lab.ravel())[1:]) + 1)
-        mask = fill_holes(mask, IN_PLANE)  # as vctcore.evaluate.anatomy.body_mask (not imported: it pulls torch)
+        mask = largest_body(ct)
     elif seg is not None:
         mask = np.asarray(seg) > 0
     else:

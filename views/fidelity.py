@@ -6,9 +6,9 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from vctcore.evaluate import EvaluationError, load_report
-from vctcore.evaluate.plots import load_figures
-from vctcore.evaluate.summary import (context_rows, find_reports, per_class_rows, provenance, shipped_reports,
+from vctcore.fidelity import EvaluationError, load_report
+from vctcore.fidelity.plots import load_figures
+from vctcore.fidelity.summary import (context_rows, find_reports, per_class_rows, provenance, shipped_reports,
                                       run_line, summary_rows)
 from vctcore.workspace import workspace_root
 

@@ -8,16 +8,14 @@ checkpoints/default/notes.md). Written here because MONAI's VQ-VAE reports codeb
 distances between codes.
 
 Spacing alone does not say how fragile the decoding is, since neighbouring codes may decode alike:
-:func:`perturb_latent` and :func:`fragments` measure it directly (Dice and connected components after the
+:func:`perturb_latent` and :func:`vctcore.label_islands.fragments` measure it directly (Dice and connected components after the
 latent is moved by a given number of SDs; ``bench/seg_ae.py --noise``; figures in checkpoints/default/notes.md).
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import torch
-from scipy import ndimage
 
 #: more distinct vectors than this: not snapped codes (the paper's codebooks have 4096 codes)
 MAX_CODES = 16384
@@ -47,17 +45,6 @@ def used_code_spacing(latents: Sequence[torch.Tensor]) -> dict[str, float | None
     return {"used_codes": float(len(codes)),
             "nearest_used_code_sd": float((nearest * counts).sum() / counts.sum()),
             "nearest_used_code_sd_p10": float(p10)}
-
-
-def fragments(seg: np.ndarray, classes: Sequence[int] | None = None) -> int:
-    """Connected components (26-connected) summed over the organ classes of a merged-label map (X, Y, Z):
-    a real phantom has about one per organ, a speckled segmentation many more."""
-    from vctcore.evaluate.overlap import ORGAN_CLASSES
-
-    seg = np.asarray(seg)
-    present = set(np.unique(seg).tolist())
-    return int(sum(ndimage.label(seg == c, structure=np.ones((3, 3, 3), bool))[1]
-                   for c in (classes or ORGAN_CLASSES) if c in present))
 
 
 def perturb_latent(z: torch.Tensor, noise_sd: float, seed: int) -> torch.Tensor:

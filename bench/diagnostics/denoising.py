@@ -16,26 +16,19 @@ checkpoints/default/notes.md).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import torch
 
-from vctcore.models.autoencoders import SegAE, StackedImageAE
-from vctcore.models.config import GeneratorConfig
-from vctcore.models.diffusion import LatentDiffusion
+from vctcore.devices import autocast
+from vctcore.models.autoencoders import snap
+from vctcore.models.conditioning import attribute_bins
+from vctcore.models.encode import encode_patient
 
-
-@dataclass
-class GeneratorModules:
-    """What the loss reads of a generator, for a training run that has no exported generator yet."""
-
-    cfg: GeneratorConfig
-    ae: StackedImageAE
-    seg_ae: SegAE
-    dm: LatentDiffusion
-    device: torch.device
+if TYPE_CHECKING:  # a training run's networks; importing it pulls the training stages
+    from diagnostics.run_modules import GeneratorModules
 
 
 @torch.no_grad()
@@ -51,11 +44,6 @@ def held_out_denoising_loss(models: GeneratorModules, cts: Sequence[np.ndarray],
     train_timesteps), averaged over patients and voxels; the bounds are :func:`per_voxel_bound` of the
     patients' codes (the image latent's top level; the segmentation AE's level, each of its packed
     sub-voxels a draw)."""
-    from vctcore.devices import autocast
-    from vctcore.models.autoencoders import snap
-    from vctcore.models.conditioning import attribute_bins
-    from vctcore.models.encode import encode_patient
-
     dm, cfg = models.dm, models.cfg
     n_t = cfg.diffusion.train_timesteps
     bad = [t for t in timesteps if not 0 <= int(t) < n_t]

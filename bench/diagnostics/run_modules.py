@@ -3,15 +3,27 @@ a diffusion while it trains, or before the post-processor exists (``bench/diffus
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from vctcore.evaluate.denoising import GeneratorModules
+from vctcore.models.autoencoders import SegAE, StackedImageAE
 from vctcore.models.checkpoint import load_module, load_state
 from vctcore.models.config import GeneratorConfig
 from vctcore.models.diffusion import LatentDiffusion
 from vctcore.train.stages import image_ae_from_run, tuned_seg_ae_file, tuned_seg_ae_from_run
+
+
+@dataclass
+class GeneratorModules:
+    """What the loss reads of a generator, for a training run that has no exported generator yet."""
+
+    cfg: GeneratorConfig
+    ae: StackedImageAE
+    seg_ae: SegAE
+    dm: LatentDiffusion
+    device: torch.device
 
 
 def load_run_modules(run_dir: str | Path, device: torch.device) -> tuple[GeneratorModules, int | None]:

@@ -14,7 +14,7 @@ A segmenter may be a two-stage cascade, as nnU-Net's "3d_cascade_fullres": the n
 coarse grid, then a *refiner*, a second small U-Net on a finer grid (6 x 6 x 8 mm by default, the
 phantom grid) that reads the CT there together with the coarse class probabilities (trilinearly
 up-sampled) and returns the final logits. At 12 mm a phantom kidney is about five voxels and the
-coarse network never finds it; the refiner sees it at 57 (:mod:`vctcore.evaluate.segmenter_refine`).
+coarse network never finds it; the refiner sees it at 57 (:mod:`vctcore.checkers.segmenter_refine`).
 
 Files: ``DIR/segmenter.safetensors`` (weights, config in the header, kind "segmenter"), with a cascade
 also ``DIR/refiner.safetensors`` (kind "segmenter_refiner"), and ``DIR/manifest.json`` (sha256 of
@@ -255,10 +255,10 @@ class Segmenter:
 
     def segment(self, ct: CTVolume, body: np.ndarray | None = None) -> LabelMap:
         """Merged 16-class segmentation (uint8, on the CT's grid) of ``ct``; organs lie in the body, so
-        voxels outside ``body`` (default :func:`vctcore.evaluate.anatomy.body_mask`) are background."""
-        from vctcore.evaluate.anatomy import body_mask
+        voxels outside ``body`` (default :func:`vctcore.measure.morphology.largest_body` of its HU) are background."""
+        from vctcore.measure.morphology import largest_body
 
-        body = body_mask(ct) if body is None else body
+        body = largest_body(ct.data) if body is None else body
         if self.kind == "totalsegmentator":
             from vctcore.measure.backends import run_totalsegmentator
 

@@ -1,7 +1,7 @@
 """Train (or resume) a cascade refiner for a trained coarse segmenter (nnU-Net's "3d_cascade_fullres").
 
 The coarse segmenter (12 x 12 x 16 mm) stays frozen. Every training patient is resampled once to the
-refiner's grid (``RUN/cache/<id>.npz``, as :func:`vctcore.evaluate.segmenter_train.prepare_cache`
+refiner's grid (``RUN/cache/<id>.npz``, as :func:`vctcore.checkers.segmenter_train.prepare_cache`
 does) and its coarse class probabilities are computed once, up-sampled to that grid and held in memory
 as uint8 (17 bytes a voxel: about 57 MB a phantom, 3.4 GB for 60). A step takes ``batch_size`` crops
 of ``patch`` voxels; a crop is centred on a voxel of a random class present in the patient with
@@ -11,7 +11,7 @@ network (HU scale/offset, blur, noise; no shift: crops move anyway). Loss: Dice 
 batch per class) + cross-entropy, under bf16 autocast where the CPU has it.
 
 The result is a segmenter directory holding the coarse network unchanged and the refiner
-(:func:`vctcore.evaluate.segmenter.save_segmenter`); its manifest records both trainings.
+(:func:`vctcore.checkers.segmenter.save_segmenter`); its manifest records both trainings.
 """
 from __future__ import annotations
 
@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vctcore.devices import autocast
-from vctcore.evaluate.segmenter import (WEIGHTS, Segmenter, SegmenterConfig, SegUNet, load_unet, pad_to_multiple,
+from vctcore.checkers.segmenter import (WEIGHTS, Segmenter, SegmenterConfig, SegUNet, load_unet, pad_to_multiple,
                                         refine_input, refiner_config, save_segmenter)
-from vctcore.evaluate.segmenter_train import SegTrainResult, _fingerprint, augment, prepare_cache
+from vctcore.checkers.segmenter_train import SegTrainResult, _fingerprint, augment, prepare_cache
+from vctcore.devices import autocast
 from vctcore.models.config import StageSchedule
 from vctcore.provenance import provenance
 from vctcore.train.loop import Progress, run_loop

@@ -21,12 +21,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vctcore.cohort import read_attributes
-from vctcore.evaluate.overlap import cohort_dice, dice_per_class
-from vctcore.evaluate.segmenter import (MANIFEST, N_CLASSES, Segmenter, SegmenterConfig, SegUNet, labels_to_work_grid,
+from vctcore.checkers.segmenter import (MANIFEST, N_CLASSES, Segmenter, SegmenterConfig, SegUNet, labels_to_work_grid,
                                         load_unet, normalise, pad_to_multiple, save_segmenter, to_work_grid)
+from vctcore.cohort import read_attributes
 from vctcore.labels import MERGED_CLASSES
 from vctcore.models.config import StageSchedule
+from vctcore.overlap import cohort_dice, dice_per_class
 from vctcore.provenance import provenance
 from vctcore.train.loop import Progress, run_loop
 from vctcore.volume import read_ct, read_labels

@@ -1,6 +1,6 @@
 """Independent sex check on the image: a small 3D ResNet (MONAI) that reads a whole CT and says F or M.
 
-The paper checked the sex of 100 synthetic images by eye. The rule in :mod:`vctcore.evaluate.sex` reads
+The paper checked the sex of 100 synthetic images by eye. The rule in :mod:`vctcore.fidelity.sex` reads
 the independent segmentation, but at the segmenter's 12 mm grid the prostate is a few voxels and that
 segmenter never finds it, so the rule calls every patient F, real ones included. This classifier looks
 at the image itself (pelvis and shoulder breadth, breasts, fat distribution, prostate), is trained on
@@ -26,8 +26,8 @@ from monai.networks.nets import ResNet
 from torch import nn
 
 from vctcore.assets import sex_classifier_dir
+from vctcore.checkers.segmenter import normalise, to_work_grid
 from vctcore.cohort import read_attributes
-from vctcore.evaluate.segmenter import normalise, to_work_grid
 from vctcore.models.checkpoint import (CheckpointError, load_module, read_metadata, save_module, sha256_file,
                                        verified_manifest)
 from vctcore.provenance import provenance

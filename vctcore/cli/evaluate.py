@@ -39,7 +39,7 @@ class _StageBars:
 
 
 def _sex_classifier_path(arg: str):
-    from vctcore.evaluate.sex_classifier import DEFAULT_SEX_CLASSIFIER
+    from vctcore.checkers.sex_classifier import DEFAULT_SEX_CLASSIFIER
 
     return {"none": None, "default": DEFAULT_SEX_CLASSIFIER}.get(arg, arg)
 
@@ -47,7 +47,7 @@ def _sex_classifier_path(arg: str):
 def run_train_sex_classifier(args: argparse.Namespace) -> int:
     import torch
 
-    from vctcore.evaluate.sex_classifier import SexTrainConfig, train_sex_classifier
+    from vctcore.checkers.sex_classifier import SexTrainConfig, train_sex_classifier
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -69,7 +69,7 @@ def run_train_sex_classifier(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from vctcore.evaluate import EvaluationError, evaluate_generator
+    from vctcore.fidelity import EvaluationError, evaluate_generator
     from vctcore.models.checkpoint import CheckpointError
 
     if args.n < 1:
@@ -95,7 +95,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
               f"paper {m['paper']})")
     print(f"wrote {args.out}/fidelity.json in {time.perf_counter() - start:.0f} s")
     if args.model_card:
-        from vctcore.train.model_card import fidelity_card_metrics, update_model_card
+        from vctcore.fidelity.summary import fidelity_card_metrics
+        from vctcore.train.model_card import update_model_card
 
         card = update_model_card(report["checkpoint"]["path"], fidelity_card_metrics(report))
         print(f"headline figures written to {card}")
@@ -104,8 +105,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def run_train_segmenter(args: argparse.Namespace) -> int:
     channels = _int_list(args.channels, "--channels must be positive integers, e.g. 16,32,64,128")
-    from vctcore.evaluate.segmenter import SegmenterConfig  # torch and MONAI: after the argument checks
-    from vctcore.evaluate.segmenter_train import SegTrainConfig, train_segmenter
+    from vctcore.checkers.segmenter import SegmenterConfig  # torch and MONAI: after the argument checks
+    from vctcore.checkers.segmenter_train import SegTrainConfig, train_segmenter
     from vctcore.models.checkpoint import CheckpointError
 
     progress = loss_printer(args.quiet, args.log_seconds)
@@ -123,8 +124,8 @@ def run_train_segmenter(args: argparse.Namespace) -> int:
 def run_train_segmenter_refiner(args: argparse.Namespace) -> int:
     patch = _int_list(args.patch, "--patch must be three sizes of at least 8 voxels, e.g. 64,64,64", minimum=8, count=3)
     channels = _int_list(args.channels, "--channels must be positive integers, e.g. 8,16,32,64")
-    from vctcore.evaluate.segmenter import refiner_config  # torch and MONAI: after the argument checks
-    from vctcore.evaluate.segmenter_refine import RefineTrainConfig, train_refiner
+    from vctcore.checkers.segmenter import refiner_config  # torch and MONAI: after the argument checks
+    from vctcore.checkers.segmenter_refine import RefineTrainConfig, train_refiner
     from vctcore.models.checkpoint import CheckpointError
 
     progress = loss_printer(args.quiet, args.log_seconds)
@@ -153,8 +154,8 @@ def _int_list(text: str, what: str, minimum: int = 1, count: int | None = None) 
 def _report_segmenter(what: str, res, args: argparse.Namespace) -> int:
     """Print where a (refiner) training stopped and, with ``--holdout``, the held-out Dice (also written
     to the manifest)."""
-    from vctcore.evaluate.segmenter import load_unet
-    from vctcore.evaluate.segmenter_train import holdout_dice
+    from vctcore.checkers.segmenter import load_unet
+    from vctcore.checkers.segmenter_train import holdout_dice
 
     state = "done" if res.finished else "paused"
     print(f"{what}: {state} at step {res.step}/{res.total} ({res.seconds / 60:.1f} min in total); "

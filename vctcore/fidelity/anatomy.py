@@ -25,25 +25,19 @@ import numpy as np
 from scipy import ndimage
 
 from vctcore.labels import MERGED_CLASSES
-from vctcore.measure.morphology import fill_holes
+from vctcore.measure.morphology import BODY_HU, largest_body
 from vctcore.volume import CTVolume, LabelMap
 
-BODY_HU = -500.0
 MIN_PAIRS = 3
 AXES = ("R", "A", "S")
-#: in-plane (X, Y) cross: holes are filled per axial slice
-IN_PLANE = ndimage.generate_binary_structure(2, 1)[:, :, None]
 ORGANS: dict[int, str] = {k: v for k, v in MERGED_CLASSES.items() if k}
 
 
 def body_mask(ct: CTVolume, threshold_hu: float = BODY_HU) -> np.ndarray:
     """Boolean (X, Y, Z) mask of the patient: the largest connected region above ``threshold_hu`` with
-    the holes of every axial slice filled (lungs and airways belong to the body)."""
-    mask = np.asarray(ct.data) > threshold_hu
-    lab, n = ndimage.label(mask)
-    if n > 1:
-        mask = lab == (np.argmax(np.bincount(lab.ravel())[1:]) + 1)
-    return fill_holes(mask, IN_PLANE)
+    the holes of every axial slice filled (lungs and airways belong to the body):
+    :func:`vctcore.measure.morphology.largest_body` of its HU."""
+    return largest_body(ct.data, threshold_hu)
 
 
 def world(affine: np.ndarray, ijk: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ import numpy as np
 from sklearn.linear_model import RidgeCV
 from sklearn.model_selection import KFold, cross_val_predict
 
-from vctcore.evaluate.anatomy import AXES, ORGANS, nanmean
+from vctcore.fidelity.anatomy import AXES, ORGANS, nanmean
 
 #: fewer real patients with the organ than this: no estimate (NaN, left out of the means)
 MIN_PATIENTS = 20

@@ -8,7 +8,7 @@ reconstructed and synthetic images, as the paper's Fig. 4 does).
 * ``extent_cm``: head-to-foot extent of the body (largest region above -500 HU) along S. A merged map
   has no vertebrae or femurs, so the pose-aware height of ``vctcore.measure`` cannot run; the
   conditioning check maps the extent to cm of height by a linear fit on the real cohort
-  (:func:`vctcore.evaluate.conditioning.fit_line`), as the paper corrects its height by a linear fit.
+  (:func:`vctcore.fidelity.conditioning.fit_line`), as the paper corrects its height by a linear fit.
 * ``bone_density_hu``: trabecular HU of the lumbar spine, a proxy of the L1-L3 measure. The lumbar slab
   is placed by two large muscles: from ``SLAB_LOW`` to ``SLAB_HIGH`` of the way from the top of the
   gluteus muscles (about the iliac crest, L4-L5) to the top of the iliopsoas (its origin, T12-L1); on
@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from vctcore.evaluate.anatomy import body_mask
+from vctcore.fidelity.anatomy import body_mask
 from vctcore.labels import MERGED_CLASS_IDS
 from vctcore.measure.stats import BODY_AP_FRACTION, TRABECULAR_EROSION_MM
 from vctcore.volume import CTVolume, LabelMap

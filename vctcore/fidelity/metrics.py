@@ -13,13 +13,13 @@ from typing import Any
 import numpy as np
 
 from vctcore.attributes import CONDITIONING_ATTRIBUTES
-from vctcore.evaluate.anatomy import anatomy_correlations, nanmean
-from vctcore.evaluate.ceiling import paired_ceilings
-from vctcore.evaluate.conditioning import conditioning_checks, fit_line, mae
-from vctcore.evaluate.overlap import cohort_dice
-from vctcore.evaluate.realism import plane_distances
-from vctcore.evaluate.recon import PAPER as RECON_PAPER
-from vctcore.evaluate.sex import sex_accuracy
+from vctcore.fidelity.anatomy import anatomy_correlations, nanmean
+from vctcore.fidelity.ceiling import paired_ceilings
+from vctcore.fidelity.conditioning import conditioning_checks, fit_line, mae
+from vctcore.fidelity.realism import plane_distances
+from vctcore.fidelity.recon import PAPER as RECON_PAPER
+from vctcore.fidelity.sex import sex_accuracy
+from vctcore.overlap import cohort_dice
 
 #: metric -> (comparison, target); ">=" means higher is better
 TARGETS: dict[str, tuple[str, float]] = {
@@ -93,7 +93,7 @@ def compute_metrics(real: Sequence[dict], syn: Sequence[dict], real_feats: Seque
     ceil = paired_ceilings([r["organs"] for r in real], [r["requested"] for r in real], CONDITIONING_ATTRIBUTES)
     ceiling_note = ("paired_ceiling: cross-validated R^2 of the real cohort's values on the conditioning "
                     f"attributes ({', '.join(CONDITIONING_ATTRIBUTES)}), the paired r expected of a generator "
-                    "that draws anatomy from the true conditional distribution (vctcore.evaluate.ceiling)")
+                    "that draws anatomy from the true conditional distribution (vctcore.fidelity.ceiling)")
     out["organ_volume_corr"] = judged("organ_volume_corr", anat["volume"]["mean"], **{
         k: anat["volume"][k] for k in ("per_class", "qq_mean", "qq_per_class")},
         paired_ceiling=ceil["volume"], paired_ceiling_per_class=ceil["volume_per_class"], note=ceiling_note)
@@ -119,7 +119,7 @@ def compute_metrics(real: Sequence[dict], syn: Sequence[dict], real_feats: Seque
 def composition_mae(attr: str, real: Sequence[dict], syn: Sequence[dict]) -> dict[str, Any]:
     """MAE (percentage points) of ``attr`` (bfp_pct or mmp_pct) measured on the synthetic images against
     the recorded value of their matched real patients, after the linear calibration measured -> recorded
-    fit on the real images (see :mod:`vctcore.evaluate.conditioning`); the uncalibrated figures too."""
+    fit on the real images (see :mod:`vctcore.fidelity.conditioning`); the uncalibrated figures too."""
     asked = [float(s["requested"].get(attr, math.nan)) for s in syn]
     real_asked = [float(r["requested"].get(attr, math.nan)) for r in real]
     syn_m, real_m = _field(syn, attr), _field(real, attr)

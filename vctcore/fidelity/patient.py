@@ -16,15 +16,15 @@ from typing import Any
 
 import numpy as np
 
-from vctcore.evaluate.anatomy import body_mask, body_origin_mm, organ_stats
-from vctcore.evaluate.measures import extent_cm, image_measurements
-from vctcore.evaluate.overlap import dice_per_class
-from vctcore.evaluate.realism import PLANES, slice_features
-from vctcore.evaluate.recon import can_reconstruct, psnr_hu, reconstruct, ssim_hu
-from vctcore.evaluate.segmenter import Segmenter
-from vctcore.evaluate.sex import call_sex
-from vctcore.evaluate.sex_classifier import SexClassifier
+from vctcore.checkers.segmenter import Segmenter
+from vctcore.checkers.sex_classifier import SexClassifier
+from vctcore.fidelity.anatomy import body_mask, body_origin_mm, organ_stats
+from vctcore.fidelity.measures import extent_cm, image_measurements
+from vctcore.fidelity.realism import PLANES, slice_features
+from vctcore.fidelity.recon import can_reconstruct, psnr_hu, reconstruct, ssim_hu
+from vctcore.fidelity.sex import call_sex
 from vctcore.labels import MERGED_CLASSES
+from vctcore.overlap import dice_per_class
 from vctcore.volume import CTVolume, LabelMap, read_ct, read_labels
 
 Features = dict[str, np.ndarray]

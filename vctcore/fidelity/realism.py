@@ -1,7 +1,7 @@
 """Realism distance: a Fréchet distance (FID-style) between features of 2D slices in three planes.
 
 Feature extractor (ships offline, no ImageNet weights): the encoder of the independent segmenter
-(:class:`vctcore.evaluate.segmenter.SegUNet`), applied slice by slice. Each CT is resampled to the
+(:class:`vctcore.checkers.segmenter.SegUNet`), applied slice by slice. Each CT is resampled to the
 segmenter's grid and normalised as for segmentation; ``per_plane`` slices evenly spread over the
 body's extent along each axis (axial: along S, coronal: along A, sagittal: along R) are encoded as
 volumes one voxel thick, and each slice's feature vector is the global average of every encoder level
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from scipy import linalg
 
-from vctcore.evaluate.segmenter import Segmenter, normalise, to_work_grid
+from vctcore.checkers.segmenter import Segmenter, normalise, to_work_grid
 from vctcore.volume import CTVolume
 
 PLANES = ("axial", "coronal", "sagittal")

@@ -23,12 +23,12 @@ from typing import Any
 import pandas as pd
 
 from vctcore.attributes import ATTRIBUTE_NAMES
+from vctcore.checkers.segmenter import load_segmenter, load_unet
+from vctcore.checkers.sex_classifier import DEFAULT_SEX_CLASSIFIER, load_sex_classifier
 from vctcore.cohort import _atomic_text, read_attributes, read_provenance
 from vctcore.devices import describe_device
-from vctcore.evaluate.metrics import compute_metrics, pass_flags
-from vctcore.evaluate.patient import evaluate_real, evaluate_synthetic, load_cached, save_cached
-from vctcore.evaluate.segmenter import load_segmenter, load_unet
-from vctcore.evaluate.sex_classifier import DEFAULT_SEX_CLASSIFIER, load_sex_classifier
+from vctcore.fidelity.metrics import compute_metrics, pass_flags
+from vctcore.fidelity.patient import evaluate_real, evaluate_synthetic, load_cached, save_cached
 from vctcore.jsonsafe import json_safe
 from vctcore.progress import Progress, staged
 from vctcore.provenance import provenance
@@ -99,7 +99,7 @@ def evaluate_generator(checkpoint: str | Path | None, real: str | Path, out: str
     a reconstruction costs about as much as evaluating two images, so the default keeps n=100 within
     the 30-minute budget on 2 CPU cores. ``slices_per_plane``: slices per plane and image for the
     realism distance. ``sex_classifier``: directory of the image sex classifier that decides the sex check
-    (None: the segmentation rule of :mod:`vctcore.evaluate.sex` decides).
+    (None: the segmentation rule of :mod:`vctcore.fidelity.sex` decides).
 
     ``progress(done, total, message)`` (:data:`vctcore.progress.Progress`) is called per patient in the stages
     "generate", "real", "synthetic" and once per figure in "plots"; each stage counts from 0 and its messages
@@ -177,7 +177,7 @@ def evaluate_generator(checkpoint: str | Path | None, real: str | Path, out: str
     })
     _patients_table(real_recs, syn_recs).to_csv(out / "patients.csv", index=False)
     if plots:
-        from vctcore.evaluate.plots import write_plots
+        from vctcore.fidelity.plots import write_plots
 
         report["plots"] = write_plots(report, real_recs, syn_recs, out / "plots", progress=note("plots"))
     _atomic_text(out / REPORT, json.dumps(report, indent=2))

@@ -1,4 +1,5 @@
-"""Tables of a saved fidelity report for display (the app's fidelity page, reports): no new numbers.
+"""Tables of a saved fidelity report for display (the app's fidelity page, reports) and its headline
+figures as model-card metrics (:func:`fidelity_card_metrics`, for ``vctcore.train.model_card``): no new numbers.
 
 Saved evaluations are found under ``<workspace>/evaluations/<name>/fidelity.json`` (and any
 ``fidelity.json`` up to three folders below the workspace), plus the one shipped with the default
@@ -9,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from vctcore.evaluate.suite import REPORT
+from vctcore.fidelity.suite import REPORT
 
 LABELS = {
     "joint_seg_dice": "Joint-segmentation Dice (synthetic)",
@@ -129,3 +130,26 @@ def provenance(report: dict[str, Any]) -> dict[str, Any]:
     out = {k: report.get(k) for k in keys if k in report}
     versions = read_versions(report)
     return {**out, "versions": versions} if versions else out
+
+
+def fidelity_card_metrics(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Headline figures of a ``vct evaluate-generator`` report as model-card metrics (value, target,
+    definition with n, the paper's value and the report's creation time)."""
+    metrics: dict[str, dict[str, Any]] = {}
+    n, when = report.get("n"), report.get("created_utc")
+    for key, label in LABELS.items():
+        m = report.get("metrics", {}).get(key)
+        if not m:
+            continue
+        paper = f"; paper {m['paper']:.3g}" if isinstance(m.get("paper"), (int, float)) else ""
+        label = f"{label} ({m['caller']})" if m.get("caller") else label  # which checker decided
+        metrics[f"fidelity.{key}"] = {
+            "value": m.get("value"), "target": f"{m.get('comparison', '')} {m.get('target', '')}".strip(),
+            "pass": m.get("pass"), "definition": f"{label}; n={n} matched pairs{paper} (vct evaluate-generator, {when})"}
+    recon_n = (report.get("metrics", {}).get("reconstruction") or {}).get("n", n)
+    for row in context_rows(report):
+        if row["value"] is not None:
+            key = "fidelity." + "".join(c if c.isalnum() else "_" for c in row["figure"].lower()).strip("_")
+            k = recon_n if "econstruct" in row["figure"] else n  # reconstructions: the first --recon-n patients
+            metrics[key] = {"value": row["value"], "target": "", "definition": f"{row['figure']}; n={k} ({when})"}
+    return metrics

@@ -1,4 +1,4 @@
-"""Binary hole filling by labelling the background once.
+"""Binary hole filling by labelling the background once, and the body mask built on it.
 
 ``scipy.ndimage.binary_fill_holes`` floods the background from the array border by iterated binary
 dilation: one pass over the whole volume per voxel of the longest path through the background, three
@@ -39,3 +39,19 @@ def fill_holes(mask: np.ndarray, structure: np.ndarray | None = None) -> np.ndar
             outside[lab.take(-1, axis=axis)] = True
     outside[0] = True  # label 0 is the mask itself
     return ~outside[lab] | mask
+
+
+#: HU above which a voxel may be body (air and lung parenchyma lie below)
+BODY_HU = -500.0
+#: in-plane (X, Y) cross: holes are filled per axial slice
+IN_PLANE = ndimage.generate_binary_structure(2, 1)[:, :, None]
+
+
+def largest_body(hu: np.ndarray, threshold_hu: float = BODY_HU) -> np.ndarray:
+    """Boolean (X, Y, Z) mask of the patient in a CT ``hu`` (X, Y, Z; HU): the largest connected region
+    above ``threshold_hu`` with the holes of every axial slice filled (lungs and airways belong to the body)."""
+    mask = np.asarray(hu) > threshold_hu
+    lab, n = ndimage.label(mask)
+    if n > 1:
+        mask = lab == (np.argmax(np.bincount(lab.ravel())[1:]) + 1)
+    return fill_holes(mask, IN_PLANE)

@@ -12,7 +12,7 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).resolve().parent
-#: what a wheel ships, relative to the repository root (research candidates under checkpoints/ stay out)
+#: what a wheel ships, relative to the repository root
 SHIPPED = ("assets", "checkpoints/default", "checkpoints/downstream", "checkpoints/segmenter",
            "checkpoints/sex_classifier")
 

@@ -2,8 +2,9 @@
 # Encode the latents and train the diffusion of this candidate on a GPU machine, warm-started from the
 # shipped default's diffusion (its image-latent channels grafted; the segmentation channels new).
 #
-#   bash checkpoints/candidates/seg2x4d/gpu_diffusion.sh [MINUTES]      # from the repository root
+#   bash docs/research/seg2x4d/gpu_diffusion.sh [MINUTES]      # from the repository root
 #
+# The run comes from $SEG2X4D_RUN (default workspace/runs/seg2x4d, restored from git as README.md says).
 # The device machine has torch but not monai/nibabel and no network: carry wheels fetched here with
 #   pip download monai==1.6.1 nibabel==5.4.2 --no-deps -d .whl
 # (run's carry: [".whl"]). Writes $OUT/diffusion.f16.part* (the diffusion's weights as float16, cut
@@ -19,7 +20,7 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 export PYTHONPATH=/tmp/site:$PWD
 python3 -c "import torch, monai; print('torch', torch.__version__, torch.cuda.get_device_name(0))"
 RUN=/tmp/seg2x4d_run
-rm -rf "$RUN" && cp -r "$HERE/run" "$RUN"
+rm -rf "$RUN" && cp -r "${SEG2X4D_RUN:-workspace/runs/seg2x4d}" "$RUN"
 # the training cohort, rebuilt byte for byte (the run knows it by content: vctcore.train.data.cohort_fingerprint)
 time python3 -m vctcore.cli phantom --n 320 --seed 43 --workers 0 --out /tmp/train43 --quiet
 time python3 -m vctcore.cli train --cohort /tmp/train43 --run "$RUN" --preset "$HERE/preset_gpu.yaml" --seed 17 \

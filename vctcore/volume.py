@@ -6,7 +6,8 @@ are Hounsfield units (HU); volumes are in mL.
 
 Reading never trusts a file: every problem (missing, not NIfTI, truncated, NaN/Inf, 2D, 4D, zero or
 negative spacing, values that are not HU, bad labels) raises :class:`NiftiError` whose message names
-the file and what was found. Writing is atomic: a temporary file in the target folder, then
+the file and what was found (the checks and their messages: :mod:`vctcore.volume_checks`, re-exported
+here). Writing is atomic: a temporary file in the target folder, then
 ``os.replace``, so a failed write (disk full) never leaves a half-written file.
 """
 from __future__ import annotations
@@ -17,12 +18,22 @@ import os
 import pathlib
 import uuid
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import nibabel as nib
 import numpy as np
+
+from vctcore.volume_checks import (  # the messages and checks, re-exported for callers and tests
+    AFFINE_TOL_MM, CT_STORE_MAX, CT_STORE_MIN, DISK_FULL_HINT, ERR_AFFINE_NONFINITE, ERR_AFFINE_SHAPE,
+    ERR_AFFINE_SINGULAR, ERR_BAD_SUFFIX, ERR_CORRUPT, ERR_EMPTY, ERR_LABEL_DTYPE, ERR_LABEL_MISMATCH,
+    ERR_LABEL_NEGATIVE, ERR_LABEL_NOT_INTEGER, ERR_LABEL_TOO_LARGE, ERR_LABEL_UNKNOWN, ERR_MISSING, ERR_NDIM_HIGH,
+    ERR_NDIM_LOW, ERR_NONFINITE, ERR_NOT_HU, ERR_NOT_NIFTI, ERR_PIXDIM, ERR_SINGLE_SLICE, ERR_UNKNOWN_NAME,
+    ERR_WRITE, ERR_WRONG_SUFFIX, HU_CONSTANT, HU_MAX, HU_MIN, HU_NORMALISED, HU_RAW, HU_TOO_HIGH, HU_TOO_LOW,
+    NiftiError, RAW_MAX, _check_affine, _check_finite, _check_label_names, _check_shape, _fmt_floats,
+    _integer_labels, _to_label_dtype, validate_hu,
+)
 
 __all__ = [
     "CTVolume",
@@ -37,106 +48,8 @@ __all__ = [
     "write_labels",
 ]
 
-# --- error messages (format strings; tests match them) -------------------------------------------
-ERR_MISSING = "{where}: file does not exist"
-ERR_NOT_NIFTI = "{where}: not a NIfTI file ({found}); expected a .nii or .nii.gz image"
-ERR_WRONG_SUFFIX = "{where}: the file is {actual} but its name ends with {suffix}; rename it to end with {expected}"
-ERR_CORRUPT = "{where}: truncated or corrupt NIfTI file ({detail})"
-ERR_BAD_SUFFIX = "{where}: a NIfTI file name must end with .nii or .nii.gz"
-ERR_NDIM_LOW = "{where}: data is {ndim}D (shape {shape}); a CT volume needs three axes (X, Y, Z)"
-ERR_NDIM_HIGH = (
-    "{where}: data is {ndim}D (shape {shape}); expected a 3D volume (only trailing axes of length 1 are allowed)"
-)
-ERR_SINGLE_SLICE = "{where}: shape {shape} is a single slice, not a volume (axis {axis} has length 1)"
-ERR_EMPTY = "{where}: shape {shape} has an empty axis"
-ERR_NONFINITE = "{where}: {count} of {total} voxels are NaN or Inf"
-ERR_PIXDIM = "{where}: voxel spacing in the header (pixdim[1:4]) is {spacing} mm; every spacing must be > 0"
-ERR_AFFINE_SHAPE = "{where}: affine must be a 4x4 matrix, got shape {shape}"
-ERR_AFFINE_NONFINITE = "{where}: affine has NaN or Inf entries"
-ERR_AFFINE_SINGULAR = (
-    "{where}: affine is singular (determinant of its 3x3 part is {det:.3g}, voxel spacing {spacing} mm); "
-    "every spacing must be > 0"
-)
-ERR_NOT_HU = (
-    "{where}: values do not look like Hounsfield units: {problem} (found min {vmin:g}, max {vmax:g}). "
-    "CT in HU has air about -1000, water 0, fat about -100, bone +400..+2000. If these are raw scanner "
-    "values, apply the DICOM RescaleSlope/RescaleIntercept (HU = value * slope + intercept, often slope 1 "
-    "and intercept -1024) or set scl_slope/scl_inter in the NIfTI header; check_hu=False skips this check"
-)
-HU_CONSTANT = "every voxel has the same value"
-HU_RAW = "no voxel is below 0, so air is not near -1000 (raw detector values without rescale?)"
-HU_TOO_LOW = "values below {limit:g} HU"
-HU_TOO_HIGH = "values above {limit:g} HU"
-HU_NORMALISED = "the values span only {span:g} (normalised intensities?)"
-ERR_LABEL_DTYPE = "{where}: label data must be an integer array, got dtype {dtype}"
-ERR_LABEL_NOT_INTEGER = "{where}: {count} voxel(s) have non-integer label values, e.g. {examples}"
-ERR_LABEL_NEGATIVE = "{where}: {count} voxel(s) have negative label values (min {vmin})"
-ERR_LABEL_TOO_LARGE = "{where}: label value {vmax} does not fit in uint16 (max 65535)"
-ERR_LABEL_UNKNOWN = "{where}: label value(s) {values} are not in the label names (known values: {known})"
-ERR_LABEL_MISMATCH = (
-    "{where}: label map does not match the CT: label shape {label_shape} vs CT shape {ct_shape}, "
-    "largest affine difference {diff:.3g} mm (tolerance {tol:g} mm)"
-)
-ERR_UNKNOWN_NAME = "unknown structure name(s) {names}; this label map has: {known}"
-ERR_WRITE = "could not write {path}: {reason}{hint}; any previous file there is unchanged and no partial file was left"
-DISK_FULL_HINT = " (the disk may be full)"
-
-#: HU plausibility limits: below HU_MIN is not CT (GE pads outside the field of view with -3024, Siemens
-#: with -2048, so those pass); above HU_MAX is not CT (metal in extended-scale HU stays below ~30000)
-HU_MIN = -3100.0
-HU_MAX = 40000.0
-#: raw detector values: nothing below 0 (no air at -1000) while the maximum is above this
-RAW_MAX = 1500.0
-#: int16 storage range of write_ct (HU)
-CT_STORE_MIN, CT_STORE_MAX = -1024, 3071
-#: tolerance (mm) of the label-vs-CT affine comparison in read_labels(like=...)
-AFFINE_TOL_MM = 1e-3
-
 _NIFTI_SUFFIXES = (".nii.gz", ".nii")
 _DISK_FULL_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG}
-
-
-class NiftiError(ValueError):
-    """Bad NIfTI input; message names the file and the problem."""
-
-
-# --- shared grid validation ----------------------------------------------------------------------
-def _check_shape(shape: tuple[int, ...], where: str) -> None:
-    """Require exactly three axes, each of length >= 2."""
-    if len(shape) < 3:
-        raise ValueError(ERR_NDIM_LOW.format(where=where, ndim=len(shape), shape=tuple(shape)))
-    if len(shape) > 3:
-        raise ValueError(ERR_NDIM_HIGH.format(where=where, ndim=len(shape), shape=tuple(shape)))
-    if 0 in shape:
-        raise ValueError(ERR_EMPTY.format(where=where, shape=tuple(shape)))
-    if 1 in shape:
-        raise ValueError(ERR_SINGLE_SLICE.format(where=where, shape=tuple(shape), axis=shape.index(1)))
-
-
-def _check_affine(affine: np.ndarray, where: str) -> np.ndarray:
-    """Return ``affine`` as float64 (4, 4); it must be finite with a non-singular 3x3 part."""
-    affine = np.asarray(affine, dtype=np.float64)
-    if affine.shape != (4, 4):
-        raise ValueError(ERR_AFFINE_SHAPE.format(where=where, shape=affine.shape))
-    if not np.isfinite(affine).all():
-        raise ValueError(ERR_AFFINE_NONFINITE.format(where=where))
-    spacing = np.linalg.norm(affine[:3, :3], axis=0)
-    det = float(np.linalg.det(affine[:3, :3]))
-    if abs(det) <= 1e-9 * max(float(np.prod(spacing)), 1e-300) or not np.all(spacing > 0):
-        raise ValueError(ERR_AFFINE_SINGULAR.format(where=where, det=det, spacing=_fmt_floats(spacing)))
-    return affine
-
-
-def _check_finite(data: np.ndarray, where: str) -> None:
-    if data.dtype.kind == "f":
-        finite = np.isfinite(data)
-        if not finite.all():
-            count = int(finite.size - np.count_nonzero(finite))
-            raise ValueError(ERR_NONFINITE.format(where=where, count=count, total=data.size))
-
-
-def _fmt_floats(values) -> tuple[float, ...]:
-    return tuple(round(float(v), 6) for v in values)
 
 
 class _Grid:
@@ -237,31 +150,6 @@ class LabelMap(_Grid):
         return volumes
 
 
-def _to_label_dtype(data: np.ndarray, where: str) -> np.ndarray:
-    """Whole-number labels (any integer or float dtype) -> uint8 (max < 256) or uint16.
-
-    Negative values or values above 65535 raise ValueError.
-    """
-    if data.dtype in (np.uint8, np.uint16):
-        return data
-    vmin, vmax = (int(data.min()), int(data.max())) if data.size else (0, 0)
-    if vmin < 0:
-        count = int(np.count_nonzero(data < 0))
-        raise ValueError(ERR_LABEL_NEGATIVE.format(where=where, count=count, vmin=vmin))
-    if vmax > 65535:
-        raise ValueError(ERR_LABEL_TOO_LARGE.format(where=where, vmax=vmax))
-    return data.astype(np.uint8 if vmax < 256 else np.uint16)
-
-
-def _check_label_names(data: np.ndarray, names: Mapping[int, str], where: str) -> None:
-    present = np.flatnonzero(np.bincount(data.ravel()))
-    unknown = [int(v) for v in present if v != 0 and int(v) not in names]
-    if unknown:
-        shown = ", ".join(map(str, unknown[:20])) + (f" (+{len(unknown) - 20} more)" if len(unknown) > 20 else "")
-        known = f"{min(names)}..{max(names)}" if names else "none"
-        raise ValueError(ERR_LABEL_UNKNOWN.format(where=where, values=shown, known=known))
-
-
 def make_affine(
     spacing_mm: tuple[float, float, float], origin_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
 ) -> np.ndarray:
@@ -272,25 +160,6 @@ def make_affine(
     affine = np.diag([*spacing, 1.0])
     affine[:3, 3] = np.asarray(origin_mm, dtype=np.float64)
     return affine
-
-
-# --- HU plausibility ------------------------------------------------------------------------------
-def validate_hu(data: np.ndarray, *, where: str = "CT") -> None:
-    """Raise ValueError (message ERR_NOT_HU) unless ``data`` looks like CT in Hounsfield units."""
-    vmin, vmax = float(data.min()), float(data.max())
-    problem = None
-    if vmin == vmax:
-        problem = HU_CONSTANT
-    elif vmin < HU_MIN:
-        problem = HU_TOO_LOW.format(limit=HU_MIN)
-    elif vmax > HU_MAX:
-        problem = HU_TOO_HIGH.format(limit=HU_MAX)
-    elif vmin >= 0 and vmax > RAW_MAX:
-        problem = HU_RAW
-    elif vmax - vmin <= 2.0:
-        problem = HU_NORMALISED.format(span=vmax - vmin)
-    if problem:
-        raise ValueError(ERR_NOT_HU.format(where=where, problem=problem, vmin=vmin, vmax=vmax))
 
 
 # --- reading -------------------------------------------------------------------------------------
@@ -458,20 +327,6 @@ def read_labels(
             raise NiftiError(ERR_LABEL_MISMATCH.format(where=where, label_shape=labels.shape, ct_shape=like.shape,
                                                        diff=diff, tol=AFFINE_TOL_MM))
     return labels
-
-
-def _integer_labels(data: np.ndarray, where: str) -> np.ndarray:
-    """Float arrays holding whole numbers -> integers; other floats raise ValueError; then uint8/uint16."""
-    if data.dtype.kind == "f":
-        _check_finite(data, where)
-        fractional = data != np.round(data)
-        if fractional.any():
-            examples = ", ".join(f"{v:g}" for v in np.unique(data[fractional])[:5])
-            count = int(np.count_nonzero(fractional))
-            raise ValueError(ERR_LABEL_NOT_INTEGER.format(where=where, count=count, examples=examples))
-    elif data.dtype.kind not in "uib":
-        raise ValueError(ERR_LABEL_DTYPE.format(where=where, dtype=data.dtype))
-    return _to_label_dtype(data, where)
 
 
 # --- writing -------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ test: $(STAMP) system-deps
 	$(PY) -m pytest
 
 test-all: $(STAMP) system-deps
+	$(VENV)/bin/pip install -q -r requirements-ray.txt  # the ray-marked tests' optional executor
 	$(PY) -m pytest -m ""
 
 bench: $(STAMP)

@@ -61,6 +61,25 @@ def _atomic_text(path: Path, text: str) -> None:
         raise
 
 
+def patient_complete(patient_dir: str | os.PathLike) -> bool:
+    """True when every file of :data:`PATIENT_FILES` is in ``patient_dir``."""
+    return all((Path(patient_dir) / f).exists() for f in PATIENT_FILES)
+
+
+def write_patient(patient_dir: str | os.PathLike, *, ct: CTVolume, seg: LabelMap,
+                  labels: LabelMap | None = None) -> Path:
+    """Write one patient's volumes into ``patient_dir``, each file atomically and the CT last, so
+    :func:`patient_complete` is true only once all are written (a killed writer leaves no complete
+    patient with a partial file). Workers of an executor call it directly."""
+    d = Path(patient_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    if labels is not None:
+        write_labels(labels, d / "labels.nii.gz")
+    write_labels(seg, d / "seg.nii.gz")
+    write_ct(ct, d / "ct.nii.gz")
+    return d
+
+
 class CohortWriter:
     """Writes a cohort directory incrementally (resumable)."""
 
@@ -74,18 +93,11 @@ class CohortWriter:
         return self.root / "patients" / pid
 
     def has(self, pid: str) -> bool:
-        d = self.patient_dir(pid)
-        return all((d / f).exists() for f in PATIENT_FILES)
+        return patient_complete(self.patient_dir(pid))
 
     def add(self, pid: str, *, ct: CTVolume, seg: LabelMap, labels: LabelMap | None = None) -> Path:
-        """Write one patient's volumes; the CT goes last so ``has`` is true only once all are written."""
-        d = self.patient_dir(pid)
-        d.mkdir(parents=True, exist_ok=True)
-        if labels is not None:
-            write_labels(labels, d / "labels.nii.gz")
-        write_labels(seg, d / "seg.nii.gz")
-        write_ct(ct, d / "ct.nii.gz")
-        return d
+        """Write one patient's volumes (:func:`write_patient`)."""
+        return write_patient(self.patient_dir(pid), ct=ct, seg=seg, labels=labels)
 
     def write_attributes(self, table: pd.DataFrame) -> Path:
         path = self.root / "attributes.csv"

@@ -3,7 +3,8 @@
 Rows are sampled from a PopulationSpec (seeded) or given as a table; patient ``i`` always gets the
 seed ``patient_seed(seed, i)``, so a rerun skips finished patients and regenerates only the rest,
 identically. ``cohort.json`` records the checkpoint (path, sha256 of every file), seed, steps,
-guidance, support warnings and the seconds per patient made by the last run.
+guidance, support warnings, the executor and the seconds per patient made by the last run. Patients
+may be made by any :mod:`vctcore.executors` executor; the cohort is the same file for file.
 """
 from __future__ import annotations
 
@@ -12,50 +13,75 @@ import time
 
 import pandas as pd
 
-from vctcore.cohort import CohortWriter, read_attributes
+from vctcore.cohort import CohortWriter, read_attributes, write_patient
+from vctcore.executors import Executor
+from vctcore.executors.loaders import GeneratorLoader
+from vctcore.executors.local import LocalExecutor
 from vctcore.generator import Generator, patient_seed
 from vctcore.progress import Progress
 
 
 def generate_cohort(generator: Generator, table: pd.DataFrame, *, seed: int, out: str | os.PathLike,
                     steps: int | None = None, guidance_scale: float | None = None, sampler: str | None = None,
-                    provenance: dict | None = None, progress: Progress | None = None) -> pd.DataFrame:
-    """Generate one patient per row of ``table`` into ``out``; returns the written attribute table."""
+                    provenance: dict | None = None, progress: Progress | None = None,
+                    executor: Executor | None = None, device: str | None = None) -> pd.DataFrame:
+    """Generate one patient per row of ``table`` into ``out``; returns the written attribute table.
+
+    ``executor`` (default: this process) runs the patients; each of its workers loads the generator from
+    ``generator.path`` once (a worker in this process uses ``generator``) on ``device`` (default: the
+    generator's own device locally, "auto" on a distributed executor) and writes its patients' files
+    itself. ``attributes.csv`` lists the finished patients in table order as they finish, then all rows."""
     table = table.reset_index(drop=True).copy()
     table["id"] = [f"S{i:04d}" for i in range(len(table))]
     table["seed"] = [patient_seed(seed, i) for i in range(len(table))]
-    warnings = generator.support_warnings(table)
-    writer = CohortWriter(out, {
-        "maker": "vctcore.generator", "n": len(table), "seed": seed,
-        "steps": steps or generator.cfg.diffusion.sample_steps,
-        "guidance_scale": generator.cfg.diffusion.guidance_scale if guidance_scale is None else guidance_scale,
-        "sampler": sampler or generator.cfg.diffusion.sampler,
-        **({"guidance_interval": list(generator.cfg.diffusion.guidance_interval)}
-           if generator.cfg.diffusion.guidance_interval else {}),
-        "checkpoint": str(generator.path), "checkpoint_sha256": generator.checkpoint_sha256,
-        "device": str(generator.device), "support_warnings": warnings, **(provenance or {})})
+    executor = executor or LocalExecutor(1)
+    device = device or ("auto" if executor.distributed else str(generator.device))
+    writer = CohortWriter(out, _provenance(generator, table, seed, steps, guidance_scale, sampler, executor,
+                                           device, provenance))
     try:
         old = read_attributes(out).set_index("id")
     except FileNotFoundError:
         old = pd.DataFrame()
-    done = made = 0
+    finished = [bool(writer.has(pid) and pid in old.index) for pid in table["id"]]
+    todo = [i for i in range(len(table)) if not finished[i]]
+    root = writer.root.resolve()
+    tasks = [(i, table.iloc[[i]], seed, steps, guidance_scale, sampler, str(root / "patients" / table.loc[i, "id"]))
+             for i in todo]
+    loader = GeneratorLoader(generator.path, device, generator if not executor.distributed else None)
     start = time.perf_counter()
-    for i in range(len(table)):
-        pid = table.loc[i, "id"]
-        if writer.has(pid) and pid in old.index:
-            done += 1
-            continue
-        row = table.iloc[[i]]
-        (p,) = generator.generate(row, seed=seed, steps=steps, guidance_scale=guidance_scale, sampler=sampler,
-                                  index_offset=i)
-        writer.add(pid, ct=p.ct, seg=p.seg)
-        done += 1
-        made += 1
-        writer.write_attributes(table.iloc[: i + 1])
+    for k, _ in executor.map(_make_patient, tasks, setup=loader, gpu=device != "cpu"):
+        finished[todo[k]] = True
+        writer.write_attributes(table[finished])
         if progress is not None:
-            progress(done, len(table), pid)
+            progress(sum(finished), len(table), table.loc[todo[k], "id"])
     writer.write_attributes(table)
     seconds = time.perf_counter() - start
     writer.update_provenance(seconds=round(seconds, 1),
-                             **({"seconds_per_patient": round(seconds / made, 2)} if made else {}))
+                             **({"seconds_per_patient": round(seconds / len(todo), 2)} if todo else {}))
     return table
+
+
+def _provenance(generator: Generator, table: pd.DataFrame, seed: int, steps: int | None,
+                guidance_scale: float | None, sampler: str | None, executor: Executor, device: str,
+                extra: dict | None) -> dict:
+    """cohort.json's record of what makes this cohort (the executor is recorded; it changes no voxel)."""
+    d = generator.cfg.diffusion
+    return {
+        "maker": "vctcore.generator", "n": len(table), "seed": seed, "steps": steps or d.sample_steps,
+        "guidance_scale": d.guidance_scale if guidance_scale is None else guidance_scale,
+        "sampler": sampler or d.sampler,
+        **({"guidance_interval": list(d.guidance_interval)} if d.guidance_interval else {}),
+        "checkpoint": str(generator.path), "checkpoint_sha256": generator.checkpoint_sha256,
+        "device": device if executor.distributed else str(generator.device),
+        "support_warnings": generator.support_warnings(table),
+        "executor": executor.describe(), **(extra or {})}
+
+
+def _make_patient(generator: Generator, task: tuple) -> float:
+    """One patient made and written into its folder (an executor task); returns the seconds it took."""
+    i, row, seed, steps, guidance_scale, sampler, patient_dir = task
+    t0 = time.perf_counter()
+    (p,) = generator.generate(row, seed=seed, steps=steps, guidance_scale=guidance_scale, sampler=sampler,
+                              index_offset=i)
+    write_patient(patient_dir, ct=p.ct, seg=p.seg)
+    return time.perf_counter() - t0

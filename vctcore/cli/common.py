@@ -1,15 +1,19 @@
 """Shared pieces of the ``vct`` command line: the user-error type and progress bars."""
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from vctcore.assets import default_population
 from vctcore.progress import Progress
+
+if TYPE_CHECKING:
+    from vctcore.executors import ExecutorSpec
 
 DEFAULT_POPULATION = default_population()
 
@@ -107,3 +111,33 @@ def progress_run(total: int, desc: str, unit: str, quiet: bool, errors: tuple[ty
         raise CLIError(f"{context}{err}") from None
     finally:
         close()
+
+
+def add_executor_args(p: argparse.ArgumentParser, workers_default: int | None = 1, workers_help: str = "") -> None:
+    """``--executor local|ray``, ``--ray-address ADDR`` and ``--workers N`` on a subcommand's parser."""
+    p.add_argument("--executor", choices=("local", "ray"), default=None,
+                   help="where the patients are made: local processes (default) or a Ray cluster (docs/ray.md)")
+    p.add_argument("--ray-address", default=None,
+                   help="the Ray cluster to join (auto, HOST:PORT or ray://HOST:10001); default: a local cluster "
+                        "started for the run")
+    p.add_argument("--workers", type=int, default=workers_default,
+                   help=workers_help or "worker processes (local) or actors (ray); 0: one per core, or per GPU "
+                                        "or CPU slot of the Ray cluster; the result is the same for any number")
+
+
+def executor_spec(args: argparse.Namespace, default_kind: str = "local", default_workers: int = 1) -> ExecutorSpec:
+    """The :class:`vctcore.executors.ExecutorSpec` of ``--executor``/``--ray-address``/``--workers``
+    (``--ray-address`` alone means ray); CLIError (one line) for a bad combination or when Ray is asked
+    for and not installed. Checked before any heavy import, so the refusal comes at once."""
+    from vctcore.executors import ExecutorError, ExecutorSpec, check_available
+
+    kind = args.executor or ("ray" if args.ray_address else default_kind)
+    workers = default_workers if args.workers is None else args.workers
+    if workers < 0:
+        raise CLIError(f"--workers must be 0 (every core) or more, got {workers}")
+    try:
+        spec = ExecutorSpec(kind, workers, args.ray_address)
+        check_available(spec)
+    except ExecutorError as err:
+        raise CLIError(str(err)) from None
+    return spec

@@ -6,7 +6,8 @@ import sys
 import time
 from pathlib import Path
 
-from vctcore.cli.common import DEFAULT_POPULATION, CLIError, load_population, progress_run
+from vctcore.cli.common import (DEFAULT_POPULATION, CLIError, add_executor_args, executor_spec, load_population,
+                                progress_run)
 from vctcore.models.config import SAMPLERS
 
 
@@ -23,21 +24,29 @@ def run(args: argparse.Namespace) -> int:
     root = Path(args.checkpoint) if args.checkpoint is not None else default_generator()
     if not root.is_dir():  # Generator.from_pretrained's refusal, before torch is imported, so it comes at once
         raise CLIError(f"{root}: generator checkpoint directory does not exist")
+    ex_spec = executor_spec(args)
 
+    from vctcore.executors import ExecutorError, make_executor
     from vctcore.generator import Generator
     from vctcore.models.checkpoint import CheckpointError
     from vctcore.synthetic_cohort import generate_cohort
 
     try:
-        gen = Generator.from_pretrained(args.checkpoint, device=args.device)
+        # on a Ray cluster the workers load it on their own devices; the driver reads it on its CPU
+        gen = Generator.from_pretrained(args.checkpoint, device="cpu" if ex_spec.kind == "ray" else args.device)
     except (CheckpointError, ValueError) as err:
         raise CLIError(str(err)) from None
     for msg in gen.support_warnings(table):
         print(f"vct generate: warning: outside the training support: {msg}", file=sys.stderr)
     start = time.perf_counter()
-    with progress_run(args.n, "patients", "patient", args.quiet, (OSError,), context=f"writing {args.out}: ") as update:
-        generate_cohort(gen, table, seed=args.seed, out=args.out, steps=args.steps, guidance_scale=args.guidance,
-                        sampler=args.sampler, provenance={"population": spec.to_dict()}, progress=update)
+    bar = progress_run(args.n, "patients", "patient", args.quiet, (OSError,), context=f"writing {args.out}: ")
+    with bar as update, make_executor(ex_spec) as executor:
+        try:
+            generate_cohort(gen, table, seed=args.seed, out=args.out, steps=args.steps, guidance_scale=args.guidance,
+                            sampler=args.sampler, provenance={"population": spec.to_dict()}, progress=update,
+                            executor=executor, device=args.device)
+        except ExecutorError as err:
+            raise CLIError(str(err)) from None
     print(f"wrote {args.n} synthetic patients to {args.out} in {time.perf_counter() - start:.1f} s")
     return 0
 
@@ -54,5 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale")
     p.add_argument("--sampler", default=None, choices=SAMPLERS,
                    help="ddim, dpm++ (DPM-Solver++(2M)) or ddpm (1000 steps); default: the checkpoint's")
+    add_executor_args(p, 1, "processes (local; each loads the generator) or Ray actors (one per GPU, else per CPU "
+                            "slot) making patients; 0: one per core or slot; the cohort is the same for any number")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)

@@ -2,7 +2,8 @@
 
     vct measure CT [--seg SEG.nii.gz] [--seg-format auto|fine|merged|totalsegmentator]
                 [--backend auto|labels|threshold|totalsegmentator] [--json] [--force]
-    vct measure --cohort DIR [--backend ...] [--workers N] [--no-resume] [--quiet] [--force]
+    vct measure --cohort DIR [--backend ...] [--workers N] [--executor local|ray] [--ray-address ADDR]
+                [--no-resume] [--quiet] [--force]
 
 CT: a NIfTI file, a folder holding one DICOM CT series, or a .zip of one series. Refusals (bad file,
 not CT, implausible spacing, mixed series...) are one line on stderr and exit code 2; nothing is written.
@@ -14,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from vctcore.cli.common import CLIError, progress_run
+from vctcore.cli.common import CLIError, add_executor_args, executor_spec, progress_run
 
 BACKEND_CHOICES = ("auto", "labels", "threshold", "totalsegmentator")
 SEG_FORMATS = ("auto", "fine", "merged", "totalsegmentator")
@@ -42,17 +43,19 @@ def _one(args: argparse.Namespace) -> int:
 
 
 def _cohort(args: argparse.Namespace) -> int:
-    from vctcore.measure.cohort import CSV_NAME, measure_cohort
-
     root = Path(args.cohort)
     if not root.is_dir():
         raise CLIError(f"cohort directory {root} does not exist")
-    if args.workers < 1:
-        raise CLIError(f"--workers must be at least 1, got {args.workers}")
+    ex_spec = executor_spec(args)
+
+    from vctcore.executors import make_executor
+    from vctcore.measure.cohort import CSV_NAME, measure_cohort
+
     start = time.perf_counter()
-    with progress_run(0, "measure", "patient", args.quiet, (ValueError, OSError)) as update:
-        table = measure_cohort(root, backend=args.backend, workers=args.workers, resume=not args.no_resume,
-                               height=not args.no_height, progress=update, force=args.force)
+    with progress_run(0, "measure", "patient", args.quiet, (ValueError, OSError)) as update, \
+            make_executor(ex_spec) as executor:
+        table = measure_cohort(root, backend=args.backend, resume=not args.no_resume, height=not args.no_height,
+                               progress=update, force=args.force, executor=executor)
     failed = table[table["error"].astype(str) != ""] if "error" in table else table.iloc[:0]
     print(f"measured {len(table) - len(failed)} of {len(table)} patients in {time.perf_counter() - start:.1f} s; "
           f"wrote {root / CSV_NAME}")
@@ -87,7 +90,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="segmentation backend (auto: labels when --seg is given, else threshold)")
     p.add_argument("--json", action="store_true", help="print the full record as JSON")
     p.add_argument("--cohort", help="measure every patient of this cohort directory; writes measurements.csv")
-    p.add_argument("--workers", type=int, default=1, help="parallel processes for --cohort")
+    add_executor_args(p, 1, "--cohort: processes (local) or Ray actors measuring patients (0: one per core or "
+                            "slot)")
     p.add_argument("--no-resume", action="store_true", help="--cohort: measure every patient again")
     p.add_argument("--no-height", action="store_true", help="skip the height measurement")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

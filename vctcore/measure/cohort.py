@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import json
 import os
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from vctcore.cohort import _atomic_text
+from vctcore.executors import Executor
+from vctcore.executors.local import LocalExecutor
 from vctcore.progress import Progress
 from vctcore.provenance import provenance as provenance_record
 from vctcore.provenance import utc_now
@@ -61,11 +62,19 @@ def measure_patient(patient_dir: str, backend: str = "auto", height: bool = True
         return {"id": d.name, "backend": backend, "error": f"{type(err).__name__}: {err}"}
 
 
+def _measure_task(_: None, task: tuple[str, str, bool, bool]) -> dict[str, Any]:
+    """:func:`measure_patient` as an executor task."""
+    return measure_patient(*task)
+
+
 def measure_cohort(root: str | os.PathLike, *, backend: str = "auto", workers: int = 1, resume: bool = True,
-                   height: bool = True, progress: Progress | None = None, force: bool = False) -> pd.DataFrame:
-    """Measure all patients of cohort ``root`` with ``workers`` processes; returns the table written.
-    ``force``: measure images that do not look like CT in HU (see :func:`vctcore.measure.measure`)."""
-    root = Path(root)
+                   height: bool = True, progress: Progress | None = None, force: bool = False,
+                   executor: Executor | None = None) -> pd.DataFrame:
+    """Measure all patients of cohort ``root`` with ``executor`` (default: ``workers`` local processes);
+    returns the table written (rows in the cohort's order whatever order they finish in). ``force``:
+    measure images that do not look like CT in HU (see :func:`vctcore.measure.measure`)."""
+    root = Path(root).resolve()
+    executor = executor or LocalExecutor(workers)
     ids = patient_ids(root)
     if not ids:
         raise ValueError(f"cohort {root} has no patients")
@@ -81,7 +90,7 @@ def measure_cohort(root: str | os.PathLike, *, backend: str = "auto", workers: i
     provenance: dict[str, Any] = {
         "maker": "vctcore.measure", "backend": backend, **provenance_record(), "started_utc": utc_now(),
         "finished_utc": None, "patients": len(ids), "measured_now": len(todo), "resumed": len(ids) - len(todo),
-        "workers": workers, "force": force}
+        "workers": executor.workers, "executor": executor.describe(), "force": force}
     _atomic_text(root / JSON_NAME, json.dumps(provenance, indent=2))
     done = len(rows)
     if progress:
@@ -95,15 +104,9 @@ def measure_cohort(root: str | os.PathLike, *, backend: str = "auto", workers: i
         if progress:
             progress(done, len(ids), row["id"])
 
-    dirs = [str(root / "patients" / i) for i in todo]
-    if workers <= 1 or len(todo) <= 1:
-        for d in dirs:
-            record(measure_patient(d, backend, height, force))
-    else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(measure_patient, d, backend, height, force) for d in dirs]
-            for fut in as_completed(futures):
-                record(fut.result())
+    tasks = [(str(root / "patients" / i), backend, height, force) for i in todo]
+    for _, row in executor.map(_measure_task, tasks):
+        record(row)
     table = _write_csv(csv_path, ids, rows)
     failed = int((table["error"].astype(str) != "").sum()) if "error" in table else 0
     provenance.update(finished_utc=utc_now(), failed=failed)

@@ -1,7 +1,6 @@
 """Build a whole phantom cohort from a population spec (the default "real" cohort of a trial)."""
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -10,6 +9,8 @@ import numpy as np
 import pandas as pd
 
 from vctcore.cohort import CohortWriter, read_attributes
+from vctcore.executors import Executor, in_order
+from vctcore.executors.local import LocalExecutor
 from vctcore.phantom.builder import DEFAULT_GRID, REQUIRED, Phantom, PhantomGrid, build_phantom, check_attributes
 from vctcore.population import PopulationSpec
 from vctcore.progress import Progress
@@ -20,19 +21,20 @@ _Task = tuple[dict[str, Any], int, str, PhantomGrid]
 
 def build_cohort(spec: PopulationSpec, *, n: int, seed: int, out: str | os.PathLike, pose: str = "supine",
                  grid: PhantomGrid = DEFAULT_GRID, progress: Progress | None = None,
-                 workers: int = 1) -> pd.DataFrame:
+                 workers: int = 1, executor: Executor | None = None) -> pd.DataFrame:
     """Sample ``n`` patients from ``spec`` (seeded) and write their phantoms to ``out``.
 
     Rows outside the phantom's support are replaced by further draws (recorded in cohort.json).
-    Patients already on disk are kept (resume). ``workers`` > 1 builds phantoms in that many
-    processes; the cohort written is the same as with one (each patient has its own seed, and
-    patients are numbered in draw order). Returns the attribute table that was written, with the
-    measured ``body_volume_l`` of each phantom.
+    Patients already on disk are kept (resume). ``executor`` (default: ``workers`` local processes)
+    builds the phantoms ahead of this loop, which writes them; the cohort written is the same for any
+    executor and worker count (each patient has its own seed, and patients are numbered in draw order).
+    Returns the attribute table that was written, with the measured ``body_volume_l`` of each phantom.
     """
     if n < 1:
         raise ValueError(f"--n must be at least 1, got {n}")
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
+    executor = executor or LocalExecutor(workers)
     rows = spec.sample(max(2 * n, n + 20), seed=seed)
     writer = CohortWriter(out, {"maker": "vctcore.phantom", "population": spec.to_dict(), "n": n, "seed": seed,
                                 "pose": pose, "grid": {"shape": list(grid.shape), "spacing_mm": list(grid.spacing_mm)}})
@@ -61,7 +63,7 @@ def build_cohort(spec: PopulationSpec, *, n: int, seed: int, out: str | os.PathL
             bound = i + 1
             pid = f"P{len(kept):04d}"
             if built is None and not writer.has(pid):
-                built = _built(tasks[j:], workers)
+                built = _built(tasks[j:], executor)
             result = next(built) if built is not None else None
             record = {"id": pid, **attrs}
             if writer.has(pid) and pid in old.index:
@@ -81,7 +83,7 @@ def build_cohort(spec: PopulationSpec, *, n: int, seed: int, out: str | os.PathL
                 progress(len(kept), n, pid)
     finally:
         if built is not None:
-            built.close()  # stops the worker processes
+            built.close()  # stops the workers
     if len(kept) < n:
         raise ValueError(f"only {len(kept)} of {n} sampled patients are inside the phantom's support; "
                          "widen or adjust the population spec")
@@ -99,15 +101,18 @@ def _build_one(task: _Task) -> Phantom | str:
         return str(err)
 
 
-def _built(tasks: list[tuple[int, _Task]], workers: int) -> Iterator[Phantom | str]:
-    """Each task's phantom in order, built lazily here or ahead in ``workers`` processes."""
-    if workers == 1:
-        for _, task in tasks:
-            yield _build_one(task)
-        return
-    # spawned, not forked: the caller may hold threads (torch, a progress bar) that fork would copy
-    with mp.get_context("spawn").Pool(workers) as pool:
-        yield from pool.imap(_build_one, [task for _, task in tasks], chunksize=1)
+def _build_task(_: None, task: _Task) -> Phantom | str:
+    """:func:`_build_one` as an executor task."""
+    return _build_one(task)
+
+
+def _built(tasks: list[tuple[int, _Task]], executor: Executor) -> Iterator[Phantom | str]:
+    """Each task's phantom in order, built by ``executor`` (lazily in this process, or ahead by workers)."""
+    results = executor.map(_build_task, [task for _, task in tasks])
+    try:
+        yield from in_order(results)
+    finally:
+        results.close()  # stops the workers when the cohort is full before the tasks run out
 
 
 def _previous(out: str | os.PathLike) -> pd.DataFrame:

@@ -18,13 +18,13 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from vctcore.attributes import ATTRIBUTE_NAMES
-from vctcore.checkers.segmenter import load_segmenter, load_unet
-from vctcore.checkers.sex_classifier import DEFAULT_SEX_CLASSIFIER, load_sex_classifier
+from vctcore.checkers.segmenter import Segmenter, load_segmenter, load_unet
+from vctcore.checkers.sex_classifier import DEFAULT_SEX_CLASSIFIER, SexClassifier, load_sex_classifier
 from vctcore.cohort import _atomic_text, read_attributes, read_provenance
 from vctcore.devices import describe_device
 from vctcore.fidelity.metrics import compute_metrics, pass_flags
@@ -32,6 +32,9 @@ from vctcore.fidelity.patient import evaluate_real, evaluate_synthetic, load_cac
 from vctcore.jsonsafe import json_safe
 from vctcore.progress import Progress, staged
 from vctcore.provenance import provenance
+
+if TYPE_CHECKING:  # imported when the suite runs: torch and the networks
+    from vctcore.generator import Generator
 
 SCHEMA = "vct-fidelity/1"
 REPORT = "fidelity.json"
@@ -105,7 +108,7 @@ def evaluate_generator(checkpoint: str | Path | None, real: str | Path, out: str
     "generate", "real", "synthetic" and once per figure in "plots"; each stage counts from 0 and its messages
     start with "<stage>: " (:func:`vctcore.progress.staged`).
     """
-    from vctcore.generator import Generator, patient_seed
+    from vctcore.generator import Generator
     from vctcore.synthetic_cohort import generate_cohort
 
     t0 = time.perf_counter()
@@ -153,17 +156,37 @@ def evaluate_generator(checkpoint: str | Path | None, real: str | Path, out: str
     syn_recs, syn_feats, _ = _evaluate_rows(syn_table, cache / "synthetic", "synthetic", synthetic_one, progress)
 
     metrics = compute_metrics(real_recs, syn_recs, real_feats, syn_feats, recon_feats)
+    report = _report(metrics, gen, seg, sex_clf, real, table, syn_dir, seed, real_recs, syn_recs,
+                     seconds=time.perf_counter() - t0)
+    _patients_table(real_recs, syn_recs).to_csv(out / "patients.csv", index=False)
+    if plots:
+        from vctcore.fidelity.plots import write_plots
+
+        report["plots"] = write_plots(report, real_recs, syn_recs, out / "plots", progress=note("plots"))
+    _atomic_text(out / REPORT, json.dumps(report, indent=2))
+    return report
+
+
+def _report(metrics: dict[str, Any], gen: Generator, seg: Segmenter, sex_clf: SexClassifier | None, real: Path,
+            table: pd.DataFrame, syn_dir: Path, seed: int, real_recs: list[dict], syn_recs: list[dict], *,
+            seconds: float) -> dict[str, Any]:
+    """The ``fidelity.json`` report (JSON-safe): provenance, the generator, the generation settings read
+    back from the synthetic cohort, the real cohort, the checkers used, ``metrics`` with their pass flags
+    and the timing (``seconds`` for the whole run; mean seconds per patient evaluated)."""
+    from vctcore.generator import patient_seed
+
     flags = pass_flags(metrics)
     gen_prov = json.loads((syn_dir / "cohort.json").read_text())
-    report = json_safe({
+    return json_safe({
         "schema": SCHEMA, **provenance(),
-        "n": n, "seed": seed, "device": str(gen.device), "device_name": describe_device(gen.device),
+        "n": len(table), "seed": seed, "device": str(gen.device), "device_name": describe_device(gen.device),
         "checkpoint": {"path": str(gen.path), "sha256": gen.checkpoint_sha256,
                        "training": gen.manifest.get("training", {}).get("n_patients")},
         "generation": {"steps": gen_prov.get("steps"), "guidance_scale": gen_prov.get("guidance_scale"),
                        "sampler": gen_prov.get("sampler", "ddim"), "guidance_interval": gen_prov.get("guidance_interval"),
                        "support_warnings": gen_prov.get("support_warnings", []),
-                       "synthetic_cohort": str(syn_dir), "patient_seeds": [patient_seed(seed, i) for i in range(n)]},
+                       "synthetic_cohort": str(syn_dir),
+                       "patient_seeds": [patient_seed(seed, i) for i in range(len(table))]},
         "real_cohort": _real_cohort_provenance(real, table),
         "segmenter": {"kind": seg.kind, "path": None if seg.path is None else str(seg.path),
                       "sha256": seg.manifest.get("sha256"), "training": seg.manifest.get("training"),
@@ -172,16 +195,9 @@ def evaluate_generator(checkpoint: str | Path | None, real: str | Path, out: str
             "path": str(sex_clf.path), "sha256": sex_clf.sha256, "training": sex_clf.manifest.get("training"),
             "validation": sex_clf.manifest.get("validation")},
         "metrics": metrics, "passed": flags, "all_passed": all(flags.values()),
-        "timing": {"seconds": time.perf_counter() - t0,
+        "timing": {"seconds": seconds,
                    "real_eval_s_per_patient": _mean_s(real_recs), "synthetic_eval_s_per_patient": _mean_s(syn_recs)},
     })
-    _patients_table(real_recs, syn_recs).to_csv(out / "patients.csv", index=False)
-    if plots:
-        from vctcore.fidelity.plots import write_plots
-
-        report["plots"] = write_plots(report, real_recs, syn_recs, out / "plots", progress=note("plots"))
-    _atomic_text(out / REPORT, json.dumps(report, indent=2))
-    return report
 
 
 def _evaluate_rows(rows: pd.DataFrame, cache: Path, stage: str, evaluate: Callable[..., tuple],

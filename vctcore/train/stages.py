@@ -309,7 +309,7 @@ def train_seg_decoder(ctx: StageContext) -> StageResult:
 
 def image_ae_from_run(models: Path, cfg: GeneratorConfig) -> StackedImageAE:
     """The stacked image AE in a run's ``models`` folder (one ``image_ae_<i>`` stage file per level), on
-    the CPU: what the later stages, the export and :func:`vctcore.train.run_modules.load_run_modules` read."""
+    the CPU: what the later stages, the export and ``bench/diagnostics/run_modules.py`` read."""
     ae = StackedImageAE(cfg.image_ae)
     for i in range(len(cfg.image_ae.levels)):
         load_module(ae.levels[i], models / f"image_ae_{i + 1}.safetensors", kind="vq_level")

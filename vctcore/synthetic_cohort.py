@@ -20,6 +20,9 @@ from vctcore.executors.local import LocalExecutor
 from vctcore.generator import Generator, patient_seed
 from vctcore.progress import Progress
 
+#: the least seconds between two rewrites of attributes.csv while patients are made
+ATTRIBUTES_EVERY_S = 1.0
+
 
 def generate_cohort(generator: Generator, table: pd.DataFrame, *, seed: int, out: str | os.PathLike,
                     steps: int | None = None, guidance_scale: float | None = None, sampler: str | None = None,
@@ -30,7 +33,9 @@ def generate_cohort(generator: Generator, table: pd.DataFrame, *, seed: int, out
     ``executor`` (default: this process) runs the patients; each of its workers loads the generator from
     ``generator.path`` once (a worker in this process uses ``generator``) on ``device`` (default: the
     generator's own device locally, "auto" on a distributed executor) and writes its patients' files
-    itself. ``attributes.csv`` lists the finished patients in table order as they finish, then all rows."""
+    itself. ``attributes.csv`` lists the finished patients in table order, rewritten at most every
+    :data:`ATTRIBUTES_EVERY_S` seconds as they finish (so the driver's cost per patient stays flat in
+    cohorts of thousands), then all rows."""
     table = table.reset_index(drop=True).copy()
     table["id"] = [f"S{i:04d}" for i in range(len(table))]
     table["seed"] = [patient_seed(seed, i) for i in range(len(table))]
@@ -48,10 +53,12 @@ def generate_cohort(generator: Generator, table: pd.DataFrame, *, seed: int, out
     tasks = [(i, table.iloc[[i]], seed, steps, guidance_scale, sampler, str(root / "patients" / table.loc[i, "id"]))
              for i in todo]
     loader = GeneratorLoader(generator.path, device, generator if not executor.distributed else None)
-    start = time.perf_counter()
+    start = last = time.perf_counter()
     for k, _ in executor.map(_make_patient, tasks, setup=loader, gpu=device != "cpu"):
         finished[todo[k]] = True
-        writer.write_attributes(table[finished])
+        if time.perf_counter() - last >= ATTRIBUTES_EVERY_S:  # a rerun remakes the unrecorded few, identically
+            writer.write_attributes(table[finished])
+            last = time.perf_counter()
         if progress is not None:
             progress(sum(finished), len(table), table.loc[todo[k], "id"])
     writer.write_attributes(table)

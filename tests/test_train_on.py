@@ -21,6 +21,13 @@ from vctcore.volume import CTVolume, read_ct, write_ct
 pytestmark = pytest.mark.slow
 
 
+def _args(g: dict, stage: str, run, val_patients: int, seed: int) -> list[str]:
+    """``vct train`` arguments training the tiny generator's ``stage`` on for 4 steps at batch 2 on CPU."""
+    return ["train", "--from-run", str(g["generator"]), "--stages", stage, "--cohort", str(g["cohort"]),
+            "--run", str(run), "--steps", "4", "--batch-size", "2", "--val-patients", str(val_patients),
+            "--device", "cpu", "--seed", str(seed), "--quiet"]
+
+
 def _same_files(base, out, names) -> None:
     for name in names:
         assert (out / name).read_bytes() == (base / name).read_bytes(), name
@@ -29,9 +36,7 @@ def _same_files(base, out, names) -> None:
 def test_diffusion_trains_on_resumably_and_writes_a_verified_generator(tiny_generator, tmp_path, capsys):
     base = tiny_generator["generator"]
     run = tmp_path / "on"
-    args = ["train", "--from-run", str(base), "--stages", "diffusion", "--cohort", str(tiny_generator["cohort"]),
-            "--run", str(run), "--steps", "4", "--batch-size", "2", "--val-patients", "1", "--device", "cpu",
-            "--seed", "2", "--quiet"]
+    args = _args(tiny_generator, "diffusion", run, val_patients=1, seed=2)
     # a tiny time limit stops after one unit of work: one patient encoded per call, then one training step
     assert vct_main(args + ["--max-minutes", "1e-9"]) == 0
     assert "latents: paused at step 1/6" in capsys.readouterr().out
@@ -117,9 +122,7 @@ def test_training_on_refuses_bad_inputs_with_clear_errors(tiny_generator, tmp_pa
 def test_seg_decoder_trains_on_and_moves_only_the_decoder(tiny_generator, tmp_path, capsys):
     base = tiny_generator["generator"]
     run = tmp_path / "seg"
-    args = ["train", "--from-run", str(base), "--stages", "seg_decoder", "--cohort", str(tiny_generator["cohort"]),
-            "--run", str(run), "--steps", "4", "--batch-size", "2", "--val-patients", "2", "--device", "cpu",
-            "--seed", "3", "--quiet"]
+    args = _args(tiny_generator, "seg_decoder", run, val_patients=2, seed=3)
     assert vct_main(args + ["--max-minutes", "1e-9"]) == 0
     assert "seg_decoder: paused at step 1/4" in capsys.readouterr().out
     assert vct_main(args) == 0

@@ -8,7 +8,6 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from vctcore.models.checkpoint import load_state, save_state
 from vctcore.train.run import train
 
 # generator training and research diagnostics (paused work): run with -m slow
@@ -44,16 +43,3 @@ def test_a_stopped_and_resumed_stage_equals_an_uninterrupted_one(tiny_generator,
     assert a.keys() == b.keys()
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=f"{stage} {k} differs after resuming")
-
-
-def test_a_state_saved_before_the_generators_were_still_resumes(tiny_generator, tmp_path):
-    """States written before this change hold no generators: they resume with them at their seeds."""
-    g = tiny_generator
-    run = _without(g["run"], "diffusion", tmp_path / "old")
-    kw = dict(preset=g["preset"], seed=3, stages=["diffusion"])
-    train(g["cohort"], run, max_minutes=1e-6, **kw)
-    path = run / "state" / "diffusion.pt"
-    st = load_state(path)
-    del st["generators"]
-    save_state(st, path)
-    assert train(g["cohort"], run, **kw).results[-1].finished

@@ -18,7 +18,6 @@ from typing import Any
 
 from vctcore.models.config import GeneratorConfig, normalised_config, without_sampling
 from vctcore.train.budget import budget_path, read_budget
-from vctcore.train.data import same_cohort
 
 #: config sections (besides grid_shape and spacing_mm) that each stage's result depends on,
 #: including through the stages it reads
@@ -75,13 +74,13 @@ def reusable_stages(old_meta: dict[str, Any], cfg: GeneratorConfig) -> list[str]
 
 
 def branch_run(old_run: str | Path, new_run: str | Path, cfg: GeneratorConfig, cohort_fingerprint: str,
-               seed: int, warm_start: Sequence[str], cohort: Path, ids: list[str], leave: Sequence[str] = ()) -> list[str]:
+               seed: int, warm_start: Sequence[str], leave: Sequence[str] = ()) -> list[str]:
     """Bring the reusable finished stages of ``old_run`` into the new (empty) ``new_run``, except those in
     ``leave`` (stages trained on from the old weights: :mod:`vctcore.train.train_on`), which must be reusable.
 
     Returns the stages brought over; ``warm_start`` (stages that start from the old run's weights) is
-    recorded beside them in ``branched_from.json``. ``cohort_fingerprint`` is that of the patients ``ids``
-    of the new run's ``cohort`` (:func:`vctcore.train.data.cohort_fingerprint`). Rerunning with the same
+    recorded beside them in ``branched_from.json``. ``cohort_fingerprint`` is that of the new run's cohort
+    (:func:`vctcore.train.data.cohort_fingerprint`). Rerunning with the same
     ``old_run`` (to resume) brings nothing new, only the brought files the new run lacks (a run committed
     without them). Refuses a run trained on another cohort or seed (not a generator: see
     :mod:`vctcore.train.from_generator`), and a ``new_run`` started otherwise (two histories).
@@ -103,7 +102,7 @@ def branch_run(old_run: str | Path, new_run: str | Path, cfg: GeneratorConfig, c
     # a published generator's networks are a starting point on any cohort; a run's stages are reused
     # only on the cohort and seed they were trained with
     if "generator" not in old_meta and (
-            not same_cohort(old_meta["cohort_fingerprint"], cohort_fingerprint, cohort, ids) or old_meta["seed"] != seed):
+            old_meta["cohort_fingerprint"] != cohort_fingerprint or old_meta["seed"] != seed):
         raise ValueError(f"{old_run} was trained on another cohort or seed ({old_meta['cohort']}, "
                          f"seed {old_meta['seed']}); its stages cannot be reused")
     reusable = reusable_stages(old_meta, cfg)

@@ -60,8 +60,8 @@ def cohort_fingerprint(root: Path, ids: list[str]) -> str:
 
 def file_sha256(path: str | Path) -> str:
     """sha256 (hex) of a file's bytes, remembered for this process while the file keeps its size,
-    modification time (ns) and inode: a run start that fingerprints a cohort more than once (a
-    continuation's record, then its cache) reads each file once."""
+    modification time (ns) and inode: a run start that fingerprints a cohort more than once reads each
+    file once."""
     st = os.stat(path)
     return _sha256_of(str(Path(path).resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
 
@@ -70,23 +70,6 @@ def file_sha256(path: str | Path) -> str:
 def _sha256_of(path: str, size: int, mtime_ns: int, inode: int) -> str:
     """The digest behind :func:`file_sha256`; the size, time and inode arguments only key the cache."""
     return sha256_file(path)
-
-
-def legacy_cohort_fingerprint(root: Path, ids: list[str]) -> str:
-    """The older fingerprint that early runs recorded: sha256 over ids and file sizes and mtimes (so a
-    rebuilt cohort did not match)."""
-    h = hashlib.sha256()
-    for pid in ids:
-        for name in ("ct.nii.gz", "seg.nii.gz"):
-            st = (Path(root) / "patients" / pid / name).stat()
-            h.update(f"{pid}/{name}:{st.st_size}:{int(st.st_mtime)}".encode())
-    return h.hexdigest()[:16]
-
-
-def same_cohort(recorded: str, fingerprint: str, root: Path, ids: list[str]) -> bool:
-    """Whether a run's ``recorded`` cohort fingerprint is this cohort's: its ``fingerprint``
-    (:func:`cohort_fingerprint`), or the legacy one for runs recorded before it."""
-    return recorded == fingerprint or recorded == legacy_cohort_fingerprint(root, ids)
 
 
 def load_cohort(root: str | Path, grid_shape: tuple[int, int, int], cache_dir: str | Path, *,

@@ -97,10 +97,8 @@ def run_loop(stage: str, run_dir: Path, modules: dict[str, nn.Module], optimizer
             opt.load_state_dict(st["optimizers"][name])
         step, elapsed = int(st["step"]), float(st.get("seconds", 0.0))
         torch.set_rng_state(st["torch_rng"])
-        # states saved before generators were kept leave them at their seeds, as they were then
         for name, gen in gens.items():
-            if name in st.get("generators", {}):
-                gen.set_state(st["generators"][name])
+            gen.set_state(st["generators"][name])
         if set_rng_state is not None and "rng" in st:
             set_rng_state(st["rng"])
 

@@ -20,7 +20,7 @@ from vctcore.models.config import DECODING_KEYS, SAMPLING_KEYS, GeneratorConfig,
 from vctcore.provenance import provenance, utc_now
 from vctcore.train.branch import branch_run, link_cache
 from vctcore.train.budget import RunBudget, with_budget
-from vctcore.train.data import CohortArrays, load_cohort, same_cohort
+from vctcore.train.data import CohortArrays, load_cohort
 from vctcore.train.from_generator import FOLDER as GENERATOR_FOLDER
 from vctcore.train.from_generator import generator_as_run, is_generator_dir
 from vctcore.train.loop import Progress, StageResult
@@ -72,8 +72,7 @@ def _rank_device(dev: torch.device) -> torch.device:
     return dev
 
 
-def _check_run(run_dir: Path, cfg: GeneratorConfig, cohort: Path, fingerprint: str, seed: int,
-               ids: list[str]) -> None:
+def _check_run(run_dir: Path, cfg: GeneratorConfig, cohort: Path, fingerprint: str, seed: int) -> None:
     meta_path = run_dir / "run.json"
     if meta_path.exists():
         meta = json.loads(meta_path.read_text())
@@ -86,7 +85,7 @@ def _check_run(run_dir: Path, cfg: GeneratorConfig, cohort: Path, fingerprint: s
         if old_arch != {k: v for k, v in without_sampling(new).items() if k not in training_only}:
             raise ValueError(f"{run_dir} was started with a different architecture (preset "
                              f"{meta['config']['name']}); use a new --run directory")
-        if not same_cohort(meta["cohort_fingerprint"], fingerprint, cohort, ids) or meta["seed"] != seed:
+        if meta["cohort_fingerprint"] != fingerprint or meta["seed"] != seed:
             raise ValueError(f"{run_dir} was started on another cohort or seed "
                              f"({meta['cohort']}, seed {meta['seed']}); use a new --run directory")
         if old_norm != new:
@@ -153,15 +152,14 @@ def train(cohort: str | Path, run_dir: str | Path, *, preset: str | Path | Gener
         data = load_cohort(cohort, cfg.grid_shape, run_dir / "cache", limit=limit,
                            progress=(lambda d, n: progress("load", d, n, {})) if progress else None,
                            spacing_mm=cfg.spacing_mm if on is not None else None)
-        ids = [str(i) for i in data.table["id"]]
         if on is not None and rank == 0:
             from vctcore.generator import read_checkpoint_json
 
             check_record(run_dir, on, read_checkpoint_json(generator_dir / "manifest.json")["files"])
         if from_run is not None and rank == 0:
-            branch_run(from_run, run_dir, cfg, data.fingerprint, seed, warm_start, cohort, ids,
+            branch_run(from_run, run_dir, cfg, data.fingerprint, seed, warm_start,
                        leave=on.stages if on is not None else ())
-        _check_run(run_dir, cfg, cohort, data.fingerprint, seed, ids)
+        _check_run(run_dir, cfg, cohort, data.fingerprint, seed)
         return data
 
     # under DDP rank 0 writes the cohort cache, the branch and run.json; the others then read them

@@ -139,3 +139,31 @@ def test_outside_support_by_category_and_range() -> None:
     df = pd.DataFrame({"sex": ["F", "X"], "height_cm": [150.0, 220.0]})
     got = outside_support(df, {"sex": {"categories": ["F", "M"]}, "height_cm": {"min": 140, "max": 200}})
     assert list(got) == [False, True]
+
+
+def test_executor_key_names_where_patients_are_made(tmp_path: Path) -> None:
+    from vctcore.executors import ExecutorSpec
+    from vctcore.trial.config import trial_executor
+    from vctcore.trial.run import _pin
+
+    assert parse_config(_paper(), base=TRIALS).executor is None
+    assert trial_executor(parse_config(_paper(workers=3), base=TRIALS)) == ExecutorSpec("local", 3)
+    assert parse_config(_paper(executor="ray"), base=TRIALS).executor == ExecutorSpec("ray", 0)
+    cfg = parse_config(_paper(executor={"kind": "ray", "address": "auto", "workers": 4}), base=TRIALS)
+    assert cfg.executor == ExecutorSpec("ray", 4, "auto")
+    assert parse_config(_paper(executor={"kind": "local"}, workers=3), base=TRIALS).executor == ExecutorSpec("local", 3)
+    # the executor changes no result: a trial directory is not pinned to it
+    _pin(parse_config(_paper(), base=TRIALS), tmp_path)
+    _pin(cfg, tmp_path)
+
+
+@pytest.mark.parametrize("value, message", [
+    ("dask", "executor.kind must be local | ray"),
+    ({"kind": "ray", "nodes": 2}, "unknown key 'executor.nodes'"),
+    ({"address": "auto"}, "missing key 'executor.kind'"),
+    ({"kind": "local", "address": "auto"}, "executor.address must be a Ray address"),
+    ({"kind": "ray", "workers": -1}, "executor.workers must be an integer >= 0"),
+])
+def test_executor_errors_name_the_key(value, message: str) -> None:
+    with pytest.raises(TrialConfigError, match=message):
+        parse_config(_paper(executor=value), base=TRIALS)

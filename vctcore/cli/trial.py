@@ -1,6 +1,7 @@
 """``vct trial``: run a virtual clinical trial from its configuration (resumable).
 
     vct trial --config TRIAL.yaml --out DIR [--cache DIR] [--fail-on significant|inconclusive] [--quiet]
+              [--executor local|ray] [--ray-address ADDR] [--workers N]
 
 Exit codes: 0 done; 1 a population's synthetic verdict is as bad as ``--fail-on`` or worse (a release
 gate for a vendor's CI); 2 bad input (one line on stderr, nothing written is lost).
@@ -10,8 +11,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from vctcore.cli.common import CLIError, progress_bar
+from vctcore.cli.common import CLIError, add_executor_args, executor_spec, progress_bar
+
+if TYPE_CHECKING:
+    from vctcore.executors import ExecutorSpec
+    from vctcore.trial.config import TrialConfig
 
 FAIL_ON = ("significant", "inconclusive")
 
@@ -24,6 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cache", default=None, help="patient store (default: the config's cache, else workspace/cache)")
     p.add_argument("--fail-on", choices=FAIL_ON, default=None,
                    help="exit 1 when a population's synthetic verdict is this bad or worse")
+    add_executor_args(p, None, "local processes or Ray actors building phantoms and measuring (and, on Ray, "
+                               "making patients); default: the config's workers (ray: every GPU or CPU slot)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -61,6 +69,17 @@ def _print_summary(result) -> None:
         print(f"  warning: {w}")
 
 
+def _executor(args: argparse.Namespace, cfg: TrialConfig) -> ExecutorSpec:
+    """The config's executor with ``--executor``/``--ray-address``/``--workers`` applied over it."""
+    from vctcore.trial.config import trial_executor
+
+    base = trial_executor(cfg)
+    kind = args.executor or ("ray" if args.ray_address else base.kind)
+    workers = args.workers if args.workers is not None else (base.workers if kind == base.kind else 0)
+    address = args.ray_address or (base.address if kind == base.kind else None)
+    return executor_spec(argparse.Namespace(executor=kind, ray_address=address, workers=workers))
+
+
 def run(args: argparse.Namespace) -> int:
     from vctcore.trial.config import TrialConfigError, load_config
 
@@ -68,8 +87,10 @@ def run(args: argparse.Namespace) -> int:
         cfg = load_config(args.config)
     except TrialConfigError as err:
         raise CLIError(str(err)) from None
+    spec = _executor(args, cfg)
 
     from vctcore.downstream import DownstreamError
+    from vctcore.executors import ExecutorError
     from vctcore.models.checkpoint import CheckpointError
     from vctcore.population import SpecError
     from vctcore.trial.paper import PaperTrialError
@@ -80,9 +101,9 @@ def run(args: argparse.Namespace) -> int:
 
     bars = _Bars(args.quiet)
     try:
-        result = run_trial(cfg, Path(args.out), progress=bars, cache=args.cache)
+        result = run_trial(cfg, Path(args.out), progress=bars, cache=args.cache, executor=spec)
     except (TrialConfigError, SplitError, PopulationError, DownstreamError, PaperTrialError, TrialError,
-            CheckpointError, SpecError) as err:
+            CheckpointError, SpecError, ExecutorError) as err:
         raise CLIError(str(err)) from None
     finally:
         bars.close()

@@ -4,7 +4,8 @@ Tasks go to the actors in batches, at most :data:`IN_FLIGHT` batches queued per 
 stops reading early (a phantom cohort that is full) leaves little work wasted. Results come back as each
 batch finishes (``ray.wait``). A worker process that dies is restarted by Ray (``max_restarts``), which
 runs ``setup()`` again, and the batches it held are retried (``max_task_retries``); an exception raised by
-the task function itself is not retried and reaches the caller as that exception. The callers' task
+the task function itself is not retried and reaches the caller as that exception (its type and message, as
+a local run raises it; the worker's traceback is in Ray's logs). The callers' task
 functions write each patient atomically and skip patients already on disk, so a retried batch remakes
 only what is missing and a rerun after the driver died resumes.
 
@@ -20,7 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import ray
-from ray.exceptions import RayActorError
+from ray.exceptions import RayActorError, RayTaskError
 
 from vctcore.executors import Executor, ExecutorError, R, T
 
@@ -104,6 +105,10 @@ class RayExecutor(Executor):
                     results = ray.get(ref)
                 except RayActorError as err:
                     raise ExecutorError(f"a Ray worker died more than {RETRIES} times: {err}") from None
+                except RayTaskError as err:  # the task's own exception, as a local run raises it
+                    if isinstance(err.cause, Exception):
+                        raise err.cause from None
+                    raise
                 if batches:
                     pending[actor.run.remote(batches.popleft())] = actor
                 yield from results

@@ -49,7 +49,7 @@ def run_audit(cfg: TrialConfig, out: Path, store: PatientStore, stages: Stages) 
     st, g = cfg.statistics, cfg.generator
     with stages.stage("load"):
         model = load_model(cfg.model.path)
-        generator = Generator.from_pretrained(g.checkpoint, device=g.device)
+        generator = Generator.from_pretrained(g.checkpoint, device=store.driver_device(g.device))
         rows, warnings = _populations(cfg, generator)
     task = model.card.target
     rows["source_id"] = rows["population"].astype(str) + ":" + rows["id"].astype(str)
@@ -63,7 +63,8 @@ def run_audit(cfg: TrialConfig, out: Path, store: PatientStore, stages: Stages) 
     with stages.stage("measure_generated"):
         syn = measure_table(syn[["source_id", "replica", "patient_id", "dir", "sample_type"]],
                             cache_dir=store.root / "measurements", segmentation=cfg.segmentation,
-                            workers=cfg.workers or 2, progress=stages.callback())
+                            workers=cfg.workers or 2, progress=stages.callback(),
+                            executor=store.executor)
     calibration = HeightCalibration.load()
     syn = with_height(syn, calibration)
     src = rows.set_index("source_id")

@@ -7,8 +7,10 @@ Two designs share the file format (section names as the YAML's top-level keys):
 * ``design: audit``: ``model`` (a model directory), ``reference_population``, ``target_populations``,
   ``generator``, ``measurement``, ``statistics``.
 
-Paths are resolved relative to the config file. Unknown keys, missing keys and wrong types raise
-:class:`TrialConfigError` naming the key (``section.key``) and the file.
+Either design may name an ``executor`` (``local``, ``ray`` or ``{kind, address, workers}``: where patients
+are built, made and measured; it changes no result). Paths are resolved relative to the config file.
+Unknown keys, missing keys and wrong types raise :class:`TrialConfigError` naming the key (``section.key``)
+and the file.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from typing import Any
 import yaml
 
 from vctcore.attributes import ATTRIBUTE_NAMES, CONDITIONING_ATTRIBUTES
+from vctcore.executors import KINDS, ExecutorSpec
 from vctcore.jsonsafe import json_safe
 
 DESIGNS = ("paper", "audit")
@@ -290,6 +293,7 @@ class TrialConfig:
     segmentation: str = "own"
     workers: int = 2
     cache: Path | None = None
+    executor: ExecutorSpec | None = None
     # paper design
     target: str | None = None
     real_cohort: Path | None = None
@@ -306,9 +310,26 @@ class TrialConfig:
 
 
 TOP_KEYS = {"paper": ("name", "design", "description", "target", "real", "split", "sizes", "model", "generator",
-                      "measurement", "statistics", "workers", "cache"),
+                      "measurement", "statistics", "workers", "cache", "executor"),
             "audit": ("name", "design", "description", "model", "reference_population", "target_populations",
-                      "generator", "measurement", "statistics", "workers", "cache")}
+                      "generator", "measurement", "statistics", "workers", "cache", "executor")}
+
+
+def parse_executor(value: Any, workers: int) -> ExecutorSpec | None:
+    """``executor:`` of a trial config: ``local``, ``ray``, or a mapping with ``kind`` and optionally
+    ``address`` (ray) and ``workers`` (default: the config's ``workers`` for local, 0 = every GPU or CPU
+    slot of the cluster for ray). None when the config names none."""
+    if value is None:
+        return None
+    d = {"kind": value} if isinstance(value, str) else _check_keys(value, "executor", ("kind", "address", "workers"),
+                                                                   ("kind",))
+    kind = _choice(d, "kind", "executor", KINDS, None)
+    address = d.get("address")
+    if address is not None and (kind != "ray" or not isinstance(address, str) or not address):
+        raise TrialConfigError(ERR_TYPE.format(key="executor.address", kind="a Ray address (kind: ray)",
+                                               value=address))
+    n = _int(d, "workers", "executor", workers if kind == "local" else 0, 0)
+    return ExecutorSpec(kind, n, address)
 
 
 def parse_config(d: Any, *, base: Path, source: Path | None = None) -> TrialConfig:
@@ -323,6 +344,7 @@ def parse_config(d: Any, *, base: Path, source: Path | None = None) -> TrialConf
                   statistics=StatisticsSettings.parse(d.get("statistics")),
                   segmentation=_choice(meas, "segmentation", "measurement", SEGMENTATIONS, "own"),
                   workers=_int(d, "workers", "", 2, 0), cache=_path(d.get("cache"), "cache", base))
+    common["executor"] = parse_executor(d.get("executor"), common["workers"] or 2)
     if design == "audit":
         _check_keys(d, "", TOP_KEYS[design], ("model", "reference_population", "target_populations"))
         tps = d["target_populations"]
@@ -350,6 +372,11 @@ def parse_config(d: Any, *, base: Path, source: Path | None = None) -> TrialConf
     return TrialConfig(**common, target=target, real_cohort=_path(real.get("cohort"), "real.cohort", base),
                        phantoms=pool, split=SplitSettings.parse(d["split"]), sizes=sizes,
                        model=ModelSettings.parse(d["model"], base, allow_reference=True))
+
+
+def trial_executor(cfg: TrialConfig, executor: ExecutorSpec | None = None) -> ExecutorSpec:
+    """The executor a trial runs on: ``executor``, else the config's, else ``workers`` local processes."""
+    return executor or cfg.executor or ExecutorSpec("local", cfg.workers or 2)
 
 
 def load_config(path: str | Path) -> TrialConfig:

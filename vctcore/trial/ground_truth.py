@@ -26,10 +26,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import multiprocessing as mp
 import os
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +35,8 @@ from typing import Any
 import numpy as np
 
 from vctcore.assets import package_file
+from vctcore.executors import Executor
+from vctcore.executors.local import LocalExecutor
 from vctcore.fidelity.measures import FIELDS
 from vctcore.models.checkpoint import sha256_file
 from vctcore.progress import Progress
@@ -138,9 +138,15 @@ def _measure_job(ct: str, seg: str, segmentation: str, threads: int) -> dict[str
     return measure_image(ct, seg, segmentation)
 
 
+def _measure_task(_: None, task: tuple[str, str, str, int]) -> dict[str, Any]:
+    """:func:`_measure_job` as an executor task."""
+    return _measure_job(*task)
+
+
 def measure_images(refs: Sequence[ImageRef], *, cache_dir: Path, segmentation: str = "own", workers: int = 1,
-                   progress: Progress | None = None) -> dict[str, dict[str, Any]]:
-    """Measure every image of ``refs`` (cached; the rest in ``workers`` processes); returns key -> record."""
+                   progress: Progress | None = None, executor: Executor | None = None) -> dict[str, dict[str, Any]]:
+    """Measure every image of ``refs`` (cached; the rest by ``executor``, default ``workers`` local
+    processes); returns key -> record."""
     cache_dir = Path(cache_dir) / segmentation
     cache_dir.mkdir(parents=True, exist_ok=True)
     out: dict[str, dict[str, Any]] = {}
@@ -154,9 +160,13 @@ def measure_images(refs: Sequence[ImageRef], *, cache_dir: Path, segmentation: s
     total, done = len(refs), len(out)
     if progress:
         progress(done, total, "cached" if done else "")
-
-    def record(ref: ImageRef, path: Path, rec: dict[str, Any]) -> None:
-        nonlocal done
+    executor = executor or LocalExecutor(workers)
+    # one worker here uses every core; several share them (one thread each)
+    here = not executor.distributed and (executor.workers <= 1 or len(todo) <= 1)
+    threads = max(1, os.cpu_count() or 1) if here else 1
+    tasks = [(str(Path(ref.ct).resolve()), str(Path(ref.seg).resolve()), segmentation, threads) for ref, _ in todo]
+    for k, rec in executor.map(_measure_task, tasks):
+        ref, path = todo[k]
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(rec))
         os.replace(tmp, path)
@@ -164,15 +174,4 @@ def measure_images(refs: Sequence[ImageRef], *, cache_dir: Path, segmentation: s
         done += 1
         if progress:
             progress(done, total, ref.key)
-
-    if workers <= 1 or len(todo) <= 1:
-        for ref, path in todo:
-            record(ref, path, _measure_job(str(ref.ct), str(ref.seg), segmentation, max(1, os.cpu_count() or 1)))
-        return out
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-        futures = {pool.submit(_measure_job, str(ref.ct), str(ref.seg), segmentation, 1): (ref, path)
-                   for ref, path in todo}
-        for fut in as_completed(futures):
-            ref, path = futures[fut]
-            record(ref, path, fut.result())
     return out

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from vctcore.executors import Executor
 from vctcore.progress import Progress
 from vctcore.trial.ground_truth import MEASURED, HeightCalibration, ImageRef, measure_images
 
@@ -24,10 +25,11 @@ def refs(images: pd.DataFrame) -> list[ImageRef]:
 
 
 def measure_table(images: pd.DataFrame, *, cache_dir: Path, segmentation: str, workers: int,
-                  progress: Progress | None = None) -> pd.DataFrame:
-    """``images`` with the measured fields (``extent_cm`` among them) and ``measure_notes`` added."""
+                  progress: Progress | None = None, executor: Executor | None = None) -> pd.DataFrame:
+    """``images`` with the measured fields (``extent_cm`` among them) and ``measure_notes`` added, measured
+    by ``executor`` (default: ``workers`` local processes)."""
     got = measure_images(refs(images), cache_dir=cache_dir, segmentation=segmentation, workers=workers,
-                         progress=progress)
+                         progress=progress, executor=executor)
     out = images.copy()
     for col in MEASURED:
         out[col] = [np.nan if got[p].get(col) is None else float(got[p][col]) for p in out["patient_id"]]

@@ -137,7 +137,7 @@ def run_paper(cfg: TrialConfig, out: Path, store: PatientStore, stages: Stages) 
     meas_cache = store.root / "measurements"
     with stages.stage("measure_real"):
         real = measure_table(real, cache_dir=meas_cache, segmentation=cfg.segmentation, workers=cfg.workers or 2,
-                             progress=stages.callback())
+                             progress=stages.callback(), executor=store.executor)
     calibration = HeightCalibration.fit(real["extent_cm"], real["recorded_height_cm"])
     real = _attributes(real, calibration)
     unmeasured = real[[target, cfg.split.x, cfg.split.y]].isna().any(axis=1)
@@ -152,11 +152,11 @@ def run_paper(cfg: TrialConfig, out: Path, store: PatientStore, stages: Stages) 
 
     tests = real[real["role"].isin(POPULATION)].copy()
     tests["population"] = tests["role"].map(POPULATION)
-    generator = Generator.from_pretrained(cfg.generator.checkpoint, device=cfg.generator.device)
+    generator = Generator.from_pretrained(cfg.generator.checkpoint, device=store.driver_device(cfg.generator.device))
     gen = _generated(cfg, store, generator, real_dir, tests, stages)
     with stages.stage("measure_generated"):
         gen = measure_table(gen, cache_dir=meas_cache, segmentation=cfg.segmentation, workers=cfg.workers or 2,
-                            progress=stages.callback())
+                            progress=stages.callback(), executor=store.executor)
     gen = _attributes(gen, calibration)
     gen["population"] = tests.set_index("patient_id").loc[gen["source_id"], "population"].to_numpy()
     gen["side"] = np.where(split.in_id(gen), "ID", np.where(split.in_ood(gen), "OOD", ""))

@@ -4,7 +4,8 @@
 makes and caches patients through a :class:`vctcore.trial.store.PatientStore`, and writes the directory
 :mod:`vctcore.trial.result` describes. A killed run restarts from its caches: phantoms, reconstructed and
 synthetic patients and measurements already made are reused, the reference model is not retrained.
-``DIR/config.json`` pins the directory to one configuration: another configuration is refused.
+``DIR/config.json`` pins the directory to one configuration: another configuration is refused. The executor
+(:mod:`vctcore.executors`: the config's ``executor``, or the caller's) is not part of it: it changes no result.
 """
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from vctcore.cohort import _atomic_text
+from vctcore.executors import ExecutorSpec, make_executor
 from vctcore.progress import Progress
 from vctcore.provenance import provenance, utc_now
-from vctcore.trial.config import TrialConfig, load_config
+from vctcore.trial.config import TrialConfig, load_config, trial_executor
 from vctcore.trial.result import TrialResult, write_result
 from vctcore.trial.stages import Stages
 from vctcore.trial.store import PatientStore, digest
@@ -37,7 +39,8 @@ def default_cache() -> Path:
 
 def _pin(cfg: TrialConfig, out: Path) -> None:
     pinned = out / CONFIG_JSON
-    key = digest(cfg.to_dict() | {"raw": None, "source": None}, 32)
+    same = {k: v for k, v in cfg.to_dict().items() if k != "executor"}  # digests from before the key still match
+    key = digest(same | {"raw": None, "source": None}, 32)
     if pinned.exists():
         old = json.loads(pinned.read_text())
         if old.get("digest") != key:
@@ -64,14 +67,18 @@ def _provenance(cfg: TrialConfig, ran: dict[str, Any], started: str, seconds: di
                       "steps": cfg.generator.steps, "guidance": cfg.generator.guidance, "seed": cfg.generator.seed},
         **provenance(seeds=seeds), "started_utc": started, "finished_utc": utc_now(),
         "stage_seconds": {k: round(v, 1) for k, v in seconds.items()}, "wall_seconds": round(wall, 1),
+        "executor": ran["executor"],
     }
 
 
 def run_trial(config: TrialConfig | str | os.PathLike, out: str | os.PathLike, *,
-              progress: Progress | None = None, cache: str | os.PathLike | None = None) -> TrialResult:
+              progress: Progress | None = None, cache: str | os.PathLike | None = None,
+              executor: ExecutorSpec | None = None) -> TrialResult:
     """Run (or resume) the trial ``config`` into ``out``; returns the finished :class:`TrialResult`.
 
     ``cache``: the patient store's root (default: the config's ``cache``, else ``<workspace>/cache``).
+    ``executor``: where patients are built, made and measured (default: the config's, :func:`trial_executor`); the
+    results are the same for every executor.
     ``progress(done, total, message)`` (:data:`vctcore.progress.Progress`) is called as patients are made,
     measured and predicted; each stage counts from 0 and its messages start with "<stage>: "
     (:func:`vctcore.progress.split_stage` takes them apart).
@@ -85,9 +92,12 @@ def run_trial(config: TrialConfig | str | os.PathLike, out: str | os.PathLike, *
     _pin(cfg, out)
     started = utc_now()
     t0 = time.perf_counter()
-    store = PatientStore(Path(cache) if cache is not None else cfg.cache or default_cache())
     stages = Stages(out, progress)
-    ran = (run_paper if cfg.design == "paper" else run_audit)(cfg, out, store, stages)
+    with make_executor(trial_executor(cfg, executor)) as ex:
+        store = PatientStore(Path(cache) if cache is not None else cfg.cache or default_cache(), executor=ex,
+                             device=cfg.generator.device)
+        ran = (run_paper if cfg.design == "paper" else run_audit)(cfg, out, store, stages)
+        ran["executor"] = ex.describe()
     with stages.stage("examples"):
         write_examples(out, ran["predictions"])
     summary = {"name": cfg.name, "design": cfg.design, "description": cfg.raw.get("description", ""),

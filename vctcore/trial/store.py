@@ -11,6 +11,10 @@ its conditioning values, its seed, the sampler settings; its seed is derived fro
 the conditioning values and the replica number, so two trials (or two tasks) that ask for the same
 patient share it. A reconstruction's key is a digest of the real CT and segmentation files and of the
 attributes the post-processor reads. ``meta.json`` is written last: a patient without it is remade.
+
+The store's executor (:mod:`vctcore.executors`) builds the phantom pools and, when it is distributed (Ray),
+makes the synthetic and reconstructed patients, each worker loading the generator once and writing its
+patients into the store itself; locally they are made in this process with the generator already loaded.
 """
 from __future__ import annotations
 
@@ -29,6 +33,9 @@ import numpy as np
 import pandas as pd
 
 from vctcore.cohort import _atomic_text
+from vctcore.executors import Executor
+from vctcore.executors.loaders import GeneratorLoader
+from vctcore.executors.local import LocalExecutor
 from vctcore.models.checkpoint import sha256_file
 from vctcore.progress import Progress
 
@@ -55,10 +62,24 @@ def synthetic_seed(seed: int, conditions: dict[str, Any], replica: int) -> int:
 
 
 class PatientStore:
-    """Content-addressed patients under ``root`` (see the module docstring)."""
+    """Content-addressed patients under ``root`` (see the module docstring). ``executor``: where patients
+    are made (default: local); ``device``: the device its workers load the generator on."""
 
-    def __init__(self, root: str | os.PathLike) -> None:
-        self.root = Path(root)
+    def __init__(self, root: str | os.PathLike, executor: Executor | None = None, device: str = "auto") -> None:
+        self.root = Path(root).resolve()
+        self.executor, self.device = executor, device
+
+    def driver_device(self, device: str) -> str:
+        """The device this process loads the trial's generator on: ``device``, or the CPU when the
+        patients are made by distributed workers (the driver then only reads the generator's files)."""
+        return "cpu" if self.executor is not None and self.executor.distributed else device
+
+    def _generator_run(self, generator) -> tuple[Executor, GeneratorLoader, bool]:
+        """(executor, setup, gpu) for tasks that need the generator: this process and ``generator`` unless
+        the store's executor is distributed."""
+        if self.executor is None or not self.executor.distributed:
+            return LocalExecutor(1), GeneratorLoader(generator.path, str(generator.device), generator), False
+        return self.executor, GeneratorLoader(generator.path, self.device), self.device != "cpu"
 
     # -- phantom pools -------------------------------------------------------------------------------
     def phantom_pool(self, spec_path: Path, *, n: int, seed: int, workers: int = 1,
@@ -78,7 +99,7 @@ class PatientStore:
         with open(out.parent / f".{key}.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # one builder per pool; a second trial waits, then finds it built
             if not (out / ".complete").exists():
-                build_cohort(spec, n=n, seed=seed, out=out, workers=max(1, workers),
+                build_cohort(spec, n=n, seed=seed, out=out, workers=max(1, workers), executor=self.executor,
                              progress=None if progress is None else (lambda d, t, label="": progress(d, t, label)))
                 (out / ".complete").write_text("")
         return out
@@ -100,20 +121,17 @@ class PatientStore:
             d = self.root / "synthetic" / gen_key / key
             rows.append({**rec, "patient_id": f"S{key[:12]}", "dir": str(d), "seed": s})
             if not (d / META).exists():
-                todo.append((cond, s, d, rec))
+                todo.append((str(d), {"kind": "synthetic", "conditions": cond, "seed": s, "steps": steps,
+                                      "guidance": guidance, "checkpoint_sha256": generator.checkpoint_sha256,
+                                      "source_id": str(rec["source_id"]), "replica": int(rec["replica"])}))
         total, done = len(rows), len(rows) - len(todo)
         if progress:
             progress(done, total, "cached" if done else "")
-        for cond, s, d, rec in todo:
-            t0 = time.perf_counter()
-            (p,) = generator.generate(pd.DataFrame([cond]), seed=s, steps=steps, guidance_scale=guidance)
-            self._write(d, p.ct, p.seg, {"kind": "synthetic", "conditions": cond, "seed": s, "steps": steps,
-                                         "guidance": guidance, "checkpoint_sha256": generator.checkpoint_sha256,
-                                         "source_id": str(rec["source_id"]), "replica": int(rec["replica"]),
-                                         "seconds": round(time.perf_counter() - t0, 2)})
+        executor, setup, gpu = self._generator_run(generator)
+        for k, _ in executor.map(_synthetic_task, todo, setup=setup, gpu=gpu):
             done += 1
             if progress:
-                progress(done, total, str(rec["source_id"]))
+                progress(done, total, todo[k][1]["source_id"])
         return pd.DataFrame(rows)
 
     # -- reconstructions -----------------------------------------------------------------------------
@@ -122,10 +140,6 @@ class PatientStore:
         """Autoencoder round trips (encode + decode) of the real patients ``rows['id']`` of the cohort
         ``real_dir``; the post-processor reads each patient's recorded attributes. Returns
         ``source_id``, ``patient_id``, ``dir`` per row."""
-        from vctcore.fidelity.recon import reconstruct
-        from vctcore.labels import MERGED_CLASSES
-        from vctcore.volume import read_ct, read_labels
-
         gen_key = digest(generator.checkpoint_sha256)
         post_names = list(generator.post.cfg.condition_on) if generator.post is not None else []
         out, todo = [], []
@@ -137,21 +151,17 @@ class PatientStore:
             d = self.root / "reconstructed" / gen_key / key
             out.append({"source_id": str(rec["id"]), "patient_id": f"R{key[:12]}", "dir": str(d)})
             if not (d / META).exists():
-                todo.append((pdir, attrs, d, str(rec["id"])))
+                todo.append((str(d), {"kind": "reconstructed", "source": str(pdir.resolve()),
+                                      "source_id": str(rec["id"]), "attributes": attrs,
+                                      "checkpoint_sha256": generator.checkpoint_sha256}))
         total, done = len(out), len(out) - len(todo)
         if progress:
             progress(done, total, "cached" if done else "")
-        for pdir, attrs, d, sid in todo:
-            t0 = time.perf_counter()
-            ct = read_ct(pdir / "ct.nii.gz")
-            seg = read_labels(pdir / "seg.nii.gz", names=MERGED_CLASSES, like=ct)
-            rct, rseg = reconstruct(generator, ct, seg, attrs)
-            self._write(d, rct, rseg, {"kind": "reconstructed", "source": str(pdir), "source_id": sid,
-                                       "attributes": attrs, "checkpoint_sha256": generator.checkpoint_sha256,
-                                       "seconds": round(time.perf_counter() - t0, 2)})
+        executor, setup, gpu = self._generator_run(generator)
+        for k, _ in executor.map(_reconstruct_task, todo, setup=setup, gpu=gpu):
             done += 1
             if progress:
-                progress(done, total, sid)
+                progress(done, total, todo[k][1]["source_id"])
         return pd.DataFrame(out)
 
     @staticmethod
@@ -175,3 +185,31 @@ class PatientStore:
                     raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _synthetic_task(generator, task: tuple[str, dict[str, Any]]) -> float:
+    """One synthetic patient made and written into the store (an executor task); returns its seconds."""
+    d, meta = task
+    t0 = time.perf_counter()
+    (p,) = generator.generate(pd.DataFrame([meta["conditions"]]), seed=meta["seed"], steps=meta["steps"],
+                              guidance_scale=meta["guidance"])
+    seconds = round(time.perf_counter() - t0, 2)
+    PatientStore._write(Path(d), p.ct, p.seg, {**meta, "seconds": seconds})
+    return seconds
+
+
+def _reconstruct_task(generator, task: tuple[str, dict[str, Any]]) -> float:
+    """One autoencoder round trip made and written into the store (an executor task); returns its seconds."""
+    from vctcore.fidelity.recon import reconstruct
+    from vctcore.labels import MERGED_CLASSES
+    from vctcore.volume import read_ct, read_labels
+
+    d, meta = task
+    t0 = time.perf_counter()
+    pdir = Path(meta["source"])
+    ct = read_ct(pdir / "ct.nii.gz")
+    seg = read_labels(pdir / "seg.nii.gz", names=MERGED_CLASSES, like=ct)
+    rct, rseg = reconstruct(generator, ct, seg, meta["attributes"])
+    seconds = round(time.perf_counter() - t0, 2)
+    PatientStore._write(Path(d), rct, rseg, {**meta, "seconds": seconds})
+    return seconds

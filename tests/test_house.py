@@ -29,14 +29,9 @@ MAX_FUNCTION_LINES = 80
 LONG_FUNCTIONS: dict[str, str] = {
     "train/loop.py:run_loop": "the resumable step loop (state, budget, signals, logging in one place); vctcore/train "
                               "is being reworked by the --from-run/seeds change of issue 38, split it there",
-    "train/run.py:train": "the run's stage sequence (one line over); vctcore/train is being reworked by the "
-                          "--from-run/seeds change of issue 38, split it there",
 }
 #: import cycles (each a set of module names) still allowed -> why
 CYCLES: dict[frozenset[str], str] = {
-    frozenset({"vctcore.train.export", "vctcore.train.stages", "vctcore.train.train_on"}):
-        "stages imports train_on's held-out check, train_on imports export and stages inside functions; "
-        "came with vct train --from-run (issue 38 part 5), to be untangled there",
     frozenset({"vctcore.executors", "vctcore.executors.local", "vctcore.executors.ray_cluster"}):
         "the package's __init__ defines Executor and picks local or Ray inside a function, while local and "
         "ray_cluster import Executor from that __init__ (issue 39): the base belongs in a module of its own",

@@ -4,6 +4,12 @@ A run directory holds ``run.json`` (preset, cohort, seed and the :mod:`vctcore.p
 start: ``created_utc``, ``versions``, ``machine``, ``seeds``), ``state/`` (resumable
 training state), ``models/`` (finished stages), ``latents/``, ``logs/<stage>.csv`` and, once every
 stage is done, ``generator/`` (the checkpoint ``Generator.from_pretrained`` reads).
+
+A resumed run must have the same architecture, cohort (``data.cohort_fingerprint``) and seed; the schedules,
+``precision``, ``time_budget`` and the sampling and decoding defaults (``SAMPLING_KEYS``, ``DECODING_KEYS``)
+may change between runs (the old values go to ``run.json``'s ``schedule_history``). The ``latents`` schedule
+caps how many patients the diffusion sees (raise it later and encoding continues). ``precision: bf16``
+autocasts where the hardware has native bf16, else runs fp32 (:func:`vctcore.devices.autocast`).
 """
 from __future__ import annotations
 
@@ -25,7 +31,8 @@ from vctcore.train.from_generator import FOLDER as GENERATOR_FOLDER
 from vctcore.train.from_generator import generator_as_run, is_generator_dir
 from vctcore.train.loop import Progress, StageResult
 from vctcore.train.stages import OPTIONAL_STAGES, RUNNERS, STAGES, WARM_STAGES, StageContext
-from vctcore.train.train_on import TrainOn, check_cohort, check_record, export_trained_on, plan, read_held_out
+from vctcore.train.held_out import read_held_out
+from vctcore.train.train_on import TrainOn, check_cohort, check_record, export_trained_on, plan
 
 
 @dataclass

@@ -39,9 +39,8 @@ from vctcore.train.data import CohortArrays, PatchSampler
 from vctcore.train.latents import encode_cohort, latents_done, load_latents
 from vctcore.train.diffusion_training import diffusion_step, noise_generator
 from vctcore.train.loop import Progress, StageResult, run_loop
-from vctcore.train.held_out import diffusion_loss_figure, seg_decoder_dice_figure
+from vctcore.train.held_out import diffusion_loss_figure, held_out_check, seg_decoder_dice_figure, start_from_generator
 from vctcore.train.seeds import child_seed
-from vctcore.train.train_on import held_out_check, start_from_generator
 from vctcore.train.warm_start import tuned_seg_ae_file, warm_start
 
 STAGES = ("image_ae_1", "image_ae_2", "seg_ae", "latents", "seg_decoder", "diffusion", "post")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 import json
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,22 +28,17 @@ import pandas as pd
 from vctcore.models.checkpoint import load_module, save_module, sha256_file
 from vctcore.models.config import GeneratorConfig
 from vctcore.provenance import provenance
-from vctcore.train.loop import StageResult
+from vctcore.train.held_out import FIGURES, read_held_out
 
 if TYPE_CHECKING:
-    from torch import nn
-
     from vctcore.train.data import CohortArrays
-    from vctcore.train.stages import StageContext
 
 #: stages a generator's networks train on, with the generator file each one replaces
 TRAIN_ON_STAGES = {"diffusion": "diffusion.safetensors", "seg_decoder": "seg_ae.safetensors"}
-#: per stage, the held-out figure's name and the base generator's metrics that no longer hold after it
-FIGURES = {"diffusion": "val_loss", "seg_decoder": "val_dice"}
+#: per stage, the base generator's metrics that no longer hold after it
 DROPPED_METRICS = {"diffusion": ("fidelity.",), "seg_decoder": ("fidelity.", "reconstruction.")}
-#: ``<run>/train_on.json``: the stages, held-out patients and base files a rerun must share;
-#: ``<run>/held_out.json``: each stage's held-out figure before and after
-RECORD, HELD_OUT = "train_on.json", "held_out.json"
+#: ``<run>/train_on.json``: the stages, held-out patients and base files a rerun must share
+RECORD = "train_on.json"
 
 
 @dataclass(frozen=True)
@@ -106,39 +101,6 @@ def check_record(run_dir: Path, on: TrainOn, base_files: dict[str, str]) -> None
         if old.get(key) != value:
             raise ValueError(f"{run_dir} trained on other stages, held-out patients or another generator "
                              f"({key} differs); use a new run directory")
-
-
-def start_from_generator(ctx: StageContext, stage: str, module: nn.Module, kind: str) -> None:
-    """Load the generator's weights of ``stage`` (its stage file in the run's ``from_generator`` folder,
-    buffers included) into ``module``, strictly; a resumed stage then loads its own state over them."""
-    load_module(module, ctx.warm_from / "models" / f"{stage}.safetensors", kind=kind)
-
-
-def held_out_check(ctx: StageContext, stage: str, figure: Callable[[], float]) -> Callable[[StageResult], None]:
-    """Record ``figure()`` (the stage's held-out figure of the modules as they are now) as ``before`` in
-    ``<run>/held_out.json``, once: a resumed run keeps the first value. Returns the function to call with
-    the stage's result, which records ``after`` when the stage finished."""
-    path = ctx.run_dir / HELD_OUT
-
-    def put(key: str, value: float) -> None:
-        record = json.loads(path.read_text()) if path.exists() else {}
-        record.setdefault(stage, {"figure": FIGURES[stage]})[key] = value
-        path.write_text(json.dumps(record, indent=2))
-
-    if "before" not in read_held_out(ctx.run_dir).get(stage, {}) and ctx.rank == 0:
-        put("before", figure())
-
-    def finish(result: StageResult) -> None:
-        if result.finished and ctx.rank == 0:
-            put("after", figure())
-
-    return finish
-
-
-def read_held_out(run_dir: Path) -> dict[str, dict]:
-    """``<run>/held_out.json``: stage -> {"figure", "before", "after"} (as far as recorded); {} for none."""
-    path = Path(run_dir) / HELD_OUT
-    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def merged_support(old: dict, table: pd.DataFrame, names: Sequence[str]) -> dict:

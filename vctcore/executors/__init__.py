@@ -72,9 +72,11 @@ class Executor:
         self.workers = workers
 
     def map(self, fn: Callable[[Any, T], R], tasks: Sequence[T], *, setup: Callable[[], Any] | None = None,
-            gpu: bool = False) -> Iterator[tuple[int, R]]:
+            gpu: bool = False, batch: int | None = None) -> Iterator[tuple[int, R]]:
         """Yield ``(index, fn(state, tasks[index]))`` for every task as it finishes. ``gpu``: each worker
-        asks for one GPU where the executor has them. Closing the iterator early stops the workers."""
+        asks for one GPU where the executor has them. ``batch``: tasks sent to a worker at once (None: the
+        executor's choice; 1 for a caller that may stop early, so little is made ahead in vain). Closing the
+        iterator early stops the workers."""
         raise NotImplementedError
 
     def close(self) -> None:

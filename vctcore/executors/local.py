@@ -36,7 +36,7 @@ class LocalExecutor(Executor):
         super().__init__(workers or os.cpu_count() or 1)
 
     def map(self, fn: Callable[[Any, T], R], tasks: Sequence[T], *, setup: Callable[[], Any] | None = None,
-            gpu: bool = False) -> Iterator[tuple[int, R]]:
+            gpu: bool = False, batch: int | None = None) -> Iterator[tuple[int, R]]:
         tasks = list(tasks)
         if not tasks:
             return

@@ -50,6 +50,15 @@ class Worker:
         return os.getpid()
 
 
+def _actor_error(err: RayActorError) -> str:
+    """One line for a lost worker: the exception its setup raised (the last line of Ray's message, which
+    ends with the worker's traceback), or the first line of why it died."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [""]
+    if getattr(err, "actor_init_failed", False):
+        return f"a Ray worker failed to set up: {lines[-1]}"
+    return f"a Ray worker died {RETRIES + 1} times: {lines[0]}"
+
+
 def batch_size(n_tasks: int, workers: int) -> int:
     """Tasks per batch: about four batches per worker, at most :data:`MAX_BATCH`."""
     return max(1, min(MAX_BATCH, math.ceil(n_tasks / (4 * max(1, workers)))))
@@ -69,7 +78,10 @@ class RayExecutor(Executor):
         self._owns = not ray.is_initialized()
         if self._owns:
             local = {} if address else {"num_cpus": workers or None}
-            ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, **local)
+            # workers' own output stays in Ray's session logs (/tmp/ray/session_latest/logs): errors reach the
+            # caller as exceptions, and the retries of batches stopped on purpose are not news
+            ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False,
+                     **local)
         self.actors: list[Any] = []  # the running map's actors (tests kill one of them)
 
     def slots(self, gpu: bool) -> tuple[int, bool]:
@@ -82,14 +94,15 @@ class RayExecutor(Executor):
         return max(1, int(res.get("CPU", 1))), False
 
     def map(self, fn: Callable[[Any, T], R], tasks: Sequence[T], *, setup: Callable[[], Any] | None = None,
-            gpu: bool = False) -> Iterator[tuple[int, R]]:
+            gpu: bool = False, batch: int | None = None) -> Iterator[tuple[int, R]]:
         tasks = list(tasks)
         if not tasks:
             return
         slots, on_gpu = self.slots(gpu)
         n = min(self.workers or slots, slots, len(tasks))  # more actors than slots would wait forever
-        size = batch_size(len(tasks), n)
-        batches = deque([list(enumerate(tasks))[k:k + size] for k in range(0, len(tasks), size)])
+        size = batch or batch_size(len(tasks), n)
+        indexed = list(enumerate(tasks))
+        batches = deque(indexed[k:k + size] for k in range(0, len(indexed), size))
         options = {"num_cpus": 1, "num_gpus": 1 if on_gpu else 0}
         self.actors = [Worker.options(**options).remote(setup, fn) for _ in range(n)]
         pending: dict[Any, Any] = {}
@@ -103,8 +116,8 @@ class RayExecutor(Executor):
                 actor = pending.pop(ref)
                 try:
                     results = ray.get(ref)
-                except RayActorError as err:
-                    raise ExecutorError(f"a Ray worker died more than {RETRIES} times: {err}") from None
+                except RayActorError as err:  # died RETRIES + 1 times, or its setup() raised
+                    raise ExecutorError(_actor_error(err)) from None
                 except RayTaskError as err:  # the task's own exception, as a local run raises it
                     if isinstance(err.cause, Exception):
                         raise err.cause from None
@@ -113,6 +126,8 @@ class RayExecutor(Executor):
                     pending[actor.run.remote(batches.popleft())] = actor
                 yield from results
         finally:
+            for ref in pending:  # work queued ahead for a caller that stopped early: not to be retried
+                ray.cancel(ref)
             for actor in self.actors:
                 ray.kill(actor)
             self.actors = []

@@ -108,7 +108,7 @@ def _build_task(_: None, task: _Task) -> Phantom | str:
 
 def _built(tasks: list[tuple[int, _Task]], executor: Executor) -> Iterator[Phantom | str]:
     """Each task's phantom in order, built by ``executor`` (lazily in this process, or ahead by workers)."""
-    results = executor.map(_build_task, [task for _, task in tasks])
+    results = executor.map(_build_task, [task for _, task in tasks], batch=1)  # the cohort may fill early
     try:
         yield from in_order(results)
     finally:

@@ -10,6 +10,15 @@ sliding windows so memory stays bounded.
 Each patient's initial noise comes from (seed, row index) alone, so results do not depend on the
 batch size, and the same seed and attributes give the same volume on the same device. Presets with
 ``precision: bf16`` sample and decode under bf16 autocast where the hardware has native bf16.
+
+Decoding: the segmentation is the decoder's argmax with stray islands under ``cfg.seg_min_island_ml``
+relabelled to their neighbours' class (:mod:`vctcore.label_islands`; a decoding option, ``DECODING_KEYS``,
+changeable without retraining); the CT is untouched by it. The post-processor runs in Gaussian-blended
+windows of its training patch (:func:`post_window`), never on the whole volume: its U-Net's instance norm
+would see other statistics than in training. Its correction is added to the float32 image.
+On CPU the decoders and the post-processor are held channels-last, every convolution is routed to oneDNN
+(:mod:`vctcore.models.onednn`) and the diffusion U-Net's attention is torch's fused
+``scaled_dot_product_attention`` (``LatentDiffusion(..., fused_attention=True)``: same weights, same function).
 """
 from __future__ import annotations
 

@@ -24,6 +24,9 @@ Arrays are (X, Y, Z) in RAS+ voxel order; HU in Hounsfield units; lengths in mm.
 On TotalSegmentator's example abdominal CT the lean class is 3.9 times the skeletal muscle of
 TotalSegmentator's tissue-types segmentation of the same slab (tests/test_measure_tissues.py), which is
 why the threshold backend reports it as soft tissue and measures no muscle.
+
+:func:`body_geometry` (the coarse body, its edge band and the visceral-fat region) depends on the HU alone,
+so a caller that measures one CT with two backends passes it to both (``measure(..., geometry=)``).
 """
 from __future__ import annotations
 

@@ -2,14 +2,17 @@
 
 The denoiser is MONAI's ``DiffusionModelUNet`` with cross-attention to the attribute tokens of
 ``AttributeEmbedding``. Latents are normalised per channel (mean/std measured on the training
-latents) so the diffusion runs on unit-variance data. Sampling is DDIM (MONAI scheduler) with
-classifier-free guidance: eps = eps_uncond + g * (eps_cond - eps_uncond), computed in one
-batched forward pass. Tensors are (B, C, X, Y, Z).
+latents) so the diffusion runs on unit-variance data. Samplers (``diffusion.sampler``, the checkpoint's
+default): DDIM or the 1000-step DDPM baseline (MONAI schedulers) or DPM-Solver++(2M)
+(:mod:`vctcore.models.samplers`), with classifier-free guidance
+eps = eps_uncond + g * (eps_cond - eps_uncond) computed in one batched forward pass. With
+``diffusion.guidance_interval`` (low, high] only steps whose noise level sigma lies inside are guided; the
+others run the conditional model alone. ``sample(steer=...)`` lets a caller move each DPM-Solver++ step's
+clean-latent estimate (:mod:`vctcore.models.attribute_guidance`). Tensors are (B, C, X, Y, Z).
 
 With ``patch_size`` p > 1 the U-Net runs on a space-to-depth view of the latent (each p^3 block
 of latent voxels becomes p^3 channels, as the "patch size" of latent diffusion transformers;
-MONAI's ``pixelunshuffle``):
-8x fewer voxels for p = 2, which is what makes 2-core sampling fast enough.
+MONAI's ``pixelunshuffle``): 8x fewer voxels for p = 2.
 """
 from __future__ import annotations
 

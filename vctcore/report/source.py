@@ -3,7 +3,9 @@ the generator's recorded fidelity figures.
 
 The report computes no new numbers: the trial's own files hold the statistics; the generator's
 ``metrics.json`` (beside the checkpoint the trial recorded, checked against the recorded file hashes)
-holds its fidelity figures. :class:`ReportError` says in one line why a directory cannot be reported.
+holds its fidelity figures; it is looked for at the recorded path, then ``$VCT_GENERATOR``, then the shipped
+``checkpoints/*``. A trial without example slices (``DIR/examples/``) gets a note, not an error.
+:class:`ReportError` says in one line why a directory cannot be reported.
 """
 from __future__ import annotations
 

@@ -6,6 +6,10 @@ the old one whose inputs are unchanged: same cohort and seed, and the same confi
 depends on (:data:`STAGE_DEPENDS`). Stages downstream of a changed one are left to train. Stage
 files are copied (a resumed stage rewrites them); the read-only data cache (GBs) is hard-linked
 where the file system allows.
+
+The branch records its source in ``<new run>/branched_from.json`` (a generator directory by its files'
+sha256; a brought stage's ``budget.json`` decisions come along); resuming a branch brings back only the
+brought files the run lacks, so a run committed without them resumes in a fresh checkout.
 """
 from __future__ import annotations
 

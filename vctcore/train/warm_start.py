@@ -1,5 +1,13 @@
 """``vct train --warm-start``: a stage's module started from an earlier run's weights wherever they fit, the
-joint-latent channels the two runs share, and the run's record of what each warm start kept."""
+joint-latent channels the two runs share, and the run's record of what each warm start kept.
+
+Weights load where names and shapes fit (:func:`vctcore.models.checkpoint.load_matching`; new conditioning
+attributes add only fresh embedding tables). When the joint latent changed, the diffusion U-Net's first and
+last convolutions are grafted (``LatentDiffusion.graft_latent_channels``): channels an autoencoder of both runs
+produces (:func:`shared_latent_channels`) keep their old input columns and output rows, new channels' input
+columns start at zero. Autoencoders are "the same" when their tensors are
+(:func:`vctcore.models.checkpoint.tensors_sha256`; safetensors headers are not byte-stable).
+``<run>/warm_start.json`` records it; the exported manifest's ``training`` carries it."""
 from __future__ import annotations
 
 import json

@@ -32,9 +32,6 @@ LONG_FUNCTIONS: dict[str, str] = {
 }
 #: import cycles (each a set of module names) still allowed -> why
 CYCLES: dict[frozenset[str], str] = {
-    frozenset({"vctcore.executors", "vctcore.executors.local", "vctcore.executors.ray_cluster"}):
-        "the package's __init__ defines Executor and picks local or Ray inside a function, while local and "
-        "ray_cluster import Executor from that __init__ (issue 39): the base belongs in a module of its own",
 }
 
 

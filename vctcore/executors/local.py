@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from vctcore.executors import Executor, R, T
+from vctcore.executors.base import Executor, R, T
 
 _STATE: Any = None  # the worker process's state (what ``setup`` made)
 

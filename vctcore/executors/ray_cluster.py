@@ -23,7 +23,7 @@ from typing import Any
 import ray
 from ray.exceptions import RayActorError, RayTaskError
 
-from vctcore.executors import Executor, ExecutorError, R, T
+from vctcore.executors.base import Executor, ExecutorError, R, T
 
 #: restarts of one actor (and retries of a batch it held) before the run gives up
 RETRIES = 3

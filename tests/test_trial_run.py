@@ -45,6 +45,9 @@ def test_tiny_tiny_paper_trial_writes_a_full_trial_directory(tiny_paper_trial) -
     assert set(s["provenance"]["stage_seconds"]) >= {"real_cohort", "measure_real", "train_model", "reconstruct",
                                                    "generate", "measure_generated", "predict", "statistics"}
     assert s["split"]["intercepts"].keys() == {"F", "M"}
+    w = s["importance_weighting"]  # the weighted baseline says how many patients it rests on
+    assert w["n"] == 2 and 1.0 <= w["effective_n"] <= 2.0 + 1e-9 and 0.5 <= w["max_weight_share"] <= 1.0
+    assert any("effective patients" in m for m in s["warnings"])  # 2 ID patients: always under 10
     assert (out / "model" / "card.yaml").is_file() and not (out / "progress.json").exists()
     assert "MAE" in proc.stdout
 

@@ -259,6 +259,19 @@ def test_importance_weights_reject_bad_input(args, kwargs, message):
         weighting.importance_weights(*args, **kwargs)
 
 
+
+def test_effective_sample_size_is_kish():
+    assert weighting.effective_sample_size(np.ones(7)) == pytest.approx(7.0)
+    assert weighting.effective_sample_size([5.0, 0.0, 0.0]) == pytest.approx(1.0)
+    w = np.array([1.0, 2.0, 3.0, 10.0])
+    assert weighting.effective_sample_size(w) == pytest.approx(16.0 ** 2 / 114.0)
+
+
+@pytest.mark.parametrize("w", [[], [1.0, -1.0], [0.0, 0.0], [1.0, np.nan], [[1.0, 2.0]]])
+def test_effective_sample_size_rejects_bad_weights(w):
+    with pytest.raises(ValueError, match="weights: need a non-empty 1-D array"):
+        weighting.effective_sample_size(w)
+
 def _population(seed: int, n: int, shift: float) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     return pd.DataFrame({"sex": rng.choice(["F", "M"], n), "age_years": rng.uniform(20, 90, n),

@@ -199,6 +199,10 @@ def _weighting_text(src: ReportSource) -> str:
              f"{fmt.num(w.get('classifier_accuracy_oob'), 2)} out of bag; the priors are p(ID) = "
              f"{fmt.num(w.get('p_id'), 3)} and p(OOD) = {fmt.num(w.get('p_ood'), 3)}, the shares of the measured "
              "real cohort on each side of the boundary. The weighted MAE is Table 1's <i>Real (weighted)</i> row."]
+    if w.get("effective_n") is not None:
+        parts.append(f"Its weights amount to {fmt.num(w.get('effective_n'), 1)} effective patients (Kish) of "
+                     f"{fmt.integer(w.get('n'))}; the largest carries {fmt.num(100 * w['max_weight_share'], 0)} % of "
+                     "the total.")
     kept = [f"{fmt.integer(by[(p, 'synthetic_rebiased')].get('n'))} of {fmt.integer(by[(p, 'synthetic')].get('n'))}"
             f" synthetic {e(p)} images" for p in ("ID", "OOD")
             if (p, "synthetic_rebiased") in by and (p, "synthetic") in by]

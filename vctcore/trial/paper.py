@@ -29,7 +29,7 @@ from vctcore.trial.images import measure_table, predict_table, with_height
 from vctcore.trial.split import assign_roles, composition, resolve_split
 from vctcore.trial.stages import Stages
 from vctcore.trial.store import PatientStore, digest
-from vctcore.trial.weighting import fit_ood_classifier, importance_weights
+from vctcore.trial.weighting import effective_sample_size, fit_ood_classifier, importance_weights
 
 POPULATION = {"id_test": "ID", "ood_test": "OOD"}
 
@@ -180,7 +180,8 @@ def run_paper(cfg: TrialConfig, out: Path, store: PatientStore, stages: Stages) 
         tables = _tables(preds, cfg, weighted)
     comp = composition(real, target, cfg.split.x)
     tables["split"] = comp
-    summary = _summary(cfg, tables, real, split, calibration, ood_clf, real_dir, warnings)
+    summary = _summary(cfg, tables, real, split, calibration, ood_clf, real_dir,
+                       warnings + _weighting_warnings(weighted), weight_spread=_weight_spread(weighted["weights"]))
     tables.pop("notes", None)
     roles_out = real[["patient_id", "role", "side", "score", "sex", "age_years", "height_cm", "weight_kg", "bfp_pct",
                       "mmp_pct", "bone_density_hu", "body_volume_l"]]
@@ -205,6 +206,26 @@ def _weighted_baseline(real: pd.DataFrame, preds: pd.DataFrame, st) -> tuple[dic
     return {"abs_error": id_real["abs_error"].to_numpy(float), "weights": w, "p_id": p_id, "p_ood": p_ood}, clf
 
 
+#: below this many effective patients (Kish) the weighted baseline gets a warning
+MIN_EFFECTIVE_N = 10
+
+
+def _weight_spread(weights: np.ndarray) -> dict[str, float]:
+    """Kish's effective sample size of the weights and the largest weight's share of their sum."""
+    w = np.asarray(weights, float)
+    return {"effective_n": effective_sample_size(w), "n": int(w.size), "max_weight_share": float(w.max() / w.sum())}
+
+
+def _weighting_warnings(weighted: dict) -> list[str]:
+    """A warning when the importance-weighted MAE rests on few patients (its CI is then unreliable)."""
+    s = _weight_spread(weighted["weights"])
+    if s["effective_n"] >= MIN_EFFECTIVE_N:
+        return []
+    return [f"the importance-weighted baseline rests on {s['effective_n']:.1f} effective patients of {s['n']} "
+            f"(the largest weight is {100 * s['max_weight_share']:.0f} % of the total): the few ID test patients the "
+            "OOD classifier takes for OOD ones carry the estimate, so the weighted MAE and its CI are unstable"]
+
+
 def _tables(preds: pd.DataFrame, cfg: TrialConfig, weighted: dict) -> dict[str, Any]:
     st, task = cfg.statistics, cfg.target
     tables: dict[str, Any] = {"table1": analysis.table1(preds, task, st, weighted=weighted)}
@@ -217,7 +238,7 @@ def _tables(preds: pd.DataFrame, cfg: TrialConfig, weighted: dict) -> dict[str, 
 
 
 def _summary(cfg: TrialConfig, tables: dict, real: pd.DataFrame, split, calibration: HeightCalibration, ood_clf,
-             real_dir: Path, warnings: list[str]) -> dict[str, Any]:
+             real_dir: Path, warnings: list[str], *, weight_spread: dict[str, float]) -> dict[str, Any]:
     t1 = tables["table1"]
     by = {(r.population, r.sample_type): r for r in t1.itertuples()}
     populations = []
@@ -241,7 +262,8 @@ def _summary(cfg: TrialConfig, tables: dict, real: pd.DataFrame, split, calibrat
         "importance_weighting": {"p_id": float((real["side"] == "ID").mean()),
                                  "p_ood": float((real["side"] == "OOD").mean()),
                                  "classifier_accuracy_train": ood_clf.accuracy_train,
-                                 "classifier_accuracy_oob": ood_clf.accuracy_oob},
+                                 "classifier_accuracy_oob": ood_clf.accuracy_oob,
+                                 **weight_spread},
         "importance_correlation": corr.to_dict("records"), "error_drivers": drivers,
         "real_cohort": {"path": str(real_dir), "n": int(len(real)),
                         "attributes_sha256": _sha(real_dir / "attributes.csv")},

@@ -124,14 +124,7 @@ class PatientStore:
                 todo.append((str(d), {"kind": "synthetic", "conditions": cond, "seed": s, "steps": steps,
                                       "guidance": guidance, "checkpoint_sha256": generator.checkpoint_sha256,
                                       "source_id": str(rec["source_id"]), "replica": int(rec["replica"])}))
-        total, done = len(rows), len(rows) - len(todo)
-        if progress:
-            progress(done, total, "cached" if done else "")
-        executor, setup, gpu = self._generator_run(generator)
-        for k, _ in executor.map(_synthetic_task, todo, setup=setup, gpu=gpu):
-            done += 1
-            if progress:
-                progress(done, total, todo[k][1]["source_id"])
+        self._make(generator, _synthetic_task, todo, len(rows), progress)
         return pd.DataFrame(rows)
 
     # -- reconstructions -----------------------------------------------------------------------------
@@ -154,15 +147,22 @@ class PatientStore:
                 todo.append((str(d), {"kind": "reconstructed", "source": str(pdir.resolve()),
                                       "source_id": str(rec["id"]), "attributes": attrs,
                                       "checkpoint_sha256": generator.checkpoint_sha256}))
-        total, done = len(out), len(out) - len(todo)
+        self._make(generator, _reconstruct_task, todo, len(out), progress)
+        return pd.DataFrame(out)
+
+    def _make(self, generator, task, todo: list[tuple[str, dict[str, Any]]], total: int,
+              progress: Progress | None) -> None:
+        """Run ``task`` over the ``todo`` (directory, meta) pairs on the store's executor with the generator
+        loaded once per worker; ``total`` counts the cached patients too (progress: "cached", then each
+        made patient's source id)."""
+        done = total - len(todo)
         if progress:
             progress(done, total, "cached" if done else "")
         executor, setup, gpu = self._generator_run(generator)
-        for k, _ in executor.map(_reconstruct_task, todo, setup=setup, gpu=gpu):
+        for k, _ in executor.map(task, todo, setup=setup, gpu=gpu):
             done += 1
             if progress:
                 progress(done, total, todo[k][1]["source_id"])
-        return pd.DataFrame(out)
 
     @staticmethod
     def _write(d: Path, ct, seg, meta: dict[str, Any]) -> None:

@@ -108,3 +108,12 @@ def importance_weights(p_ood: object, p_id_prior: float, p_ood_prior: float, *,
         raise ValueError(BAD_PROBABILITY.format(count=int(bad.sum())))
     p = np.clip(p, clip, 1.0 - clip)
     return p / (1.0 - p) * (p_id_prior / p_ood_prior)
+
+
+def effective_sample_size(weights: object) -> float:
+    """Kish's effective sample size of importance weights (n,): ``(sum w)^2 / sum w^2``, between 1 (one
+    weight carries everything) and n (equal weights). A weighted MAE rests on about this many patients."""
+    w = np.asarray(weights, dtype=float)
+    if w.ndim != 1 or w.size == 0 or not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+        raise ValueError("weights: need a non-empty 1-D array of finite, non-negative values with a positive sum")
+    return float(w.sum() ** 2 / (w ** 2).sum())

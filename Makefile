@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PORT   ?= 8501
 
-.PHONY: run test test-all bench system-deps clean
+.PHONY: run test test-ray test-all bench system-deps clean
 
 $(STAMP): requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -26,6 +26,10 @@ run: $(STAMP)
 
 test: $(STAMP) system-deps
 	$(PY) -m pytest
+
+test-ray: $(STAMP) system-deps  # the executor's Ray tests (a local 2-CPU cluster); CI runs them after make test
+	$(VENV)/bin/pip install -q -r requirements-ray.txt
+	$(PY) -m pytest -m ray
 
 test-all: $(STAMP) system-deps
 	$(VENV)/bin/pip install -q -r requirements-ray.txt  # the ray-marked tests' optional executor

@@ -67,6 +67,51 @@ def warmup_cosine_lr(sch: StageSchedule, step: int, warmup: int = 100) -> float:
     return float(sch.lr * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * frac))))  # a Python float: states load weights_only
 
 
+def _restore(state_path: Path, modules: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer],
+             gens: dict[str, torch.Generator], set_rng_state: Callable[[dict], None] | None) -> tuple[int, float]:
+    """Load a stage's saved state (modules, optimisers, torch and generator RNG positions, the caller's
+    ``rng``) into place; returns (steps done, seconds trained), (0, 0.0) when there is no state yet."""
+    if not state_path.exists():
+        return 0, 0.0
+    st = load_state(state_path)
+    for name, mod in modules.items():
+        mod.load_state_dict(st["modules"][name])
+    for name, opt in optimizers.items():
+        opt.load_state_dict(st["optimizers"][name])
+    torch.set_rng_state(st["torch_rng"])
+    for name, gen in gens.items():
+        gen.set_state(st["generators"][name])
+    if set_rng_state is not None and "rng" in st:
+        set_rng_state(st["rng"])
+    return int(st["step"]), float(st.get("seconds", 0.0))
+
+
+class _LossLog:
+    """A stage's CSV loss log (``step, seconds, <loss terms>``), appended to across resumes; the header is
+    written once, from the first step's loss terms, and a step with other terms is a RuntimeError."""
+
+    def __init__(self, stage: str, path: Path) -> None:
+        self.stage, self.path = stage, path
+        self.fh = open(path, "a", newline="")
+        self.writer: csv.DictWriter | None = None
+
+    def write(self, step: int, seconds: float, losses: dict[str, float]) -> None:
+        if self.writer is None:
+            self.writer = csv.DictWriter(self.fh, fieldnames=["step", "seconds", *losses])
+            if self.path.stat().st_size == 0:
+                self.writer.writeheader()
+        terms = list(self.writer.fieldnames[2:])
+        if set(losses) != set(terms):
+            raise RuntimeError(f"stage {self.stage}: loss terms changed mid-run ({sorted(losses)} vs {terms})")
+        self.writer.writerow({"step": step, "seconds": round(seconds, 2), **{k: round(v, 6) for k, v in losses.items()}})
+
+    def flush(self) -> None:
+        self.fh.flush()
+
+    def close(self) -> None:
+        self.fh.close()
+
+
 def run_loop(stage: str, run_dir: Path, modules: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer],
              schedule: StageSchedule, step_fn: Callable[[int], dict[str, float]], *,
              rng_state: Callable[[], dict] | None = None, set_rng_state: Callable[[dict], None] | None = None,
@@ -88,19 +133,7 @@ def run_loop(stage: str, run_dir: Path, modules: dict[str, nn.Module], optimizer
     state_path = run_dir / "state" / f"{stage}.pt"
     gens = {k: g for k, g in (generators or {}).items() if g is not None}
     log_path = run_dir / "logs" / f"{stage}.csv"
-    step, elapsed = 0, 0.0
-    if state_path.exists():
-        st = load_state(state_path)
-        for name, mod in modules.items():
-            mod.load_state_dict(st["modules"][name])
-        for name, opt in optimizers.items():
-            opt.load_state_dict(st["optimizers"][name])
-        step, elapsed = int(st["step"]), float(st.get("seconds", 0.0))
-        torch.set_rng_state(st["torch_rng"])
-        for name, gen in gens.items():
-            gen.set_state(st["generators"][name])
-        if set_rng_state is not None and "rng" in st:
-            set_rng_state(st["rng"])
+    step, elapsed = _restore(state_path, modules, optimizers, gens, set_rng_state)
 
     def save() -> None:
         if not is_main:
@@ -115,8 +148,7 @@ def run_loop(stage: str, run_dir: Path, modules: dict[str, nn.Module], optimizer
     losses: dict[str, float] = {}
     start = time.monotonic()
     base = elapsed
-    writer_fh = open(log_path, "a", newline="") if is_main else None
-    writer = None
+    log = _LossLog(stage, log_path) if is_main else None
     try:
         with _Stop() as stop:
             for m in modules.values():
@@ -140,28 +172,21 @@ def run_loop(stage: str, run_dir: Path, modules: dict[str, nn.Module], optimizer
                         ran == probe_steps + 1 or (ran > probe_steps + 1 and step % schedule.checkpoint_every == 0)):
                     timed = len(ends) - 1
                     schedule = plan(step, (ends[-1] - ends[0]) / timed, elapsed, timed)
-                if writer_fh is not None:
-                    if writer is None:
-                        writer = csv.DictWriter(writer_fh, fieldnames=["step", "seconds", *losses])
-                        if log_path.stat().st_size == 0:
-                            writer.writeheader()
-                    if set(losses) != set(writer.fieldnames[2:]):
-                        raise RuntimeError(f"stage {stage}: loss terms changed mid-run "
-                                           f"({sorted(losses)} vs {writer.fieldnames[2:]})")
-                    writer.writerow({"step": step, "seconds": round(elapsed, 2),
-                                     **{k: round(v, 6) for k, v in losses.items()}})
+                if log is not None:
+                    log.write(step, elapsed, losses)
                 if progress is not None:
                     progress(stage, step, schedule.steps, losses)
                 if step % schedule.checkpoint_every == 0:
                     save()
-                    writer_fh and writer_fh.flush()
+                    if log is not None:
+                        log.flush()
                 if stop.requested or (deadline is not None and time.monotonic() > deadline):
                     break
     except KeyboardInterrupt:
         save()
         raise
     finally:
-        if writer_fh is not None:
-            writer_fh.close()
+        if log is not None:
+            log.close()
     save()
     return StageResult(stage, step, schedule.steps, step >= schedule.steps, elapsed, losses)

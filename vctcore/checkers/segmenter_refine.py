@@ -30,6 +30,7 @@ from vctcore.devices import autocast
 from vctcore.models.config import StageSchedule
 from vctcore.provenance import provenance
 from vctcore.train.loop import Progress, run_loop
+from vctcore.train.seeds import child_seed
 
 STAGE = "refiner"
 
@@ -125,7 +126,7 @@ def train_refiner(cohort: str | Path, coarse: str | Path, out: str | Path, *, ru
     deadline = time.monotonic() + 60.0 * max_minutes if max_minutes is not None else None  # training time only
     patients = _load_patients(files, base, cfg)
     torch.manual_seed(train.seed)
-    gen = torch.Generator().manual_seed(train.seed + 1)
+    gen = torch.Generator().manual_seed(child_seed(train.seed, 0))  # the crop sampler's stream
     net = SegUNet(cfg)
     opt = torch.optim.AdamW(net.parameters(), lr=train.lr, weight_decay=1e-5)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=True)

@@ -180,8 +180,9 @@ def run_paper(cfg: TrialConfig, out: Path, store: PatientStore, stages: Stages) 
         tables = _tables(preds, cfg, weighted)
     comp = composition(real, target, cfg.split.x)
     tables["split"] = comp
-    summary = _summary(cfg, tables, real, split, calibration, ood_clf, real_dir,
-                       warnings + _weighting_warnings(weighted), weight_spread=_weight_spread(weighted["weights"]))
+    spread = _weight_spread(weighted["weights"])
+    summary = _summary(cfg, tables, real, split, calibration, ood_clf, real_dir, warnings + _weighting_warnings(spread),
+                       weight_spread=spread)
     tables.pop("notes", None)
     roles_out = real[["patient_id", "role", "side", "score", "sex", "age_years", "height_cm", "weight_kg", "bfp_pct",
                       "mmp_pct", "bone_density_hu", "body_volume_l"]]
@@ -216,9 +217,9 @@ def _weight_spread(weights: np.ndarray) -> dict[str, float]:
     return {"effective_n": effective_sample_size(w), "n": int(w.size), "max_weight_share": float(w.max() / w.sum())}
 
 
-def _weighting_warnings(weighted: dict) -> list[str]:
-    """A warning when the importance-weighted MAE rests on few patients (its CI is then unreliable)."""
-    s = _weight_spread(weighted["weights"])
+def _weighting_warnings(s: dict[str, float]) -> list[str]:
+    """A warning when the importance-weighted MAE rests on few patients (its CI is then unreliable);
+    ``s`` is :func:`_weight_spread`'s record."""
     if s["effective_n"] >= MIN_EFFECTIVE_N:
         return []
     return [f"the importance-weighted baseline rests on {s['effective_n']:.1f} effective patients of {s['n']} "

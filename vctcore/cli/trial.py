@@ -9,6 +9,7 @@ gate for a vendor's CI); 2 bad input (one line on stderr, nothing written is los
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -53,14 +54,22 @@ class _Bars:
         self.update(done, total, label)
 
 
+def _finite(x: object) -> bool:
+    """A number that is neither None nor NaN."""
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
 def _print_summary(result) -> None:
     s = result.summary
     print(f"trial {s['name']} ({s['design']}, task {s.get('task')}): {result.root}")
-    for v in s.get("verdicts", []):
-        if v.get("n"):
-            dist = f" [attributes of {v['attr_dist']}]" if v.get("attr_dist") not in (None, v.get("population")) else ""
-            print(f"  {v['population']:<12} {v['sample_type']:<20} n={v['n']:<4} MAE {v['mae']:.2f} "
-                  f"[{v['mae_low']:.2f}, {v['mae_high']:.2f}] pp  {v['verdict']}{dist}")
+    shown = [v for v in s.get("verdicts", []) if v.get("n")]
+    width = max([12, *(len(str(v["population"])) for v in shown)])
+    for v in shown:
+        dist = f" [attributes of {v['attr_dist']}]" if v.get("attr_dist") not in (None, v.get("population")) else ""
+        diff = (f"  vs reference {v['difference']:+.2f} [{v['difference_low']:.2f}, {v['difference_high']:.2f}], "
+                f"p {v['p_degradation']:.3f}") if _finite(v.get("difference")) else ""
+        print(f"  {v['population']:<{width}} {v['sample_type']:<18} n={v['n']:<4} MAE {v['mae']:.2f} "
+              f"[{v['mae_low']:.2f}, {v['mae_high']:.2f}] pp  {v['verdict']}{dist}{diff}")
     if "degraded_populations" in s:
         print("  degraded populations: " + (", ".join(s["degraded_populations"]) or "none"))
     for stype, feats in (s.get("error_drivers") or {}).items():

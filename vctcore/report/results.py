@@ -32,16 +32,20 @@ def group_starts(values: pd.Series) -> list[int]:
     return [i for i in range(1, len(v)) if v[i] != v[i - 1]]
 
 
+def mae_columns(t: pd.DataFrame, unit: str) -> dict[str, list[str]]:
+    """The MAE and its CI (columns ``mae``, ``mae_low``, ``mae_high``) as two display columns."""
+    return {f"MAE ({fmt.error_unit(unit)})": [fmt.num(v) for v in t["mae"]],
+            "MAE 95% CI": [fmt.ci(a, b) for a, b in zip(t["mae_low"], t["mae_high"])]}
+
+
 def table1(t1: pd.DataFrame, unit: str) -> pd.DataFrame:
     """Paper Table 1: per population and sample type, n, MAE with CI, Z and p against real, verdict."""
-    eu = fmt.error_unit(unit)
     return pd.DataFrame({
         "Population": t1["population"].astype(str),
         "Attr. dist.": t1["attr_dist"].astype(str),
         "Sample type": [fmt.sample_type(s) for s in t1["sample_type"]],
         "n": [fmt.integer(v) for v in t1["n"]],
-        f"MAE ({eu})": [fmt.num(v) for v in t1["mae"]],
-        "MAE 95% CI": [fmt.ci(a, b) for a, b in zip(t1["mae_low"], t1["mae_high"])],
+        **mae_columns(t1, unit),
         "Z vs real": [fmt.num(v) for v in t1["z"]],
         "Z 95% CI": [fmt.ci(a, b) for a, b in zip(t1["z_low"], t1["z_high"])],
         "p": [fmt.pval(v) for v in t1["p"]],
@@ -57,8 +61,7 @@ def populations(pops: pd.DataFrame, unit: str) -> pd.DataFrame:
         "Role": pops["role"].astype(str),
         "n": [fmt.integer(v) for v in pops["n"]],
         "Outside support": [fmt.integer(v) for v in pops.get("outside_support", pd.Series([None] * len(pops)))],
-        f"MAE ({eu})": [fmt.num(v) for v in pops["mae"]],
-        "MAE 95% CI": [fmt.ci(a, b) for a, b in zip(pops["mae_low"], pops["mae_high"])],
+        **mae_columns(pops, unit),
         "Verdict": [verdict_markup(v) for v in pops["verdict"]],
         f"\u0394 vs reference ({eu})": [fmt.signed(v) for v in pops["difference"]],
         "\u0394 95% CI": [fmt.ci(a, b) for a, b in zip(pops["difference_low"], pops["difference_high"])],
@@ -120,7 +123,6 @@ def importance_correlation(ic: pd.DataFrame) -> pd.DataFrame:
 
 def subgroups(sg: pd.DataFrame, unit: str, per_type: int = WORST_SLICES) -> pd.DataFrame:
     """The subgroup scan's worst slices (largest effect) per sample type, with CIs and BH-adjusted p."""
-    eu = fmt.error_unit(unit)
     parts = [g.sort_values("effect", ascending=False, kind="stable").head(per_type)
              for _, g in sg.groupby("sample_type", sort=False)]
     top = pd.concat(parts, ignore_index=True) if parts else sg.iloc[:0]
@@ -128,8 +130,7 @@ def subgroups(sg: pd.DataFrame, unit: str, per_type: int = WORST_SLICES) -> pd.D
         "Sample type": [fmt.sample_type(s) for s in top["sample_type"]],
         "Slice": top["slice"].astype(str),
         "n": [fmt.integer(v) for v in top["n"]],
-        f"MAE ({eu})": [fmt.num(v) for v in top["mae"]],
-        "MAE 95% CI": [fmt.ci(a, b) for a, b in zip(top["mae_low"], top["mae_high"])],
+        **mae_columns(top, unit),
         "Rest MAE": [fmt.num(v) for v in top["mae_rest"]],
         "Effect": [fmt.signed(v) for v in top["effect"]],
         "p": [fmt.pval(v) for v in top["p"]],

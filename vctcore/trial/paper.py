@@ -181,8 +181,11 @@ def run_paper(cfg: TrialConfig, out: Path, store: PatientStore, stages: Stages) 
     comp = composition(real, target, cfg.split.x)
     tables["split"] = comp
     spread = _weight_spread(weighted["weights"])
-    summary = _summary(cfg, tables, real, split, calibration, ood_clf, real_dir, warnings + _weighting_warnings(spread),
-                       weight_spread=spread)
+    weighting = {"p_id": weighted["p_id"], "p_ood": weighted["p_ood"],
+                 "classifier_accuracy_train": ood_clf.accuracy_train, "classifier_accuracy_oob": ood_clf.accuracy_oob,
+                 **spread}
+    summary = _summary(cfg, tables, real, split, calibration, real_dir, warnings + _weighting_warnings(spread),
+                       weighting=weighting)
     tables.pop("notes", None)
     roles_out = real[["patient_id", "role", "side", "score", "sex", "age_years", "height_cm", "weight_kg", "bfp_pct",
                       "mmp_pct", "bone_density_hu", "body_volume_l"]]
@@ -238,8 +241,8 @@ def _tables(preds: pd.DataFrame, cfg: TrialConfig, weighted: dict) -> dict[str, 
     return tables
 
 
-def _summary(cfg: TrialConfig, tables: dict, real: pd.DataFrame, split, calibration: HeightCalibration, ood_clf,
-             real_dir: Path, warnings: list[str], *, weight_spread: dict[str, float]) -> dict[str, Any]:
+def _summary(cfg: TrialConfig, tables: dict, real: pd.DataFrame, split, calibration: HeightCalibration,
+             real_dir: Path, warnings: list[str], *, weighting: dict[str, float]) -> dict[str, Any]:
     t1 = tables["table1"]
     by = {(r.population, r.sample_type): r for r in t1.itertuples()}
     populations = []
@@ -260,11 +263,7 @@ def _summary(cfg: TrialConfig, tables: dict, real: pd.DataFrame, split, calibrat
     return {
         "task": cfg.target, "split": split.to_dict(), "height_calibration": calibration.to_dict(),
         "populations": populations, "verdicts": analysis.verdict_records(t1),
-        "importance_weighting": {"p_id": float((real["side"] == "ID").mean()),
-                                 "p_ood": float((real["side"] == "OOD").mean()),
-                                 "classifier_accuracy_train": ood_clf.accuracy_train,
-                                 "classifier_accuracy_oob": ood_clf.accuracy_oob,
-                                 **weight_spread},
+        "importance_weighting": weighting,
         "importance_correlation": corr.to_dict("records"), "error_drivers": drivers,
         "real_cohort": {"path": str(real_dir), "n": int(len(real)),
                         "attributes_sha256": _sha(real_dir / "attributes.csv")},

@@ -23,6 +23,10 @@ def test_shifts_move_only_their_band() -> None:
     fat = m.perturb(hu, "fat", lean_shift=-14.0, fat_shift=5.0, sigma=0.7)
     assert fat[8, 8, 6] == pytest.approx(-95.0) and fat[8, 8, 12] == pytest.approx(40.0)
     assert hu[8, 8, 12] == pytest.approx(40.0)  # the input is not changed
+    seg = np.zeros(hu.shape, np.uint8)
+    seg[8, 8, 12] = 1
+    bone = m.perturb(hu, "bone", lean_shift=-14.0, fat_shift=5.0, sigma=0.7, seg=seg, bone_shift=100.0)
+    assert bone[8, 8, 12] == pytest.approx(140.0) and bone[8, 8, 13] == pytest.approx(40.0)
 
 
 def test_blur_spreads_the_interface() -> None:

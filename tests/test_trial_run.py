@@ -50,6 +50,13 @@ def test_tiny_tiny_paper_trial_writes_a_full_trial_directory(tiny_paper_trial) -
     assert any("effective patients" in m for m in s["warnings"])  # 2 ID patients: always under 10
     assert (out / "model" / "card.yaml").is_file() and not (out / "progress.json").exists()
     assert "MAE" in proc.stdout
+    # generated twins against their sources: one row per population and generated type, drift per attribute
+    twins = result.tables["faithful_twins"]
+    assert set(zip(twins["population"], twins["sample_type"])) == {(p, t) for p in ("ID", "OOD")
+                                                                   for t in ("reconstructed", "synthetic")}
+    assert (twins["n_faithful"] <= twins["n"]).all() and twins["n"].sum() == len(made)
+    drift = result.tables["twin_drift"]
+    assert {"bfp_pct", "mmp_pct", "bone_density_hu"} <= set(drift["attribute"]) and len(s["faithful_twins"]) == 4
 
 
 def test_rerun_resumes_from_caches(tiny_paper_trial) -> None:

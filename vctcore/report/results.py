@@ -112,6 +112,23 @@ def table4(t4: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def faithful_twins(ft: pd.DataFrame, unit: str) -> pd.DataFrame:
+    """Generated twins against their real sources: mean signed error of all twins and of the faithful ones
+    (same measured BFP and MMP within the tolerance) beside their sources', and the faithful gap with CI."""
+    eu = fmt.error_unit(unit)
+    return pd.DataFrame({
+        "Population": ft["population"].astype(str),
+        "Sample type": [fmt.sample_type(s) for s in ft["sample_type"]],
+        "n (faithful)": [f"{fmt.integer(a)} ({fmt.integer(b)})" for a, b in zip(ft["n"], ft["n_faithful"])],
+        f"Error, all twins ({eu})": [fmt.signed(v) for v in ft["error_mean"]],
+        "Sources, all": [fmt.signed(v) for v in ft["source_error_mean"]],
+        "Error, faithful twins": [fmt.signed(v) for v in ft["faithful_error_mean"]],
+        "Sources, faithful": [fmt.signed(v) for v in ft["faithful_source_error_mean"]],
+        "Gap [95% CI]": [f"{fmt.signed(g)} {fmt.ci(a, b)}" for g, a, b in zip(ft["gap"], ft["gap_low"], ft["gap_high"])],
+        "Reads differently": ["yes" if str(v).lower() == "true" else "no" for v in ft["reads_differently"]],
+    })
+
+
 def importance_correlation(ic: pd.DataFrame) -> pd.DataFrame:
     """Pearson r of each sample type's importances with the real images' importances."""
     return pd.DataFrame({

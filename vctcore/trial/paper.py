@@ -10,7 +10,9 @@ real CT the same way.
 5. every image is measured the same way and predicted; synthetic patients whose *measured* attributes
    fall on the other side of the boundary are culled (re-biasing);
 6. the importance-weighted baseline re-weights the real ID errors by p(OOD | a) (equations 4-6);
-7. Tables 1-4, SHAP and the subgroup scan (:mod:`vctcore.trial.analysis`).
+7. Tables 1-4, SHAP and the subgroup scan (:mod:`vctcore.trial.analysis`);
+8. generated twins against their sources (:mod:`vctcore.trial.twins`): attribute drift, and whether the
+   model reads faithful twins (same measured composition) differently from real images.
 """
 from __future__ import annotations
 
@@ -29,9 +31,12 @@ from vctcore.trial.images import measure_table, predict_table, with_height
 from vctcore.trial.split import assign_roles, composition, resolve_split
 from vctcore.trial.stages import Stages
 from vctcore.trial.store import PatientStore, digest
+from vctcore.trial.twins import attribute_drift, faithful_twins
 from vctcore.trial.weighting import effective_sample_size, fit_ood_classifier, importance_weights
 
 POPULATION = {"id_test": "ID", "ood_test": "OOD"}
+#: a generated twin is faithful when its measured BFP and MMP lie within this many points of its source's
+FAITHFUL_TOLERANCE = 2.0
 
 
 class PaperTrialError(ValueError):
@@ -238,7 +243,22 @@ def _tables(preds: pd.DataFrame, cfg: TrialConfig, weighted: dict) -> dict[str, 
     tests = preds[preds["sample_type"].isin(analysis.ATTRIBUTION_TYPES)]
     tables.update(analysis.attribution_tables(tests, task, st))
     tables["subgroups"] = analysis.subgroups(preds, task, st, ("real", "synthetic"))
+    tables["twin_drift"] = attribute_drift(preds)
+    tables["faithful_twins"] = faithful_twins(preds, tolerance=FAITHFUL_TOLERANCE, n_boot=st.n_boot,
+                                              seed=analysis.stat_seed(st.seed, "faithful_twins"), level=st.level)
     return tables
+
+
+def _twin_warnings(twins: pd.DataFrame, task: str) -> list[str]:
+    """A warning per population where faithful synthetic twins' errors differ from their sources'."""
+    out = []
+    for r in twins[(twins["sample_type"] == "synthetic") & twins["reads_differently"].astype(bool)].itertuples():
+        out.append(f"{r.population}: the model reads synthetic images differently from real ones of the same "
+                   f"composition (among {r.n_faithful} synthetic twins within {FAITHFUL_TOLERANCE:g} points of their "
+                   f"source's BFP and MMP, the signed {task} error differs from the sources' by {r.gap:+.2f} "
+                   f"[{r.gap_low:.2f}, {r.gap_high:.2f}]): the synthetic verdicts carry the generator's image "
+                   "differences, not only the population's")
+    return out
 
 
 def _summary(cfg: TrialConfig, tables: dict, real: pd.DataFrame, split, calibration: HeightCalibration,
@@ -259,12 +279,13 @@ def _summary(cfg: TrialConfig, tables: dict, real: pd.DataFrame, split, calibrat
     drivers = {}
     for stype, g in (top.groupby("sample_type") if not top.empty else []):
         drivers[stype] = list(g.sort_values("permutation_mean", ascending=False)["feature"].head(3))
-    warnings = warnings + list(tables.get("notes", []))
+    warnings = warnings + list(tables.get("notes", [])) + _twin_warnings(tables["faithful_twins"], cfg.target)
     return {
         "task": cfg.target, "split": split.to_dict(), "height_calibration": calibration.to_dict(),
         "populations": populations, "verdicts": analysis.verdict_records(t1),
         "importance_weighting": weighting,
         "importance_correlation": corr.to_dict("records"), "error_drivers": drivers,
+        "faithful_twins": tables["faithful_twins"].to_dict("records"),
         "real_cohort": {"path": str(real_dir), "n": int(len(real)),
                         "attributes_sha256": _sha(real_dir / "attributes.csv")},
         "warnings": warnings,

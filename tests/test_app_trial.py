@@ -101,8 +101,10 @@ def test_bias_explorer_shows_verdicts_tables_figures_and_slice_patients(workspac
     verdicts = _frame(at, "verdict")
     assert {"ID", "OOD"} == set(verdicts["population"]) and verdicts["verdict"].str.contains("inconclusive").all()
     assert _frame(at, "z_low")["sample_type"].tolist()[:2] == ["real", "reconstructed"]  # Table 1
-    for column in ("p_difference", "mean_abs_error", "impurity_sd", "r_permutation", "r_shortcut_female"):
-        assert not _frame(at, column).empty  # Tables 2, 3, 4, importance correlation, split composition
+    for column in ("p_difference", "mean_abs_error", "impurity_sd", "r_permutation", "r_shortcut_female",
+                   "reads_differently"):
+        assert not _frame(at, column).empty  # Tables 2-4, importance correlation, split, faithful twins
+    assert any({"attribute", "mean", "sd"} <= set(df.value.columns) for df in at.dataframe)  # twin drift
     assert len(at.get("plotly_chart")) >= 6  # distributions, split plane, error vs attribute, importances, SHAP x2
     at.radio(key="bias_plane_type").set_value("synthetic").run()
     at.selectbox(key="bias_attr").set_value("bfp_pct").run()

@@ -29,11 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from scipy import ndimage
-
-FAT_HU = (-190.0, -30.0)
-LEAN_HU = (-29.0, 150.0)
-BODY_HU = -500.0
-
+from tissue_hu import BODY_HU, FAT_HU, LEAN_HU, interface_share
 
 #: merged classes (vctcore.labels.MERGED_CLASSES) that the ``bone`` perturbation moves
 BONE_CLASSES = (1, 16)
@@ -57,12 +53,6 @@ def perturb(hu: np.ndarray, kind: str, *, lean_shift: float, fat_shift: float, s
     if kind in ("bone", "all") and seg is not None:
         out[np.isin(seg, BONE_CLASSES)] += bone_shift
     return out
-
-
-def interface_share(hu: np.ndarray) -> float:
-    """Share of body voxels between -30 and 0 HU (blurred fat/muscle interfaces land there)."""
-    body = hu > BODY_HU
-    return float(((hu > -30.0) & (hu < 0.0)).sum() / body.sum())
 
 
 def main(argv: list[str] | None = None) -> dict:

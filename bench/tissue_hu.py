@@ -18,10 +18,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-FAT_HU = (-190.0, -30.0)
-LEAN_HU = (-29.0, 150.0)
+from vctcore.measure.body import DEFAULT_THRESHOLDS
+
+FAT_HU = DEFAULT_THRESHOLDS.fat_hu
+LEAN_HU = (-29.0, DEFAULT_THRESHOLDS.muscle_max_hu)
 INTERFACE_HU = (-30.0, 0.0)
-BODY_HU = -500.0
+BODY_HU = DEFAULT_THRESHOLDS.body_hu
+
+
+def interface_share(hu: np.ndarray) -> float:
+    """Share of body voxels strictly between -30 and 0 HU (where blurred fat/muscle interfaces land)."""
+    return float(((hu > INTERFACE_HU[0]) & (hu < INTERFACE_HU[1])).sum() / (hu > BODY_HU).sum())
 
 
 def tissue_row(hu: np.ndarray) -> dict[str, float]:
@@ -29,9 +36,8 @@ def tissue_row(hu: np.ndarray) -> dict[str, float]:
     body = hu > BODY_HU
     fat = (hu >= FAT_HU[0]) & (hu <= FAT_HU[1])
     lean = (hu >= LEAN_HU[0]) & (hu <= LEAN_HU[1])
-    interface = (hu > INTERFACE_HU[0]) & (hu < INTERFACE_HU[1])
     return {"fat_mean_hu": float(hu[fat].mean()), "fat_median_hu": float(np.median(hu[fat])),
-            "lean_mean_hu": float(hu[lean].mean()), "interface_share": float(interface.sum() / body.sum()),
+            "lean_mean_hu": float(hu[lean].mean()), "interface_share": interface_share(hu),
             "fat_share": float(fat.sum() / body.sum())}
 
 

@@ -44,6 +44,19 @@ def test_mae_ci_mean_ci_and_seeds():
     assert res.to_dict() == {"mean": res.mean, "low": res.low, "high": res.high, "n": 80, "level": 0.95}
 
 
+def test_mean_ci_takes_signed_values_with_mae_ci_resampling():
+    e = _errors(0, 80)
+    res = stats.mae_ci(e, n_boot=300, seed=1)
+    assert stats.mean_ci(e, n_boot=300, seed=1) == (res.mean, res.low, res.high)  # same draws
+    mean, low, high = stats.mean_ci(e - 3.0, n_boot=300, seed=1)
+    assert mean == pytest.approx(res.mean - 3.0) and low == pytest.approx(res.low - 3.0)
+    assert high == pytest.approx(res.high - 3.0)
+    with pytest.raises(ValueError, match="negative"):
+        stats.mae_ci(e - 3.0)  # absolute errors stay non-negative
+    with pytest.raises(ValueError, match="NaN"):
+        stats.mean_ci([1.0, np.nan])
+
+
 def test_mae_ci_of_large_sample_approximates_normal_interval():
     e = _errors(3, 2000)
     res = stats.mae_ci(e, n_boot=1000, seed=0)

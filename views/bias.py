@@ -86,7 +86,7 @@ with tabs[0]:
                        ("table4", "Table 4 — feature importances (mean and bootstrap SD)"),
                        ("importance_correlation", "Importance correlation with real"),
                        ("faithful_twins", "Generated twins against their real sources: signed error of the twins "
-                                          "within 2 points of their source's BFP and MMP, and the gap with its CI"),
+                                          "within the tolerance of their source's BFP and MMP, and the gap with its CI"),
                        ("twin_drift", "Twin drift: generated image minus its real source, per measured attribute"),
                        ("split", "Split composition")):
         t = result.tables.get(key)

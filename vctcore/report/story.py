@@ -165,7 +165,8 @@ def results_section(src: ReportSource, num: Numbering) -> list[Flowable]:
         out += [CondPageBreak(0.3 * FRAME_HEIGHT), h2("3.4  Generated twins against their real sources")]
         out += _absent_or(src, "faithful_twins", lambda t: table_block(num.table(
             f"Signed error (prediction minus image-measured truth, {e(eu)}) of the reconstructed and synthetic "
-            "twins beside their real sources'. <i>Faithful</i> twins measure within 2 points of their source's "
+            f"twins beside their real sources'. <i>Faithful</i> twins measure within {t['tolerance'].iloc[0]:g} "
+            "points of their source's "
             "BFP and MMP: where their gap to their sources stays (CI over sources excluding 0), the model reads "
             "generated images differently from real ones of the same composition, and the synthetic verdicts carry "
             "that difference; where it closes, the mismatch is the generated bodies' drift in composition."),

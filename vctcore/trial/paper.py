@@ -35,8 +35,6 @@ from vctcore.trial.twins import attribute_drift, faithful_twins
 from vctcore.trial.weighting import effective_sample_size, fit_ood_classifier, importance_weights
 
 POPULATION = {"id_test": "ID", "ood_test": "OOD"}
-#: a generated twin is faithful when its measured BFP and MMP lie within this many points of its source's
-FAITHFUL_TOLERANCE = 2.0
 
 
 class PaperTrialError(ValueError):
@@ -244,8 +242,8 @@ def _tables(preds: pd.DataFrame, cfg: TrialConfig, weighted: dict) -> dict[str, 
     tables.update(analysis.attribution_tables(tests, task, st))
     tables["subgroups"] = analysis.subgroups(preds, task, st, ("real", "synthetic"))
     tables["twin_drift"] = attribute_drift(preds)
-    tables["faithful_twins"] = faithful_twins(preds, tolerance=FAITHFUL_TOLERANCE, n_boot=st.n_boot,
-                                              seed=analysis.stat_seed(st.seed, "faithful_twins"), level=st.level)
+    tables["faithful_twins"] = faithful_twins(preds, n_boot=st.n_boot, seed=analysis.stat_seed(st.seed, "faithful_twins"),
+                                              level=st.level)
     return tables
 
 
@@ -254,7 +252,7 @@ def _twin_warnings(twins: pd.DataFrame, task: str) -> list[str]:
     out = []
     for r in twins[(twins["sample_type"] == "synthetic") & twins["reads_differently"].astype(bool)].itertuples():
         out.append(f"{r.population}: the model reads synthetic images differently from real ones of the same "
-                   f"composition (among {r.n_faithful} synthetic twins within {FAITHFUL_TOLERANCE:g} points of their "
+                   f"composition (among {r.n_faithful} synthetic twins within {r.tolerance:g} points of their "
                    f"source's BFP and MMP, the signed {task} error differs from the sources' by {r.gap:+.2f} "
                    f"[{r.gap_low:.2f}, {r.gap_high:.2f}]): the synthetic verdicts carry the generator's image "
                    "differences, not only the population's")

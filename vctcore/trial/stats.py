@@ -51,8 +51,9 @@ BAD_SEX = "{name}: value(s) {values} are not sex codes F/M"
 MISSING_COLUMNS = "{name}: missing column(s) {missing}"
 
 
-def check_errors(values: object, name: str, *, minimum: int = 1) -> np.ndarray:
-    """``values`` as a float array of shape (n,), n >= minimum, finite and >= 0; ValueError naming ``name``."""
+def check_errors(values: object, name: str, *, minimum: int = 1, signed: bool = False) -> np.ndarray:
+    """``values`` as a float array of shape (n,), n >= minimum, finite and (unless ``signed``) >= 0;
+    ValueError naming ``name``."""
     a = np.asarray(values, dtype=float)
     if a.ndim != 1:
         raise ValueError(NOT_1D.format(name=name, shape=a.shape))
@@ -60,7 +61,7 @@ def check_errors(values: object, name: str, *, minimum: int = 1) -> np.ndarray:
         raise ValueError(EMPTY.format(name=name, minimum=minimum))
     if a.size < minimum:
         raise ValueError(TOO_FEW.format(name=name, n=a.size, minimum=minimum))
-    for bad, message in ((~np.isfinite(a), NOT_FINITE), (a < 0, NEGATIVE)):
+    for bad, message in ((~np.isfinite(a), NOT_FINITE), (np.zeros_like(a, bool) if signed else a < 0, NEGATIVE)):
         if bad.any():
             positions = ", ".join(str(i) for i in np.flatnonzero(bad)[:5])
             raise ValueError(message.format(name=name, count=int(bad.sum()), positions=positions))
@@ -174,6 +175,15 @@ def mae_ci(abs_error: object, *, weights: object | None = None, n_boot: int = 20
     pairs = np.column_stack([errors, w])
     boot = _bootstrap(_weighted_means, [pairs], n_boot=n_boot, seed=seed, uniforms=uniforms)
     return MAEResult(float(np.average(errors, weights=w)), *percentile_ci(boot, level), n=n, level=level)
+
+
+def mean_ci(values: object, *, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high): the mean of signed ``values`` (n,) with the percentile bootstrap CI that
+    :func:`mae_ci` gives absolute errors (the same resampling and seeding)."""
+    a = check_errors(values, "values", signed=True)
+    _check_level(level, n_boot)
+    boot = _bootstrap(lambda e: e.mean(axis=1), [a], n_boot=n_boot, seed=seed)
+    return (float(a.mean()), *percentile_ci(boot, level))
 
 
 @dataclass(frozen=True)

@@ -20,12 +20,13 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from vctcore.trial.stats import bootstrap_rngs, percentile_ci
+from vctcore.trial.stats import mean_ci
 
 #: the image-measured attributes whose generated-minus-source difference is tabled
 DRIFT_ATTRIBUTES = ("bfp_pct", "mmp_pct", "weight_kg", "body_volume_l", "bone_density_hu", "height_cm")
-#: the composition a twin must keep (within the tolerance, in percentage points) to count as faithful
+#: the composition a twin must keep to count as faithful, and by how much (percentage points)
 FAITHFUL_ON = ("bfp_pct", "mmp_pct")
+FAITHFUL_TOLERANCE = 2.0
 GENERATED_TYPES = ("reconstructed", "synthetic")
 
 
@@ -61,10 +62,10 @@ def _source_means(pairs: pd.DataFrame) -> np.ndarray:
     return gap.groupby(pairs["source_id"].to_numpy()).mean().to_numpy(float)
 
 
-def faithful_twins(preds: pd.DataFrame, *, tolerance: float = 2.0, n_boot: int = 2000, seed: int = 0,
+def faithful_twins(preds: pd.DataFrame, *, tolerance: float = FAITHFUL_TOLERANCE, n_boot: int = 2000, seed: int = 0,
                    level: float = 0.95, sample_types: Sequence[str] = GENERATED_TYPES) -> pd.DataFrame:
     """Per population and generated sample type: ``n`` twins, ``n_faithful`` whose measured BFP and MMP lie
-    within ``tolerance`` points of their source's, the mean signed error (prediction minus truth) of all
+    within ``tolerance`` points of their source's (the ``tolerance`` column), the mean signed error (prediction minus truth) of all
     twins and of their sources, the same for the faithful twins, and ``gap`` = faithful twins' mean signed
     error minus their sources' with a bootstrap CI over sources (``gap_low``, ``gap_high``; each source's
     twins averaged first, so two twins of one source count once). ``reads_differently``: the CI excludes 0,
@@ -79,20 +80,18 @@ def faithful_twins(preds: pd.DataFrame, *, tolerance: float = 2.0, n_boot: int =
                 close &= (d.abs() <= tolerance).to_numpy()
             f = g[close]
             err, src_err = g["y_pred"] - g["y_true"], g["src_y_pred"] - g["src_y_true"]
-            row = {"population": pop, "sample_type": stype, "n": int(len(g)), "n_faithful": int(len(f)),
+            row = {"population": pop, "sample_type": stype, "tolerance": tolerance, "n": int(len(g)),
+                   "n_faithful": int(len(f)),
                    "error_mean": float(err.mean()), "source_error_mean": float(src_err.mean()),
                    "faithful_error_mean": np.nan, "faithful_source_error_mean": np.nan,
                    "gap": np.nan, "gap_low": np.nan, "gap_high": np.nan, "reads_differently": False}
             if len(f):
                 per_source = _source_means(f)
-                low = high = np.nan
-                if per_source.size > 1:
-                    boot = np.array([rng.choice(per_source, per_source.size).mean()
-                                     for rng in bootstrap_rngs(seed, n_boot)])
-                    low, high = percentile_ci(boot, level)
+                gap, low, high = mean_ci(per_source, n_boot=n_boot, seed=seed, level=level) \
+                    if per_source.size > 1 else (float(per_source.mean()), np.nan, np.nan)
                 row.update(faithful_error_mean=float((f["y_pred"] - f["y_true"]).mean()),
                            faithful_source_error_mean=float((f["src_y_pred"] - f["src_y_true"]).mean()),
-                           gap=float(per_source.mean()), gap_low=low, gap_high=high,
+                           gap=gap, gap_low=low, gap_high=high,
                            reads_differently=bool(np.isfinite(low) and (low > 0 or high < 0)))
             rows.append(row)
     return pd.DataFrame(rows)

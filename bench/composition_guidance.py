@@ -12,6 +12,19 @@ made for checkpoints/default (seed 47, 320 phantoms), so ``screen`` can start fr
     python bench/composition_guidance.py recon --prefix P --n 24 --reg P.reg.pt --out recon.csv
     python bench/composition_guidance.py table s.csv none.csv recon.csv --cohort workspace/cohorts/eval100
 
+Linear guide (vctcore.models.attribute_guidance.LinearGuide, what a generator's composition_guide.safetensors holds):
+
+    python bench/composition_guidance.py collect --cohort POOL --start 0 --stop 200 --out TRAJ --reg bench/guidance/regressor_guide47.safetensors
+    python bench/composition_guidance.py fit-linear --trajectories TRAJ --cohort POOL --steps 1-7 --out guide.safetensors
+    python bench/composition_guidance.py screen --cohort POOL --start 316 --n 16 --linear guide.safetensors --out s.csv
+
+``collect``: sample the cohort's rows (seed 777), 60 % of them steered by the CNN regressor toward the row's
+values jittered by up to 3 units (so the trajectories span more than the unsteered spread), and store per
+row every solver step's clean-latent estimate, the final latent and the final image's merged-map
+measurement (TRAJ/NNNN.npz). ``fit-linear``: the calibration recorded = a * measured + b on the cohort's
+first 150 real images, then one ridge map per chosen solver step (0 = the first, t 999) from its estimates
+to the calibrated measurement.
+
 ``encode``: the generator's normalised joint latents of a phantom cohort (P.lat.npy, float16) and its recorded
 attributes (P.attrs.csv). ``x0hat``: the diffusion's clean-latent estimates from noised latents at random
 timesteps 100-999 (P.x0.npy), what the regressor reads while sampling. ``train``: the latent regressor on
@@ -151,22 +164,102 @@ def train(a) -> None:
     torch.save(reg.state_dict(), a.out)
 
 
+def _calibration(cohort: Path, n: int, cache: str) -> dict[str, tuple[float, float]]:
+    """recorded = a * measured + b per attribute (weight: identity), fit on the cohort's first n real images."""
+    from vctcore.fidelity.conditioning import fit_line
+    from vctcore.trial.ground_truth import ImageRef, measure_images
+
+    rec = pd.read_csv(cohort / "attributes.csv").iloc[:n].set_index("id")
+    refs = [ImageRef(i, cohort / "patients" / i / "ct.nii.gz", cohort / "patients" / i / "seg.nii.gz") for i in rec.index]
+    real = measure_images(refs, cache_dir=Path(cache), workers=2)
+    cal = {k: fit_line([real[i][k] for i in rec.index], rec[k].tolist()) for k in ("bfp_pct", "mmp_pct")}
+    return {**cal, "weight_kg": (1.0, 0.0)}
+
+
+def collect(a) -> None:
+    from vctcore.generator import Generator, patient_seed
+    from vctcore.models.attribute_guidance import make_steer, target_matrix
+    from vctcore.models.conditioning import attribute_bins
+
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    g = Generator.from_pretrained()
+    g.guide = None
+    table = pd.read_csv(Path(a.cohort) / "attributes.csv")
+    reg = _regressor(a.reg, min_timestep=20, iterations=2, coarse=4)
+    plan = np.random.default_rng(1234).random((len(table), 4))
+    for i in range(a.start, min(a.stop, len(table))):
+        f = out / f"{i:04d}.npz"
+        if f.exists():
+            continue
+        row = table.iloc[i].to_dict()
+        steered = plan[i, 0] < 0.6
+        tgt = {k: row[k] + (6.0 * (plan[i, 1 + j] - 0.5) if steered else 0.0) for j, k in enumerate(ATTRS)}
+        inner = make_steer(reg, target_matrix(reg, [tgt])) if steered else None
+        x0s, ts = [], []
+
+        def record(x0, t, inner=inner, x0s=x0s, ts=ts):
+            x = inner(x0, t) if inner is not None else x0
+            x0s.append(x[0].float().numpy().astype(np.float16))
+            ts.append(t)
+            return x
+
+        noise = torch.randn((1, g.cfg.latent_channels, *g.cfg.latent_shape),
+                            generator=torch.Generator().manual_seed(patient_seed(777, i)))
+        z = g.dm.sample(torch.from_numpy(attribute_bins(table.iloc[[i]], g.cfg.diffusion.condition_on)), noise, steer=record)
+        m = _measure(g, *g.decode(z, row))
+        np.savez(f, x0=np.stack(x0s), t=np.array(ts), final=g.dm.normalise(z)[0].float().numpy().astype(np.float16),
+                 measured=np.array([m[k] for k in ATTRS], np.float32),
+                 requested=np.array([row[k] for k in ATTRS], np.float32), steered=steered, id=row["id"])
+        print(f"collected {i} {row['id']}", flush=True)
+
+
+def fit_linear(a) -> None:
+    import glob
+
+    from vctcore.models.attribute_guidance import LinearGuide
+
+    lo, hi = (int(v) for v in a.steps.split("-"))
+    cal = _calibration(Path(a.cohort), a.calibrate_on, a.cache)
+    files = sorted(glob.glob(str(Path(a.trajectories) / "*.npz")))
+    first = np.load(files[0])
+    estimates = {int(first["t"][k]): [] for k in range(lo, hi + 1)}
+    y = []
+    for f in files:
+        d = np.load(f)
+        y.append([cal[k][0] * d["measured"][j] + cal[k][1] for j, k in enumerate(ATTRS)])
+        for k in range(lo, hi + 1):
+            estimates[int(d["t"][k])].append(d["x0"][k])
+    guide = LinearGuide.fit(ATTRS, {t: np.stack(v) for t, v in estimates.items()}, np.array(y), ridge=a.ridge)
+    guide.meta.update({"calibration": {k: list(v) for k, v in cal.items()}, "sampler": "dpm++",
+                       "steps": int(len(first["t"])), "strength": 1.0,
+                       "trajectories": {"cohort": str(a.cohort), "rows": len(files), "seed": 777}})
+    guide.save(a.out)
+    print(f"guide at t {sorted(guide.maps, reverse=True)} from {guide.meta['n_trajectories']} trajectories -> {a.out}")
+
+
 def screen(a) -> None:
     from vctcore.generator import Generator, patient_seed
     from vctcore.models.attribute_guidance import make_steer, target_matrix
     from vctcore.models.conditioning import attribute_bins
 
     g = Generator.from_pretrained()
-    table = pd.read_csv(Path(a.cohort) / "attributes.csv").iloc[:a.n]
+    if a.linear:
+        from vctcore.models.attribute_guidance import LinearGuide
+
+        g.guide = LinearGuide.load(a.linear)
+    table = pd.read_csv(Path(a.cohort) / "attributes.csv").iloc[a.start:a.start + a.n]
     reg = _regressor(a.reg, strength=a.strength, min_timestep=a.min_timestep, iterations=a.iterations,
                      coarse=a.coarse) if a.reg else None
     rows = []
     for i in range(len(table)):
         row = table.iloc[i].to_dict()
         noise = torch.randn((1, g.cfg.latent_channels, *g.cfg.latent_shape),
-                            generator=torch.Generator().manual_seed(patient_seed(a.seed, i)))
+                            generator=torch.Generator().manual_seed(patient_seed(a.seed, a.start + i)))
         bins = torch.from_numpy(attribute_bins(table.iloc[[i]], g.cfg.diffusion.condition_on))
         steer = make_steer(reg, target_matrix(reg, [row])) if reg is not None and not a.no_steer else None
+        if a.linear and not a.no_steer:
+            steer = g._steer([row])
         z = g.dm.sample(bins, noise, steer=steer)
         hu, seg = g.decode(z, row)
         m = _measure(g, hu, seg)
@@ -237,6 +330,13 @@ def main() -> None:
     p.add_argument("--reg"); p.add_argument("--no-steer", action="store_true"); p.add_argument("--seed", type=int, default=0)
     p.add_argument("--strength", type=float, default=1.0); p.add_argument("--min-timestep", type=int, default=100)
     p.add_argument("--iterations", type=int, default=1); p.add_argument("--coarse", type=int, default=1)
+    p.add_argument("--start", type=int, default=0); p.add_argument("--linear", help="a LinearGuide file to steer with")
+    p.add_argument("--out", required=True)
+    p = sub.add_parser("collect"); p.add_argument("--cohort", required=True); p.add_argument("--start", type=int, default=0)
+    p.add_argument("--stop", type=int, default=200); p.add_argument("--reg", required=True); p.add_argument("--out", required=True)
+    p = sub.add_parser("fit-linear"); p.add_argument("--trajectories", required=True); p.add_argument("--cohort", required=True)
+    p.add_argument("--steps", default="1-7"); p.add_argument("--ridge", type=float, default=1e3)
+    p.add_argument("--calibrate-on", type=int, default=150); p.add_argument("--cache", default="workspace/cache/measure")
     p.add_argument("--out", required=True)
     p = sub.add_parser("recon"); p.add_argument("--prefix", required=True); p.add_argument("--n", type=int, default=24)
     p.add_argument("--reg"); p.add_argument("--out", required=True)
@@ -244,7 +344,8 @@ def main() -> None:
     p.add_argument("--calibrate-on", type=int, default=24); p.add_argument("--cache", default="workspace/cache/measure")
     a = ap.parse_args()
     torch.set_num_threads(2)
-    {"encode": encode, "x0hat": x0hat, "train": train, "screen": screen, "recon": recon, "table": table}[a.cmd](a)
+    {"encode": encode, "x0hat": x0hat, "train": train, "screen": screen, "recon": recon, "table": table,
+     "collect": collect, "fit-linear": fit_linear}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
-from vctcore.models.attribute_guidance import (GuidanceConfig, LatentRegressor, gauss_newton_step, make_steer,
-                                               target_matrix)
+from vctcore.models.attribute_guidance import (GuidanceConfig, LatentRegressor, LinearGuide, gauss_newton_step,
+                                               make_steer, target_matrix)
+
+ATTRS = ("bfp_pct", "mmp_pct", "weight_kg")
 
 
 def _regressor(**kw) -> LatentRegressor:
@@ -112,3 +115,57 @@ def test_sampler_hands_every_clean_estimate_to_steer_and_uses_its_result():
     assert torch.allclose(dm.normalise(out), torch.full_like(out, 0.5), atol=1e-5)
     with pytest.raises(ValueError, match="dpm"):
         dm.sample(bins, noise, steps=2, sampler="ddim", steer=steer)
+
+
+def _linear_world(n: int = 40, seed: int = 0):
+    """Estimates (N, 2, 4, 4, 4) whose attributes are an exact linear function of them."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 2, 4, 4, 4)).astype(np.float32)
+    w = rng.normal(size=(3, x[0].size)).astype(np.float32)
+    y = x.reshape(n, -1) @ w.T + np.array([30.0, 35.0, 80.0], np.float32)
+    return x, y
+
+
+def test_linear_guide_reads_a_linear_world_and_its_step_reaches_the_target():
+    x, y = _linear_world()
+    y[0, 1] = np.nan  # an unmeasured row is left out of the fit
+    guide = LinearGuide.fit(ATTRS, {861: x, 734: x}, y, ridge=1e-4)
+    assert set(guide.maps) == {861, 734}
+    x0 = torch.from_numpy(x[1:3])
+    assert torch.allclose(guide.read(x0, 861), torch.from_numpy(y[1:3]), atol=0.05)
+    want = torch.tensor([[20.0, 40.0, 70.0], [45.0, math.nan, math.nan]])
+    moved = x0 + guide.step(x0, 861, want)
+    after = guide.read(moved, 861)
+    assert torch.allclose(after[0], want[0], atol=1e-2)
+    assert abs(float(after[1, 0]) - 45.0) < 1e-2
+    # the second sample asked for BFP only: its step is the smallest that moves BFP, so MMP and weight
+    # move only as far as they share that direction
+    assert float(guide.step(x0, 861, want)[1].norm()) < float(guide.step(x0, 861, torch.tensor(
+        [[20.0, 40.0, 70.0], [45.0, 20.0, 60.0]]))[1].norm())
+
+
+def test_linear_guide_steers_only_mapped_steps_and_refuses_too_few_rows():
+    x, y = _linear_world()
+    guide = LinearGuide.fit(ATTRS, {861: x}, y)
+    steer = guide.make_steer(guide.targets([{"bfp_pct": 25.0}]))
+    x0 = torch.from_numpy(x[:1])
+    assert torch.equal(steer(x0, 600), x0)  # a one-map guide steers its own timestep only
+    assert not torch.equal(steer(x0, 861), x0)
+    two = LinearGuide.fit(ATTRS, {861: x, 734: x}, y)
+    assert [two.map_for(t) for t in (999, 870, 800, 790, 734, 680, 660)] == [None, 861, 861, 734, 734, 734, None]
+    assert torch.isnan(guide.targets([{"mmp_pct": None}])).all()
+    with pytest.raises(ValueError, match="at least 2 trajectories"):
+        LinearGuide.fit(ATTRS, {861: x[:1]}, y[:1])
+
+
+def test_linear_guide_round_trips_through_safetensors_and_refuses_other_files(tmp_path):
+    x, y = _linear_world()
+    guide = LinearGuide.fit(ATTRS, {861: x, 734: x}, y)
+    guide.save(tmp_path / "guide.safetensors")
+    back = LinearGuide.load(tmp_path / "guide.safetensors")
+    assert back.attributes == ATTRS and set(back.maps) == {861, 734} and back.meta["n_trajectories"] == 40
+    x0 = torch.from_numpy(x[:2])
+    assert torch.allclose(back.read(x0, 734), guide.read(x0, 734), atol=0.05)  # W stored in float16
+    (tmp_path / "junk.safetensors").write_bytes(b"not a guide")
+    with pytest.raises(ValueError, match="junk.safetensors: not a composition guide"):
+        LinearGuide.load(tmp_path / "junk.safetensors")

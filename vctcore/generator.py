@@ -19,6 +19,12 @@ would see other statistics than in training. Its correction is added to the floa
 On CPU the decoders and the post-processor are held channels-last, every convolution is routed to oneDNN
 (:mod:`vctcore.models.onednn`) and the diffusion U-Net's attention is torch's fused
 ``scaled_dot_product_attention`` (``LatentDiffusion(..., fused_attention=True)``: same weights, same function).
+
+Composition: a checkpoint may hold ``composition_guide.safetensors`` (:class:`~vctcore.models.attribute_guidance.
+LinearGuide`, listed in the manifest). Then the noisier solver steps are steered toward the values of its
+attributes (e.g. ``bfp_pct``, ``mmp_pct``, ``weight_kg``) that a row gives; a row without them, or
+``generate(..., composition=False)``, samples from the bins alone as before, and so do the DDIM and DDPM
+samplers (the guide reads DPM-Solver++'s clean-latent estimates).
 """
 from __future__ import annotations
 
@@ -35,6 +41,7 @@ import torch
 from vctcore.assets import default_generator, shipped_generator
 from vctcore.label_islands import min_island_voxels, remove_small_islands
 from vctcore.labels import MERGED_CLASSES
+from vctcore.models.attribute_guidance import LinearGuide
 from vctcore.models.autoencoders import SegAE, StackedImageAE, unit_to_hu
 from vctcore.models.checkpoint import CheckpointError, load_module, sha256_file
 from vctcore.models.conditioning import attribute_bins
@@ -50,6 +57,8 @@ from vctcore.volume import CTVolume, LabelMap, make_affine
 DEFAULT_CHECKPOINT = shipped_generator()
 #: sliding-window size of the decoders, in latent voxels
 DECODE_ROI = (64, 64, 96)
+#: the optional composition guide in a checkpoint directory
+GUIDE_FILE = "composition_guide.safetensors"
 
 
 def post_window(cfg: GeneratorConfig) -> tuple[int, int, int] | None:
@@ -82,8 +91,9 @@ class Generator:
     """A loaded generator checkpoint on one device."""
 
     def __init__(self, cfg: GeneratorConfig, ae: StackedImageAE, seg_ae: SegAE, dm: LatentDiffusion,
-                 post: PostProcessor | None, manifest: dict[str, Any], path: Path, device: torch.device) -> None:
-        self.cfg, self.ae, self.seg_ae, self.dm, self.post = cfg, ae, seg_ae, dm, post
+                 post: PostProcessor | None, manifest: dict[str, Any], path: Path, device: torch.device,
+                 guide: LinearGuide | None = None) -> None:
+        self.cfg, self.ae, self.seg_ae, self.dm, self.post, self.guide = cfg, ae, seg_ae, dm, post, guide
         self.manifest, self.path, self.device = manifest, path, device
         # The decoders and the post-processor run channels-last on CPU: oneDNN's transposed convolutions
         # are faster so, and the post-processor's input is then built in the layout its convolutions
@@ -137,7 +147,17 @@ class Generator:
             pp = PostProcessor(cfg.post)
             load_module(pp, root / "post.safetensors", kind="post")
             pp = pp.to(dev).eval()
-        return cls(cfg, ae.to(dev).eval(), seg_ae.to(dev).eval(), dm.to(dev).eval(), pp, manifest, root, dev)
+        guide = None
+        if (root / GUIDE_FILE).exists():
+            if verify and GUIDE_FILE not in manifest.get("files", {}):
+                raise CheckpointError(f"{root / GUIDE_FILE}: not listed in the manifest")
+            try:
+                guide = LinearGuide.load(root / GUIDE_FILE)
+            except ValueError as err:
+                raise CheckpointError(str(err)) from None
+            if any(w.shape[1] != cfg.latent_channels * int(np.prod(cfg.latent_shape)) for w, _ in guide.maps.values()):
+                raise CheckpointError(f"{root / GUIDE_FILE}: its maps do not fit this generator's latent")
+        return cls(cfg, ae.to(dev).eval(), seg_ae.to(dev).eval(), dm.to(dev).eval(), pp, manifest, root, dev, guide)
 
     @property
     def checkpoint_sha256(self) -> dict[str, str]:
@@ -194,11 +214,13 @@ class Generator:
 
     def generate(self, table: pd.DataFrame, *, seed: int = 0, guidance_scale: float | None = None,
                  steps: int | None = None, batch_size: int = 1, sampler: str | None = None,
-                 progress: Callable[[int, int], None] | None = None, index_offset: int = 0
-                 ) -> list[GeneratedPatient]:
+                 progress: Callable[[int, int], None] | None = None, index_offset: int = 0,
+                 composition: bool = True) -> list[GeneratedPatient]:
         """One synthetic patient per row of ``table`` (conditioning columns as in vctcore.attributes;
         missing columns or values mean "none"). ``progress(done, total)`` is called per patient.
-        Row ``i`` is seeded with ``patient_seed(seed, index_offset + i)``."""
+        Row ``i`` is seeded with ``patient_seed(seed, index_offset + i)``. With a composition guide and
+        ``composition``, sampling is steered toward the row's values of the guide's attributes (module
+        docstring); ``composition=False`` samples from the bins alone."""
         table = table.reset_index(drop=True)
         bins_all = torch.from_numpy(attribute_bins(table, self.cfg.diffusion.condition_on))
         affine = make_affine(self.cfg.spacing_mm, tuple(self.manifest.get("origin_mm", (0.0, 0.0, 0.0))))
@@ -211,9 +233,11 @@ class Generator:
             # initial noise is drawn on the CPU (the same latents on every device); DDPM's per-step noise
             # is drawn where the sampling runs, as MONAI's scheduler asks (same seed, same volume per device)
             gen = torch.Generator(device=self.device).manual_seed(seeds[0])
+            steered = composition and (sampler or self.cfg.diffusion.sampler) == "dpm++"  # the guide's solver
+            steer = self._steer([table.iloc[i].to_dict() for i in rows]) if steered else None
             with autocast(self.device, self.cfg.precision):
                 z = self.dm.sample(bins_all[rows].to(self.device), noise.to(self.device), steps=steps,
-                                   guidance_scale=guidance_scale, sampler=sampler, generator=gen).float()
+                                   guidance_scale=guidance_scale, sampler=sampler, generator=gen, steer=steer).float()
             for j, i in enumerate(rows):
                 attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in table.iloc[i].items()}
                 hu, seg = self.decode(z[j:j + 1], attrs)
@@ -223,6 +247,17 @@ class Generator:
                 if progress is not None:
                     progress(len(out), len(table))
         return out
+
+
+    def _steer(self, rows: list[dict[str, Any]]) -> Callable[[torch.Tensor, int], torch.Tensor] | None:
+        """The guide's steer toward ``rows``' composition values, or None (no guide, or no row asks)."""
+        if self.guide is None:
+            return None
+        targets = self.guide.targets(rows)
+        if bool(torch.isnan(targets).all()):
+            return None
+        strength = float(self.guide.meta.get("strength", 1.0))
+        return self.guide.make_steer(targets.to(self.device), strength)
 
 
 def read_checkpoint_json(path: Path) -> dict[str, Any]:

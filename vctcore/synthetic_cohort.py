@@ -27,8 +27,11 @@ ATTRIBUTES_EVERY_S = 1.0
 def generate_cohort(generator: Generator, table: pd.DataFrame, *, seed: int, out: str | os.PathLike,
                     steps: int | None = None, guidance_scale: float | None = None, sampler: str | None = None,
                     provenance: dict | None = None, progress: Progress | None = None,
-                    executor: Executor | None = None, device: str | None = None) -> pd.DataFrame:
+                    executor: Executor | None = None, device: str | None = None,
+                    composition: bool = True) -> pd.DataFrame:
     """Generate one patient per row of ``table`` into ``out``; returns the written attribute table.
+    ``composition``: steer toward the rows' body composition when the generator has a guide
+    (:meth:`Generator.generate`).
 
     ``executor`` (default: this process) runs the patients; each of its workers loads the generator from
     ``generator.path`` once (a worker in this process uses ``generator``) on ``device`` (default: the
@@ -42,7 +45,8 @@ def generate_cohort(generator: Generator, table: pd.DataFrame, *, seed: int, out
     executor = executor or LocalExecutor(1)
     device = device or ("auto" if executor.distributed else str(generator.device))
     writer = CohortWriter(out, _provenance(generator, table, seed, steps, guidance_scale, sampler, executor,
-                                           device, provenance))
+                                           device, {"composition": composition and generator.guide is not None,
+                                                    **(provenance or {})}))
     try:
         old = read_attributes(out).set_index("id")
     except FileNotFoundError:
@@ -50,8 +54,8 @@ def generate_cohort(generator: Generator, table: pd.DataFrame, *, seed: int, out
     finished = [bool(writer.has(pid) and pid in old.index) for pid in table["id"]]
     todo = [i for i in range(len(table)) if not finished[i]]
     root = writer.root.resolve()
-    tasks = [(i, table.iloc[[i]], seed, steps, guidance_scale, sampler, str(root / "patients" / table.loc[i, "id"]))
-             for i in todo]
+    tasks = [(i, table.iloc[[i]], seed, steps, guidance_scale, sampler, composition,
+              str(root / "patients" / table.loc[i, "id"])) for i in todo]
     loader = GeneratorLoader(generator.path, device, generator if not executor.distributed else None)
     start = last = time.perf_counter()
     for k, _ in executor.map(_make_patient, tasks, setup=loader, gpu=device != "cpu"):
@@ -86,9 +90,9 @@ def _provenance(generator: Generator, table: pd.DataFrame, seed: int, steps: int
 
 def _make_patient(generator: Generator, task: tuple) -> float:
     """One patient made and written into its folder (an executor task); returns the seconds it took."""
-    i, row, seed, steps, guidance_scale, sampler, patient_dir = task
+    i, row, seed, steps, guidance_scale, sampler, composition, patient_dir = task
     t0 = time.perf_counter()
     (p,) = generator.generate(row, seed=seed, steps=steps, guidance_scale=guidance_scale, sampler=sampler,
-                              index_offset=i)
+                              index_offset=i, composition=composition)
     write_patient(patient_dir, ct=p.ct, seg=p.seg)
     return time.perf_counter() - t0

@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             generate_cohort(gen, table, seed=args.seed, out=args.out, steps=args.steps, guidance_scale=args.guidance,
                             sampler=args.sampler, provenance={"population": spec.to_dict()}, progress=update,
-                            executor=executor, device=args.device)
+                            executor=executor, device=args.device, composition=not args.no_composition)
         except ExecutorError as err:
             raise CLIError(str(err)) from None
     print(f"wrote {args.n} synthetic patients to {args.out} in {time.perf_counter() - start:.1f} s")
@@ -63,6 +63,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale")
     p.add_argument("--sampler", default=None, choices=SAMPLERS,
                    help="ddim, dpm++ (DPM-Solver++(2M)) or ddpm (1000 steps); default: the checkpoint's")
+    p.add_argument("--no-composition", action="store_true",
+                   help="sample from the attribute bins alone, not steered toward each row's body fat, muscle and "
+                        "weight (only generators with a composition guide steer)")
     add_executor_args(p, 1, "processes (local; each loads the generator) or Ray actors (one per GPU, else per CPU "
                             "slot) making patients; 0: one per core or slot; the cohort is the same for any number")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

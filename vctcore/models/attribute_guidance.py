@@ -11,13 +11,22 @@ the U-Net knows. This is "classifier guidance" in the data-prediction form (Dhar
 Chung et al. 2023, DPS), with a minimum-norm step instead of a fixed-scale gradient so that one strength
 fits attributes with different units.
 
+Two read-outs are here. :class:`LatentRegressor` (a small CNN) is the first; its gradient steps fool it:
+the regressor reads the target while the measured body moves little or the wrong way. :class:`LinearGuide`
+is the second: per solver timestep, a ridge regression from the clean-latent estimate to what the *final*
+image measures, fitted on the generator's own sampling trajectories (``bench/composition_guidance.py
+collect``). Its rows lie in the span of the training estimates, so its minimum-norm step is a change
+the data shows (more fat, more muscle), not an adversarial pattern. Notes: ``checkpoints/default/notes.md``.
+
 Tensors: latents (B, C, X, Y, Z) normalised as the diffusion's; attribute values in the schema's units
 (``bfp_pct`` %, ``mmp_pct`` %, ``weight_kg`` kg).
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -148,3 +157,119 @@ def make_steer(regressor: LatentRegressor, targets: torch.Tensor) -> Callable[[t
         return x0
 
     return steer
+
+
+@dataclass
+class LinearGuide:
+    """Linear read-outs of the final image's measured attributes from a solver step's clean-latent estimate.
+
+    ``maps[t] = (W, c)``: at timestep ``t`` the reading of a normalised clean-latent estimate ``x``
+    (C, X, Y, Z), flattened, is ``W @ x + c``; ``W`` (K, D), ``c`` (K,), K = ``len(attributes)``, in the
+    attributes' units. Steps without a map are not steered. ``meta``: provenance (calibration, data)."""
+
+    attributes: tuple[str, ...]
+    maps: dict[int, tuple[torch.Tensor, torch.Tensor]]
+    meta: dict = field(default_factory=dict)
+
+    @classmethod
+    def fit(cls, attributes: Sequence[str], estimates: dict[int, np.ndarray], measured: np.ndarray,
+            ridge: float = 1e3) -> "LinearGuide":
+        """Ridge regression per timestep (scikit-learn's, solved in the dual since N << D): ``estimates[t]``
+        (N, C, X, Y, Z) the clean-latent estimates of N trajectories at ``t``, ``measured`` (N, K) what
+        their final images measured. Rows with a non-finite measurement are left out."""
+        from sklearn.linear_model import Ridge
+
+        y = np.asarray(measured, dtype=np.float64)
+        ok = np.isfinite(y).all(axis=1)
+        if ok.sum() < 2:
+            raise ValueError("a linear guide needs at least 2 trajectories with every attribute measured")
+        maps = {}
+        for t, x in estimates.items():
+            flat = np.asarray(x, dtype=np.float32).reshape(len(x), -1)[ok]
+            model = Ridge(alpha=ridge).fit(flat, y[ok])
+            maps[int(t)] = (torch.from_numpy(model.coef_.astype(np.float32)),
+                            torch.from_numpy(np.asarray(model.intercept_, dtype=np.float32)))
+        return cls(tuple(attributes), maps, {"ridge": ridge, "n_trajectories": int(ok.sum())})
+
+    def map_for(self, t: int) -> int | None:
+        """The mapped timestep that serves timestep ``t``: ``t`` itself, else the nearest mapped one within
+        half the widest gap between mapped timesteps (so other step counts are steered over the same noise
+        band), else None."""
+        ts = sorted(self.maps)
+        if int(t) in self.maps:
+            return int(t)
+        tol = max(np.diff(ts).max() / 2 if len(ts) > 1 else 0, 1)
+        near = min(ts, key=lambda m: abs(m - int(t)))
+        return near if abs(near - int(t)) <= tol else None
+
+    def read(self, x0: torch.Tensor, t: int) -> torch.Tensor:
+        """(B, K) readings of clean-latent estimates ``x0`` (B, C, X, Y, Z) at timestep ``t`` (see :meth:`map_for`)."""
+        w, c = self.maps[self.map_for(t)]
+        return x0.flatten(1).float() @ w.T.float() + c
+
+    def step(self, x0: torch.Tensor, t: int, targets: torch.Tensor) -> torch.Tensor:
+        """The smallest change of ``x0`` (B, C, X, Y, Z) that makes the reading at ``t`` equal ``targets``
+        (B, K) in units; NaN targets are free. Zero where ``t`` has no map or a sample asks for nothing."""
+        step = torch.zeros(x0.shape[0], x0[0].numel())
+        if self.map_for(t) is None:
+            return step.view_as(x0).to(x0.dtype)
+        w = self.maps[self.map_for(t)][0].float()
+        err = targets.float() - self.read(x0, t)
+        for b in range(x0.shape[0]):
+            ask = ~torch.isnan(targets[b])
+            if bool(ask.any()):
+                wb = w[ask]
+                step[b] = wb.T @ torch.linalg.solve(wb @ wb.T, err[b, ask])
+        return step.view_as(x0).to(x0.dtype)
+
+    def targets(self, rows: Sequence[dict]) -> torch.Tensor:
+        """(B, K) targets in units from attribute dicts; NaN where a row does not ask for an attribute."""
+        vals = np.full((len(rows), len(self.attributes)), np.nan, dtype=np.float32)
+        for b, row in enumerate(rows):
+            for k, name in enumerate(self.attributes):
+                v = row.get(name)
+                if v is not None and np.isfinite(float(v)):
+                    vals[b, k] = float(v)
+        return torch.from_numpy(vals)
+
+    def make_steer(self, targets: torch.Tensor, strength: float = 1.0) -> Callable[[torch.Tensor, int], torch.Tensor]:
+        """``steer(x0, t)`` for :meth:`LatentDiffusion.sample`: ``strength`` times :meth:`step` at mapped steps."""
+
+        def steer(x0: torch.Tensor, t: int) -> torch.Tensor:
+            if self.map_for(t) is None:
+                return x0
+            return x0 + strength * self.step(x0, t, targets).to(x0.device)
+
+        return steer
+
+    def save(self, path: str | Path) -> None:
+        """Write the guide as safetensors (``W`` in float16, ``c`` in float32; attributes and ``meta`` as JSON
+        metadata)."""
+        from safetensors.torch import save_file
+
+        tensors = {}
+        for t, (w, c) in self.maps.items():
+            tensors[f"t{t}.w"] = w.to(torch.float16).contiguous()
+            tensors[f"t{t}.c"] = c.float().contiguous()
+        save_file(tensors, str(path), metadata={"attributes": json.dumps(list(self.attributes)),
+                                                "meta": json.dumps(self.meta)})
+
+    @classmethod
+    def load(cls, path: str | Path) -> "LinearGuide":
+        """A guide written by :meth:`save` (safetensors: nothing unpickled); ValueError naming the file when
+        it is not one."""
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                md = f.metadata() or {}
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+            attributes = tuple(json.loads(md["attributes"]))
+            meta = json.loads(md.get("meta", "{}"))
+            steps = sorted({int(k[1:].split(".")[0]) for k in tensors}, reverse=True)
+            maps = {t: (tensors[f"t{t}.w"], tensors[f"t{t}.c"]) for t in steps}
+        except Exception as err:  # a corrupt or foreign file: one line naming it
+            raise ValueError(f"{path}: not a composition guide ({type(err).__name__}: {err})") from None
+        if any(w.shape[0] != len(attributes) or c.shape != (len(attributes),) for w, c in maps.values()):
+            raise ValueError(f"{path}: not a composition guide (map shapes disagree with its {len(attributes)} attributes)")
+        return cls(attributes, maps, meta)

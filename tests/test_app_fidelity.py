@@ -57,6 +57,37 @@ def test_fidelity_page_offers_the_evaluation_shipped_with_the_default(saved_eval
     assert len(at.get("plotly_chart")) == 5 and not at.error
 
 
+def test_fidelity_page_compares_the_shipped_evaluation_with_the_unsteered_one(saved_evaluation, tmp_path,
+                                                                               monkeypatch):
+    import shutil
+
+    from vctcore.fidelity.summary import LABELS
+
+    shutil.copytree(saved_evaluation / "evaluations" / "tiny", tmp_path / "default" / "fidelity")
+    shutil.copytree(saved_evaluation / "evaluations" / "tiny", tmp_path / "default" / "fidelity" / "bins_only")
+    before_file = tmp_path / "default" / "fidelity" / "bins_only" / "fidelity.json"
+    before = json.loads(before_file.read_text())
+    after_file = tmp_path / "default" / "fidelity" / "fidelity.json"
+    after = json.loads(after_file.read_text())
+    lower, higher = "bfp_mae", "joint_seg_dice"  # lower is better; higher is better
+    after["metrics"][lower]["value"], before["metrics"][lower]["value"] = 3.5, 5.0
+    before["metrics"][higher]["value"] = after["metrics"][higher]["value"] - 0.1
+    before_file.write_text(json.dumps(before))
+    after_file.write_text(json.dumps(after))
+    monkeypatch.setenv("VCT_GENERATOR", str(tmp_path / "default"))
+    monkeypatch.setenv("VCT_WORKSPACE", str(tmp_path / "empty-workspace"))
+    at = open_page("views/fidelity.py")
+    assert at.selectbox(key="fid_dir").value == str(tmp_path / "default" / "fidelity")
+    at.selectbox(key="fid_base").set_value(str(tmp_path / "default" / "fidelity" / "bins_only")).run()
+    table = at.dataframe[1].value.set_index("metric")
+    assert table.loc[LABELS[lower], "change"] == pytest.approx(-1.5)
+    assert table.loc[LABELS[lower], "better"] == "yes"
+    assert table.loc[LABELS[higher], "change"] == pytest.approx(0.1)
+    assert table.loc[LABELS[higher], "better"] == "yes"
+    assert (table["better"] == "same").sum() == len(table) - 2  # the tiny report's other measurable figures
+    assert not at.error
+
+
 def test_fidelity_page_without_an_evaluation_says_how_to_make_one(tmp_path, monkeypatch):
     monkeypatch.setenv("VCT_GENERATOR", str(tmp_path / "no-default"))
     monkeypatch.setenv("VCT_WORKSPACE", str(tmp_path))

@@ -8,8 +8,8 @@ import streamlit as st
 
 from vctcore.fidelity import EvaluationError, load_report
 from vctcore.fidelity.plots import load_figures
-from vctcore.fidelity.summary import (context_rows, find_reports, per_class_rows, provenance, shipped_reports,
-                                      run_line, summary_rows)
+from vctcore.fidelity.summary import (compare_rows, context_rows, find_reports, per_class_rows, provenance,
+                                      shipped_reports, run_line, summary_rows)
 from vctcore.workspace import workspace_root
 
 
@@ -28,9 +28,13 @@ if not options:
     st.info(f"No saved evaluation under {root}. Run `vct evaluate-generator --real {root / 'cohorts' / 'holdout'} "
             f"--n 100 --out {root / 'evaluations' / 'default'}` (about 30 minutes on 2 CPU cores).")
     st.stop()
-choice = st.selectbox("Evaluation", options, key="fid_dir",
-                      format_func=lambda p: str(Path(p).relative_to(root)) if Path(p).is_relative_to(root)
-                      else f"shipped with the default generator ({p})")
+
+
+def _name(p: str) -> str:
+    return str(Path(p).relative_to(root)) if Path(p).is_relative_to(root) else f"shipped with the default generator ({p})"
+
+
+choice = st.selectbox("Evaluation", options, key="fid_dir", format_func=_name)
 try:
     report = load_report(choice)
 except EvaluationError as err:
@@ -50,6 +54,20 @@ st.subheader("Targets")
 st.dataframe(pd.DataFrame(summary_rows(report)), hide_index=True, width="stretch",
              column_config={"value": st.column_config.NumberColumn(format="%.3f"),
                             "paper": st.column_config.NumberColumn(format="%.3f")})
+others = [p for p in options if p != choice]
+if others:
+    base = st.selectbox("Compare with (before)", [""] + others, key="fid_base",
+                        format_func=lambda p: "no comparison" if not p else _name(p))
+    if base:
+        try:
+            before = load_report(base)
+        except EvaluationError as err:
+            st.error(str(err))
+        else:
+            st.caption(f"Before: {run_line(before)}")
+            st.dataframe(pd.DataFrame(compare_rows(before, report)), hide_index=True, width="stretch",
+                         column_config={k: st.column_config.NumberColumn(format="%.3f")
+                                        for k in ("before", "after", "change")})
 st.subheader("Context")
 st.dataframe(pd.DataFrame(context_rows(report)), hide_index=True, width="stretch",
              column_config={"value": st.column_config.NumberColumn(format="%.3f"),

@@ -83,7 +83,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
                                     segmenter_path=args.segmenter_path,
                                     recon_n=None if args.recon_n < 0 else args.recon_n,
                                     slices_per_plane=args.slices, progress=bars,
-                                    sex_classifier=_sex_classifier_path(args.sex_classifier))
+                                    sex_classifier=_sex_classifier_path(args.sex_classifier),
+                                    composition=not args.no_composition)
     except (EvaluationError, CheckpointError, FileNotFoundError, ValueError) as err:
         raise CLIError(str(err)) from None
     finally:
@@ -214,6 +215,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the checkpoint's)")
     p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale")
     p.add_argument("--sampler", default=None, choices=SAMPLERS, help="default: the checkpoint's")
+    p.add_argument("--no-composition", action="store_true",
+                   help="sample from the attribute bins alone (a generator with a composition guide otherwise steers "
+                        "each synthetic patient toward its real row's BFP, MMP and weight)")
     p.add_argument("--segmenter", default="auto", choices=("auto", "unet", "totalsegmentator"),
                    help="independent segmenter: auto = TotalSegmentator when its weights are installed "
                         "(slow on CPU), else the U-Net")

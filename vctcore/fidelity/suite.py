@@ -45,7 +45,7 @@ class EvaluationError(ValueError):
 
 
 def _check_synthetic(out: Path, gen, seed: int, steps: int | None, guidance: float | None,
-                     sampler: str | None = None) -> None:
+                     sampler: str | None = None, composition: bool = True) -> None:
     """EvaluationError when ``out`` holds a synthetic cohort made differently (resuming would mix them)."""
     prov = out / "cohort.json"
     if not prov.exists():
@@ -54,11 +54,13 @@ def _check_synthetic(out: Path, gen, seed: int, steps: int | None, guidance: flo
     want = {"checkpoint_sha256": gen.checkpoint_sha256, "seed": seed,
             "steps": steps or gen.cfg.diffusion.sample_steps,
             "guidance_scale": gen.cfg.diffusion.guidance_scale if guidance is None else guidance,
-            "sampler": sampler or gen.cfg.diffusion.sampler}
-    # cohorts written before the sampler was recorded were sampled with DDIM
-    differ = [k for k, v in want.items() if old.get(k, "ddim" if k == "sampler" else None) != v]
+            "sampler": sampler or gen.cfg.diffusion.sampler, "composition": composition and gen.guide is not None}
+    # cohorts written before the sampler was recorded were sampled with DDIM, before steering unsteered
+    missing = {"sampler": "ddim", "composition": False}
+    differ = [k for k, v in want.items() if old.get(k, missing.get(k)) != v]
     if differ:
-        raise EvaluationError(f"{out} holds a synthetic cohort of another checkpoint, seed, steps, guidance or sampler "
+        raise EvaluationError(f"{out} holds a synthetic cohort of another checkpoint, seed, steps, guidance, sampler or "
+                              "composition steering "
                               f"({', '.join(differ)} differ); choose a new --out or delete it")
 
 
@@ -95,14 +97,16 @@ def evaluate_generator(checkpoint: str | Path | None, real: str | Path, out: str
                        guidance_scale: float | None = None, sampler: str | None = None, segmenter: str = "auto",
                        segmenter_path: str | Path | None = None, recon_n: int | None = 40, slices_per_plane: int = 12,
                        plots: bool = True, sex_classifier: str | Path | None = DEFAULT_SEX_CLASSIFIER,
-                       progress: Progress | None = None) -> dict[str, Any]:
+                       progress: Progress | None = None, composition: bool = True) -> dict[str, Any]:
     """Run the fidelity suite; returns the report written to ``out/fidelity.json``.
 
     ``recon_n``: reconstruct (encode + decode) the first ``recon_n`` real patients (None: all, 0: none);
     a reconstruction costs about as much as evaluating two images, so the default keeps n=100 within
     the 30-minute budget on 2 CPU cores. ``slices_per_plane``: slices per plane and image for the
     realism distance. ``sex_classifier``: directory of the image sex classifier that decides the sex check
-    (None: the segmentation rule of :mod:`vctcore.fidelity.sex` decides).
+    (None: the segmentation rule of :mod:`vctcore.fidelity.sex` decides). ``composition``: a generator with a
+    composition guide steers each synthetic patient toward its real row's BFP, MMP and weight (False: the bins
+    alone, as the paper's four-attribute sampling).
 
     ``progress(done, total, message)`` (:data:`vctcore.progress.Progress`) is called per patient in the stages
     "generate", "real", "synthetic" and once per figure in "plots"; each stage counts from 0 and its messages
@@ -125,13 +129,14 @@ def evaluate_generator(checkpoint: str | Path | None, real: str | Path, out: str
     note = (lambda stage: staged(progress, stage)) if progress else (lambda stage: None)
 
     syn_dir = out / "synthetic"
-    _check_synthetic(syn_dir, gen, seed, steps, guidance_scale, sampler)
+    _check_synthetic(syn_dir, gen, seed, steps, guidance_scale, sampler, composition)
     request = table[[c for c in table.columns if c in ATTRIBUTE_NAMES]].copy()
     request["real_id"] = table["id"].astype(str)
     progress and progress(0, n, "generate")
     syn_table = generate_cohort(gen, request, seed=seed, out=syn_dir, steps=steps, guidance_scale=guidance_scale,
                                 sampler=sampler,
-                                provenance={"matched_to": str(real.resolve())}, progress=note("generate"))
+                                provenance={"matched_to": str(real.resolve())}, progress=note("generate"),
+                                composition=composition)
 
     key = {"checkpoint_sha256": gen.checkpoint_sha256, "seed": seed,
            "segmenter": seg.digests if seg.kind == "unet" else seg.kind,
@@ -184,6 +189,7 @@ def _report(metrics: dict[str, Any], gen: Generator, seg: Segmenter, sex_clf: Se
                        "training": gen.manifest.get("training", {}).get("n_patients")},
         "generation": {"steps": gen_prov.get("steps"), "guidance_scale": gen_prov.get("guidance_scale"),
                        "sampler": gen_prov.get("sampler", "ddim"), "guidance_interval": gen_prov.get("guidance_interval"),
+                       "composition": gen_prov.get("composition", False),
                        "support_warnings": gen_prov.get("support_warnings", []),
                        "synthetic_cohort": str(syn_dir),
                        "patient_seeds": [patient_seed(seed, i) for i in range(len(table))]},

@@ -33,12 +33,13 @@ def find_reports(root: str | Path) -> list[Path]:
 
 
 def shipped_reports() -> list[Path]:
-    """The evaluation shipped with the default generator (``fidelity/`` of ``$VCT_GENERATOR``, else of the
-    shipped ``checkpoints/default``), if any."""
+    """The evaluations shipped with the default generator (``fidelity/`` of ``$VCT_GENERATOR``, else of the
+    shipped ``checkpoints/default``, and ``fidelity/bins_only/``: the same generator sampled without
+    composition steering), those that exist."""
     from vctcore.assets import default_generator
 
-    d = default_generator() / "fidelity"
-    return [d] if (d / REPORT).exists() else []
+    root = default_generator()
+    return [d for d in (root / "fidelity", root / "fidelity" / "bins_only") if (d / REPORT).exists()]
 
 
 def _num(v: Any) -> float | None:
@@ -55,6 +56,22 @@ def summary_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append({"metric": label, "value": _num(m.get("value")),
                      "target": f"{m.get('comparison', '')} {m.get('target', '')}".strip(),
                      "pass": "pass" if m.get("pass") else "FAIL", "paper": _num(m.get("paper"))})
+    return rows
+
+
+def compare_rows(before: dict[str, Any], after: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per targeted metric in both reports: metric, before, after, change (after - before) and
+    better ("yes"/"no"/"same" by the target's direction: ">=" higher is better, "<=" lower)."""
+    rows = []
+    for key, label in LABELS.items():
+        a, b = before.get("metrics", {}).get(key) or {}, after.get("metrics", {}).get(key) or {}
+        va, vb = _num(a.get("value")), _num(b.get("value"))
+        if va is None or vb is None:
+            continue
+        sign = -1.0 if (b.get("comparison") or a.get("comparison")) == "<=" else 1.0
+        gain = sign * (vb - va)
+        rows.append({"metric": label, "before": va, "after": vb, "change": vb - va,
+                     "better": "same" if abs(gain) < 1e-9 else ("yes" if gain > 0 else "no")})
     return rows
 
 
@@ -111,6 +128,8 @@ def run_line(report: dict[str, Any]) -> str:
         where = (f" at noise levels sigma in ({interval[0]:g}, {interval[1]:g}]" if interval
                  else " at every step")
         parts.append(f"guidance {float(g['guidance_scale']):g}{where}")
+    if g.get("composition"):
+        parts.append("steered toward each real row's body fat, muscle and weight")
     line = ", ".join(parts)
     ran = report.get("device_name") or report.get("device")
     if ran:

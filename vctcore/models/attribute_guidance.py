@@ -204,16 +204,17 @@ class LinearGuide:
 
     def read(self, x0: torch.Tensor, t: int) -> torch.Tensor:
         """(B, K) readings of clean-latent estimates ``x0`` (B, C, X, Y, Z) at timestep ``t`` (see :meth:`map_for`)."""
-        w, c = self.maps[self.map_for(t)]
+        w, c = (a.to(x0.device) for a in self.maps[self.map_for(t)])
         return x0.flatten(1).float() @ w.T.float() + c
 
     def step(self, x0: torch.Tensor, t: int, targets: torch.Tensor) -> torch.Tensor:
         """The smallest change of ``x0`` (B, C, X, Y, Z) that makes the reading at ``t`` equal ``targets``
         (B, K) in units; NaN targets are free. Zero where ``t`` has no map or a sample asks for nothing."""
-        step = torch.zeros(x0.shape[0], x0[0].numel())
+        step = torch.zeros(x0.shape[0], x0[0].numel(), device=x0.device)
         if self.map_for(t) is None:
             return step.view_as(x0).to(x0.dtype)
-        w = self.maps[self.map_for(t)][0].float()
+        w = self.maps[self.map_for(t)][0].to(x0.device).float()
+        targets = targets.to(x0.device)
         err = targets.float() - self.read(x0, t)
         for b in range(x0.shape[0]):
             ask = ~torch.isnan(targets[b])
@@ -238,7 +239,7 @@ class LinearGuide:
         def steer(x0: torch.Tensor, t: int) -> torch.Tensor:
             if self.map_for(t) is None:
                 return x0
-            return x0 + strength * self.step(x0, t, targets).to(x0.device)
+            return x0 + strength * self.step(x0, t, targets)
 
         return steer
 

@@ -225,6 +225,7 @@ class Generator:
         bins_all = torch.from_numpy(attribute_bins(table, self.cfg.diffusion.condition_on))
         affine = make_affine(self.cfg.spacing_mm, tuple(self.manifest.get("origin_mm", (0.0, 0.0, 0.0))))
         out: list[GeneratedPatient] = []
+        steered = composition and (sampler or self.cfg.diffusion.sampler) == "dpm++"  # the guide's solver
         for start in range(0, len(table), batch_size):
             rows = list(range(start, min(start + batch_size, len(table))))
             seeds = [patient_seed(seed, index_offset + i) for i in rows]
@@ -233,7 +234,6 @@ class Generator:
             # initial noise is drawn on the CPU (the same latents on every device); DDPM's per-step noise
             # is drawn where the sampling runs, as MONAI's scheduler asks (same seed, same volume per device)
             gen = torch.Generator(device=self.device).manual_seed(seeds[0])
-            steered = composition and (sampler or self.cfg.diffusion.sampler) == "dpm++"  # the guide's solver
             steer = self._steer([table.iloc[i].to_dict() for i in rows]) if steered else None
             with autocast(self.device, self.cfg.precision):
                 z = self.dm.sample(bins_all[rows].to(self.device), noise.to(self.device), steps=steps,
@@ -247,7 +247,6 @@ class Generator:
                 if progress is not None:
                     progress(len(out), len(table))
         return out
-
 
     def _steer(self, rows: list[dict[str, Any]]) -> Callable[[torch.Tensor, int], torch.Tensor] | None:
         """The guide's steer toward ``rows``' composition values, or None (no guide, or no row asks)."""

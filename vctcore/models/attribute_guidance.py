@@ -94,16 +94,21 @@ class LatentRegressor(nn.Module):
         return self.standardised(z) * self.std + self.mean
 
 
+def attribute_values(attributes: Sequence[str], rows: Sequence[dict]) -> torch.Tensor:
+    """(B, K) float32 values of ``attributes`` from attribute dicts, in their units; NaN where a row does not
+    ask for one (missing, None or not finite)."""
+    vals = np.full((len(rows), len(attributes)), np.nan, dtype=np.float32)
+    for b, row in enumerate(rows):
+        for k, name in enumerate(attributes):
+            v = row.get(name)
+            if v is not None and np.isfinite(float(v)):
+                vals[b, k] = float(v)
+    return torch.from_numpy(vals)
+
+
 def target_matrix(regressor: LatentRegressor, rows: Sequence[dict]) -> torch.Tensor:
     """(B, K) standardised targets from attribute dicts; NaN where a row does not ask for an attribute."""
-    vals = np.full((len(rows), len(regressor.cfg.attributes)), np.nan, dtype=np.float32)
-    for b, row in enumerate(rows):
-        for k, name in enumerate(regressor.cfg.attributes):
-            v = row.get(name)
-            if v is not None and not (isinstance(v, float) and np.isnan(v)):
-                vals[b, k] = float(v)
-    t = torch.from_numpy(vals)
-    return (t - regressor.mean.cpu()) / regressor.std.cpu()
+    return (attribute_values(regressor.cfg.attributes, rows) - regressor.mean.cpu()) / regressor.std.cpu()
 
 
 def gauss_newton_step(regressor: LatentRegressor, x0: torch.Tensor, targets: torch.Tensor,
@@ -202,20 +207,26 @@ class LinearGuide:
         near = min(ts, key=lambda m: abs(m - int(t)))
         return near if abs(near - int(t)) <= tol else None
 
+    def _map_on(self, t: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(W, c) serving timestep ``t`` (:meth:`map_for`) in float32 on ``device``, or None."""
+        tm = self.map_for(t)
+        return None if tm is None else tuple(a.to(device).float() for a in self.maps[tm])
+
     def read(self, x0: torch.Tensor, t: int) -> torch.Tensor:
         """(B, K) readings of clean-latent estimates ``x0`` (B, C, X, Y, Z) at timestep ``t`` (see :meth:`map_for`)."""
-        w, c = (a.to(x0.device) for a in self.maps[self.map_for(t)])
-        return x0.flatten(1).float() @ w.T.float() + c
+        w, c = self._map_on(t, x0.device)
+        return x0.flatten(1).float() @ w.T + c
 
     def step(self, x0: torch.Tensor, t: int, targets: torch.Tensor) -> torch.Tensor:
         """The smallest change of ``x0`` (B, C, X, Y, Z) that makes the reading at ``t`` equal ``targets``
         (B, K) in units; NaN targets are free. Zero where ``t`` has no map or a sample asks for nothing."""
         step = torch.zeros(x0.shape[0], x0[0].numel(), device=x0.device)
-        if self.map_for(t) is None:
+        wc = self._map_on(t, x0.device)
+        if wc is None:
             return step.view_as(x0).to(x0.dtype)
-        w = self.maps[self.map_for(t)][0].to(x0.device).float()
+        w, c = wc
         targets = targets.to(x0.device)
-        err = targets.float() - self.read(x0, t)
+        err = targets.float() - (x0.flatten(1).float() @ w.T + c)
         for b in range(x0.shape[0]):
             ask = ~torch.isnan(targets[b])
             if bool(ask.any()):
@@ -225,13 +236,7 @@ class LinearGuide:
 
     def targets(self, rows: Sequence[dict]) -> torch.Tensor:
         """(B, K) targets in units from attribute dicts; NaN where a row does not ask for an attribute."""
-        vals = np.full((len(rows), len(self.attributes)), np.nan, dtype=np.float32)
-        for b, row in enumerate(rows):
-            for k, name in enumerate(self.attributes):
-                v = row.get(name)
-                if v is not None and np.isfinite(float(v)):
-                    vals[b, k] = float(v)
-        return torch.from_numpy(vals)
+        return attribute_values(self.attributes, rows)
 
     def make_steer(self, targets: torch.Tensor, strength: float = 1.0) -> Callable[[torch.Tensor, int], torch.Tensor]:
         """``steer(x0, t)`` for :meth:`LatentDiffusion.sample`: ``strength`` times :meth:`step` at mapped steps."""
